@@ -1,0 +1,3 @@
+"""promptdeck: a self-hosted prompt deployment server."""
+
+__version__ = "0.1.0"

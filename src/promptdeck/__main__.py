@@ -1,0 +1,3 @@
+from promptdeck.cli import main
+
+main()

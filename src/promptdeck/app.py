@@ -1,0 +1,47 @@
+"""`create_app(settings)`: wires the services, the dialects and the admin API into one ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from promptdeck import __version__
+from promptdeck.config import Settings
+from promptdeck.services import Services
+from promptdeck.surfaces import admin, fetchhive
+from promptdeck.surfaces.http import BodyLimit, as_error
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or Settings()
+    built = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await built.start()
+        try:
+            yield
+        finally:
+            await built.stop()
+
+    app = FastAPI(
+        title="promptdeck",
+        version=__version__,
+        description="Self-hosted prompt deployment server.",
+        lifespan=lifespan,
+    )
+    app.state.services = built
+    app.include_router(fetchhive.router)
+    app.include_router(admin.router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_routed(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown paths and methods: answered in the admin shape for /api, Fetch Hive's elsewhere."""
+        render = admin.render_error if request.url.path.startswith("/api") else fetchhive.render_error
+        return render(as_error(exc), request)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,59 @@
+"""Settings, read once from PROMPTDECK_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(_env("PROMPTDECK_DATA_DIR", ".promptdeck")))
+    database_url: str = ""
+    host: str = field(default_factory=lambda: _env("PROMPTDECK_HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: _int("PROMPTDECK_PORT", 8400))
+    max_body_bytes: int = field(default_factory=lambda: _int("PROMPTDECK_MAX_BODY_BYTES", 1024 * 1024))
+    cache_ttl_seconds: float = field(default_factory=lambda: _float("PROMPTDECK_CACHE_TTL", 10.0))
+    keepalive_seconds: float = field(default_factory=lambda: _float("PROMPTDECK_KEEPALIVE_SECONDS", 15.0))
+    local_model_path: str = field(default_factory=lambda: _env("PROMPTDECK_LOCAL_MODEL_PATH", ""))
+    local_context_tokens: int = field(default_factory=lambda: _int("PROMPTDECK_LOCAL_CONTEXT", 2048))
+    openai_base_url: str = field(
+        default_factory=lambda: _env("PROMPTDECK_OPENAI_BASE_URL", "https://api.openai.com/v1")
+    )
+    openai_api_key: str = field(
+        default_factory=lambda: _env("PROMPTDECK_OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", ""))
+    )
+    upstream_connect_timeout: float = field(
+        default_factory=lambda: _float("PROMPTDECK_UPSTREAM_CONNECT_TIMEOUT", 5.0)
+    )
+    upstream_read_timeout: float = field(
+        default_factory=lambda: _float("PROMPTDECK_UPSTREAM_READ_TIMEOUT", 60.0)
+    )
+    upstream_total_timeout: float = field(
+        default_factory=lambda: _float("PROMPTDECK_UPSTREAM_TOTAL_TIMEOUT", 300.0)
+    )
+    writer_batch_size: int = field(default_factory=lambda: _int("PROMPTDECK_WRITER_BATCH_SIZE", 500))
+    writer_flush_seconds: float = field(
+        default_factory=lambda: _float("PROMPTDECK_WRITER_FLUSH_SECONDS", 0.25)
+    )
+    writer_queue_size: int = field(default_factory=lambda: _int("PROMPTDECK_WRITER_QUEUE_SIZE", 50_000))
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            url = _env("PROMPTDECK_DATABASE_URL", "")
+            if not url:
+                url = f"sqlite+aiosqlite:///{(self.data_dir / 'promptdeck.db').resolve()}"
+            object.__setattr__(self, "database_url", url)

@@ -1,0 +1,67 @@
+"""Errors with a stable code; each dialect maps the code to its own status and shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PromptdeckError(Exception):
+    """Base of every error a caller may see. `code` is stable; `message` is for people."""
+
+    code = "internal_server_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ValidationFailed(PromptdeckError):
+    code = "validation_error"
+
+
+class Unauthorized(PromptdeckError):
+    code = "unauthorized"
+
+
+class Forbidden(PromptdeckError):
+    code = "forbidden"
+
+
+class NotFound(PromptdeckError):
+    code = "not_found"
+
+
+class Conflict(PromptdeckError):
+    code = "conflict"
+
+
+class PayloadTooLarge(PromptdeckError):
+    code = "payload_too_large"
+
+
+class RateLimited(PromptdeckError):
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderFailed(PromptdeckError):
+    code = "provider_error"
+
+
+# HTTP status for each code; dialects that follow HTTP semantics share it.
+HTTP_STATUS: dict[str, int] = {
+    "validation_error": 422,
+    "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "payload_too_large": 413,
+    "too_many_requests": 429,
+    "provider_error": 502,
+    "internal_server_error": 500,
+}

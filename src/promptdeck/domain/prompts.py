@@ -1,0 +1,185 @@
+"""What a prompt version holds, and the rules it must follow.
+
+A `PromptSpec` is the content of one immutable version. Two specs with the
+same content have the same `content_hash`, which is how `push` knows whether
+a file changed anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.templating import variables_in
+
+ROLES = ("system", "user", "assistant")
+INPUT_TYPES = ("string", "number", "integer", "boolean", "json")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+
+# Parameter name -> (accepted Python types, lower bound, upper bound)
+PARAMETERS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
+    "temperature": ((int, float), 0.0, 2.0),
+    "top_p": ((int, float), 0.0, 1.0),
+    "max_tokens": ((int,), 1, 1_000_000),
+    "seed": ((int,), None, None),
+    "presence_penalty": ((int, float), -2.0, 2.0),
+    "frequency_penalty": ((int, float), -2.0, 2.0),
+    "stop": ((str, list), None, None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    type: str = "string"
+    required: bool = True
+    default: Any = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "required": self.required}
+        if self.default is not None:
+            out["default"] = self.default
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSpec:
+    model: str
+    messages: tuple[Message, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "params": dict(self.params),
+            "inputs": {name: spec.to_dict() for name, spec in self.inputs.items()},
+        }
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    @property
+    def provider(self) -> str:
+        return self.model.split("/", 1)[0]
+
+
+def check_slug(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not SLUG.match(value):
+        raise ValidationFailed(
+            f"{what} must be 1-100 characters of lower-case letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit; got {value!r}"
+        )
+    return value
+
+
+def parse_spec(raw: Any) -> PromptSpec:
+    """Build a spec from plain data (API body or prompt file), listing every problem at once.
+
+    Variables used in the messages but not declared become required strings.
+    """
+    if not isinstance(raw, dict):
+        raise ValidationFailed("a prompt version must be an object")
+    problems: list[str] = []
+
+    model = raw.get("model")
+    if not isinstance(model, str) or "/" not in model or model.startswith("/") or model.endswith("/"):
+        problems.append(
+            f"model: expected 'provider/model', e.g. 'local/smollm2-135m-instruct'; got {model!r}"
+        )
+        model = ""
+
+    messages: list[Message] = []
+    raw_messages = raw.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        problems.append("messages: expected a non-empty list of {role, content}")
+    else:
+        for i, item in enumerate(raw_messages):
+            if not isinstance(item, dict):
+                problems.append(f"messages[{i}]: expected an object with role and content")
+                continue
+            role, content = item.get("role"), item.get("content")
+            if role not in ROLES:
+                problems.append(f"messages[{i}].role: expected one of {', '.join(ROLES)}; got {role!r}")
+            if not isinstance(content, str):
+                problems.append(f"messages[{i}].content: expected a string")
+            if role in ROLES and isinstance(content, str):
+                messages.append(Message(role, content))
+
+    params = raw.get("params") or raw.get("parameters") or {}
+    if not isinstance(params, dict):
+        problems.append("params: expected an object")
+        params = {}
+    for name, value in params.items():
+        problems.extend(_check_param(name, value))
+
+    inputs: dict[str, InputSpec] = {}
+    raw_inputs = raw.get("inputs") or {}
+    if not isinstance(raw_inputs, dict):
+        problems.append("inputs: expected an object of name -> {type, required, default, description}")
+        raw_inputs = {}
+    for name, decl in raw_inputs.items():
+        spec, errors = _parse_input(name, decl)
+        problems.extend(errors)
+        if spec is not None:
+            inputs[name] = spec
+
+    if problems:
+        raise ValidationFailed("invalid prompt version: " + "; ".join(problems), details=problems)
+
+    for name in variables_in(m.content for m in messages):
+        inputs.setdefault(name, InputSpec())
+    return PromptSpec(model=model, messages=tuple(messages), params=dict(params), inputs=inputs)
+
+
+def _check_param(name: str, value: Any) -> list[str]:
+    rule = PARAMETERS.get(name)
+    if rule is None:
+        return [f"params.{name}: unknown parameter (known: {', '.join(PARAMETERS)})"]
+    types, low, high = rule
+    if isinstance(value, bool) or not isinstance(value, types):
+        return [f"params.{name}: expected {' or '.join(t.__name__ for t in types)}; got {value!r}"]
+    if name == "stop" and isinstance(value, list) and not all(isinstance(s, str) for s in value):
+        return ["params.stop: expected a string or a list of strings"]
+    if isinstance(value, int | float) and (
+        (low is not None and value < low) or (high is not None and value > high)
+    ):
+        return [f"params.{name}: must be between {low} and {high}; got {value}"]
+    return []
+
+
+def _parse_input(name: Any, decl: Any) -> tuple[InputSpec | None, list[str]]:
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+        return None, [f"inputs: {name!r} is not a valid variable name"]
+    if decl is None:
+        return InputSpec(), []
+    if isinstance(decl, str):
+        decl = {"type": decl}
+    if not isinstance(decl, dict):
+        return None, [f"inputs.{name}: expected an object with type, required, default, description"]
+    kind = decl.get("type", "string")
+    if kind not in INPUT_TYPES:
+        return None, [f"inputs.{name}.type: expected one of {', '.join(INPUT_TYPES)}; got {kind!r}"]
+    default = decl.get("default")
+    required = decl.get("required", default is None)
+    if not isinstance(required, bool):
+        return None, [f"inputs.{name}.required: expected true or false"]
+    description = decl.get("description", "") or ""
+    if not isinstance(description, str):
+        return None, [f"inputs.{name}.description: expected a string"]
+    return InputSpec(type=kind, required=required, default=default, description=description), []

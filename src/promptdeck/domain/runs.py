@@ -1,0 +1,66 @@
+"""One invocation, as it is logged."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SUCCESS = "success"
+ERROR = "error"
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """Filled in as a run proceeds; handed to the writer when it ends, successful or not."""
+
+    workspace_id: str
+    dialect: str
+    deployment: str
+    streamed: bool
+    request_id: str = field(default_factory=new_request_id)
+    id: str = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utcnow)
+    deployment_id: str | None = None
+    variant: str | None = None
+    version_id: str | None = None
+    version_number: int | None = None
+    model: str | None = None
+    provider: str | None = None
+    inputs: dict[str, Any] | None = None
+    messages: list[dict[str, str]] | None = None
+    output: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float | None = None
+    duration_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: str = SUCCESS
+    stop_reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    metadata: dict[str, Any] | None = None
+    end_user: str | None = None
+    external_id: str | None = None
+    api_key_id: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]

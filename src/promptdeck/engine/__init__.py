@@ -1,0 +1,1 @@
+"""The invoke pipeline: resolve, validate, render, call a provider, record the run."""

@@ -1,0 +1,58 @@
+"""API-key checks for every surface, served from memory in the steady state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from promptdeck.domain import keys
+from promptdeck.domain.errors import Forbidden, Unauthorized
+from promptdeck.domain.runs import utcnow
+from promptdeck.engine.ttl_cache import TtlCache
+from promptdeck.store.access import AccessStore, ApiKey
+
+INVALID = "Invalid access."
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_id: str
+    workspace_id: str
+    scopes: tuple[str, ...]
+    key_name: str
+
+
+class KeyCheck:
+    """Turns a presented secret into a `Caller`. Unknown and revoked keys are cached too, so
+    a flood of bad keys does not reach the database."""
+
+    def __init__(self, store: AccessStore, ttl_seconds: float) -> None:
+        self.store = store
+        self._cache: TtlCache[str, ApiKey | None] = TtlCache(store.find_by_hash, ttl_seconds)
+        self.last_used: dict[str, datetime] = {}
+
+    async def caller(self, secret: str | None, scope: str) -> Caller:
+        if not secret:
+            raise Unauthorized(INVALID)
+        key = await self._cache.get(keys.hash_key(secret))
+        if key is None or key.revoked_at is not None:
+            raise Unauthorized(INVALID)
+        if not keys.allows(key.scopes, scope):
+            raise Forbidden(f"this API key lacks the {scope!r} scope")
+        self.last_used[key.id] = utcnow()
+        return Caller(key.id, key.workspace_id, key.scopes, key.name)
+
+    def forget(self) -> None:
+        """Drop every cached key (after a revoke)."""
+        self._cache.invalidate()
+
+    def take_last_used(self) -> dict[str, datetime]:
+        used, self.last_used = self.last_used, {}
+        return used
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

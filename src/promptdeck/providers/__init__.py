@@ -1,0 +1,1 @@
+"""One module per upstream API, each turning its stream into normalized events."""

@@ -1,0 +1,79 @@
+"""Everything a running server holds, built once and shared by every surface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from promptdeck.config import Settings
+from promptdeck.engine.auth import KeyCheck
+from promptdeck.engine.invoke import Engine
+from promptdeck.providers.base import Providers
+from promptdeck.providers.local import LocalProvider, model_paths
+from promptdeck.providers.openai import OpenAIProvider
+from promptdeck.store.access import AccessStore
+from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.database import create_engine
+from promptdeck.store.run_log import RunLog, run_dict
+from promptdeck.store.run_writer import RunWriter
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: AsyncEngine
+    access: AccessStore
+    catalog: CatalogStore
+    run_log: RunLog
+    writer: RunWriter
+    keys: KeyCheck
+    providers: Providers
+    engine: Engine
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        db = create_engine(settings.database_url)
+        access = AccessStore(db)
+        catalog = CatalogStore(db)
+        keys = KeyCheck(access, settings.cache_ttl_seconds)
+
+        async def record_key_use() -> None:
+            await access.record_last_used(keys.take_last_used())
+
+        writer = RunWriter(
+            db,
+            batch_size=settings.writer_batch_size,
+            flush_seconds=settings.writer_flush_seconds,
+            queue_size=settings.writer_queue_size,
+            after_batch=record_key_use,
+        )
+        providers = Providers(
+            [
+                LocalProvider(model_paths(settings.local_model_path), settings.local_context_tokens),
+                OpenAIProvider.from_settings(settings),
+            ]
+        )
+        engine = Engine(catalog, providers, writer, settings.cache_ttl_seconds)
+        return cls(settings, db, access, catalog, RunLog(db), writer, keys, providers, engine)
+
+    async def start(self) -> None:
+        self.writer.start()
+
+    async def stop(self) -> None:
+        """Drain the run writer first: no run is lost on a graceful shutdown."""
+        await self.writer.stop()
+        await self.access.record_last_used(self.keys.take_last_used())
+        await self.providers.aclose()
+        await self.db.dispose()
+
+    async def find_run(self, workspace_id: str, run_id: str) -> dict[str, Any]:
+        """A run by id or request id, including one still waiting for the writer."""
+        record = self.writer.pending.get(run_id)
+        if record is not None and record.workspace_id == workspace_id:
+            return run_dict(record)
+        return await self.run_log.get(workspace_id, run_id)
+
+    def catalog_changed(self) -> None:
+        self.engine.forget_deployments()

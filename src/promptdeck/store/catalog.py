@@ -1,0 +1,458 @@
+"""Prompts, their immutable versions, deployments and variant pointers.
+
+Every write that touches several rows runs in one transaction, so nothing is
+ever half-applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from promptdeck.domain.deployments import Deployment, Version
+from promptdeck.domain.errors import Conflict, NotFound, ValidationFailed
+from promptdeck.domain.prompts import InputSpec, Message, PromptSpec, check_slug, parse_spec
+from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
+
+LATEST = "latest"
+
+
+def _spec(row: Any) -> PromptSpec:
+    return PromptSpec(
+        model=row.model,
+        messages=tuple(Message(m["role"], m["content"]) for m in row.messages),
+        params=dict(row.params),
+        inputs={name: InputSpec(**decl) for name, decl in row.inputs.items()},
+    )
+
+
+def _version(row: Any, slug: str) -> Version:
+    return Version(
+        id=row.id,
+        prompt_id=row.prompt_id,
+        prompt_slug=slug,
+        number=row.number,
+        spec=_spec(row),
+        note=row.note,
+        author=row.author,
+        created_at=row.created_at,
+    )
+
+
+@dataclass
+class PushReport:
+    """What a push changed; `changed` is False when the file matched the server exactly."""
+
+    prompt: str
+    prompt_created: bool = False
+    version: int = 0
+    version_created: bool = False
+    moves: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.prompt_created or self.version_created or any(m["changed"] for m in self.moves)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "prompt_created": self.prompt_created,
+            "version": self.version,
+            "version_created": self.version_created,
+            "variants": self.moves,
+            "changed": self.changed,
+        }
+
+
+class CatalogStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # ── prompts ──────────────────────────────────────────────────────────────
+
+    async def create_prompt(
+        self, workspace_id: str, slug: str, name: str = "", description: str = ""
+    ) -> dict[str, Any]:
+        check_slug(slug, "prompt slug")
+        async with self.engine.begin() as conn:
+            if await self._prompt_row(conn, workspace_id, slug) is not None:
+                raise Conflict(f"a prompt with slug {slug!r} already exists")
+            return await self._insert_prompt(conn, workspace_id, slug, name, description)
+
+    async def _insert_prompt(
+        self, conn: AsyncConnection, workspace_id: str, slug: str, name: str, description: str
+    ) -> dict[str, Any]:
+        values = {
+            "id": new_id(),
+            "workspace_id": workspace_id,
+            "slug": slug,
+            "name": name or slug,
+            "description": description,
+            "created_at": utcnow(),
+        }
+        await conn.execute(prompts.insert().values(**values))
+        return values
+
+    async def _prompt_row(self, conn: AsyncConnection, workspace_id: str, slug: str) -> Any:
+        return (
+            await conn.execute(
+                sa.select(prompts).where(prompts.c.workspace_id == workspace_id, prompts.c.slug == slug)
+            )
+        ).first()
+
+    async def _require_prompt(self, conn: AsyncConnection, workspace_id: str, slug: str) -> Any:
+        row = await self._prompt_row(conn, workspace_id, slug)
+        if row is None:
+            raise NotFound(f"no prompt {slug!r} in this workspace")
+        return row
+
+    async def list_prompts(self, workspace_id: str) -> list[dict[str, Any]]:
+        latest = (
+            sa.select(prompt_versions.c.prompt_id, sa.func.max(prompt_versions.c.number).label("latest"))
+            .group_by(prompt_versions.c.prompt_id)
+            .subquery()
+        )
+        query = (
+            sa.select(prompts, latest.c.latest)
+            .outerjoin(latest, latest.c.prompt_id == prompts.c.id)
+            .where(prompts.c.workspace_id == workspace_id)
+            .order_by(prompts.c.slug)
+        )
+        async with self.engine.connect() as conn:
+            return [_prompt_dict(r) | {"latest_version": r.latest} for r in await conn.execute(query)]
+
+    async def get_prompt(self, workspace_id: str, slug: str) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            row = await self._require_prompt(conn, workspace_id, slug)
+        return _prompt_dict(row) | {
+            "versions": [v_summary(v) for v in await self.list_versions(workspace_id, slug)]
+        }
+
+    # ── versions ─────────────────────────────────────────────────────────────
+
+    async def create_version(
+        self, workspace_id: str, slug: str, raw_spec: Any, note: str = "", author: str = ""
+    ) -> Version:
+        spec = parse_spec(raw_spec)
+        async with self.engine.begin() as conn:
+            prompt = await self._require_prompt(conn, workspace_id, slug)
+            return await self._insert_version(conn, prompt, spec, note, author)
+
+    async def _insert_version(
+        self, conn: AsyncConnection, prompt: Any, spec: PromptSpec, note: str, author: str
+    ) -> Version:
+        number = (
+            await conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(prompt_versions.c.number), 0)).where(
+                    prompt_versions.c.prompt_id == prompt.id
+                )
+            )
+        ).scalar_one() + 1
+        data = spec.to_dict()
+        values = {
+            "id": new_id(),
+            "prompt_id": prompt.id,
+            "number": number,
+            "model": data["model"],
+            "messages": data["messages"],
+            "params": data["params"],
+            "inputs": data["inputs"],
+            "content_hash": spec.content_hash,
+            "note": note,
+            "author": author,
+            "created_at": utcnow(),
+        }
+        try:
+            await conn.execute(prompt_versions.insert().values(**values))
+        except IntegrityError as exc:
+            raise Conflict("another version was created at the same moment; try again") from exc
+        return Version(values["id"], prompt.id, prompt.slug, number, spec, note, author, values["created_at"])
+
+    async def list_versions(self, workspace_id: str, slug: str) -> list[Version]:
+        async with self.engine.connect() as conn:
+            prompt = await self._require_prompt(conn, workspace_id, slug)
+            rows = await conn.execute(
+                sa.select(prompt_versions)
+                .where(prompt_versions.c.prompt_id == prompt.id)
+                .order_by(prompt_versions.c.number)
+            )
+            return [_version(r, slug) for r in rows]
+
+    async def get_version(self, workspace_id: str, slug: str, number: int) -> Version:
+        async with self.engine.connect() as conn:
+            prompt = await self._require_prompt(conn, workspace_id, slug)
+            return await self._version_by_number(conn, prompt, number)
+
+    async def _version_by_number(self, conn: AsyncConnection, prompt: Any, number: int) -> Version:
+        row = (
+            await conn.execute(
+                sa.select(prompt_versions).where(
+                    prompt_versions.c.prompt_id == prompt.id, prompt_versions.c.number == number
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"prompt {prompt.slug!r} has no version {number}")
+        return _version(row, prompt.slug)
+
+    async def _latest_version(self, conn: AsyncConnection, prompt: Any) -> Version | None:
+        row = (
+            await conn.execute(
+                sa.select(prompt_versions)
+                .where(prompt_versions.c.prompt_id == prompt.id)
+                .order_by(prompt_versions.c.number.desc())
+                .limit(1)
+            )
+        ).first()
+        return _version(row, prompt.slug) if row else None
+
+    # ── deployments and variants ─────────────────────────────────────────────
+
+    async def create_deployment(
+        self,
+        workspace_id: str,
+        name: str,
+        prompt_slug: str,
+        variant_versions: dict[str, int | str],
+        default_variant: str | None = None,
+        actor: str = "",
+    ) -> Deployment:
+        check_slug(name, "deployment name")
+        if not variant_versions:
+            raise ValidationFailed('a deployment needs at least one variant, e.g. {"default": "latest"}')
+        default_variant = default_variant or next(iter(variant_versions))
+        if default_variant not in variant_versions:
+            raise ValidationFailed(f"default_variant {default_variant!r} is not one of the variants given")
+        async with self.engine.begin() as conn:
+            prompt = await self._require_prompt(conn, workspace_id, prompt_slug)
+            if await self._deployment_row(conn, workspace_id, name) is not None:
+                raise Conflict(f"a deployment named {name!r} already exists")
+            deployment_id = await self._insert_deployment(
+                conn, workspace_id, name, prompt.id, default_variant
+            )
+            for variant, target in variant_versions.items():
+                version = await self._target_version(conn, prompt, target)
+                await self._move(conn, deployment_id, variant, version.id, actor, "created")
+        return await self.load_deployment(workspace_id, name)
+
+    async def _insert_deployment(
+        self, conn: AsyncConnection, workspace_id: str, name: str, prompt_id: str, default_variant: str
+    ) -> str:
+        deployment_id = new_id()
+        await conn.execute(
+            deployments.insert().values(
+                id=deployment_id,
+                workspace_id=workspace_id,
+                name=name,
+                prompt_id=prompt_id,
+                default_variant=default_variant,
+                created_at=utcnow(),
+            )
+        )
+        return deployment_id
+
+    async def _deployment_row(self, conn: AsyncConnection, workspace_id: str, name: str) -> Any:
+        return (
+            await conn.execute(
+                sa.select(deployments).where(
+                    deployments.c.workspace_id == workspace_id, deployments.c.name == name
+                )
+            )
+        ).first()
+
+    async def _target_version(self, conn: AsyncConnection, prompt: Any, target: int | str) -> Version:
+        if target == LATEST:
+            latest = await self._latest_version(conn, prompt)
+            if latest is None:
+                raise ValidationFailed(f"prompt {prompt.slug!r} has no version yet")
+            return latest
+        if isinstance(target, bool) or not isinstance(target, int):
+            raise ValidationFailed(f"a variant points at 'latest' or a version number; got {target!r}")
+        return await self._version_by_number(conn, prompt, target)
+
+    async def _move(
+        self, conn: AsyncConnection, deployment_id: str, variant: str, version_id: str, actor: str, note: str
+    ) -> str | None:
+        """Point a variant at a version (creating the variant if new); returns the previous version id."""
+        check_slug(variant, "variant name")
+        row = (
+            await conn.execute(
+                sa.select(variants).where(
+                    variants.c.deployment_id == deployment_id, variants.c.name == variant
+                )
+            )
+        ).first()
+        now = utcnow()
+        if row is None:
+            variant_id, previous = new_id(), None
+            await conn.execute(
+                variants.insert().values(
+                    id=variant_id,
+                    deployment_id=deployment_id,
+                    name=variant,
+                    version_id=version_id,
+                    updated_at=now,
+                )
+            )
+        else:
+            variant_id, previous = row.id, row.version_id
+            if previous == version_id:
+                return previous
+            await conn.execute(
+                variants.update()
+                .where(variants.c.id == variant_id)
+                .values(version_id=version_id, updated_at=now)
+            )
+        await conn.execute(
+            variant_moves.insert().values(
+                id=new_id(),
+                variant_id=variant_id,
+                from_version_id=previous,
+                to_version_id=version_id,
+                actor=actor,
+                note=note,
+                created_at=now,
+            )
+        )
+        return previous
+
+    async def move_variant(
+        self,
+        workspace_id: str,
+        deployment: str,
+        variant: str,
+        target: int | str,
+        actor: str = "",
+        note: str = "",
+    ) -> Deployment:
+        async with self.engine.begin() as conn:
+            row = await self._deployment_row(conn, workspace_id, deployment)
+            if row is None:
+                raise NotFound(f"no deployment {deployment!r} in this workspace")
+            prompt = (await conn.execute(sa.select(prompts).where(prompts.c.id == row.prompt_id))).one()
+            version = await self._target_version(conn, prompt, target)
+            await self._move(conn, row.id, variant, version.id, actor, note)
+        return await self.load_deployment(workspace_id, deployment)
+
+    async def list_deployments(self, workspace_id: str) -> list[Deployment]:
+        async with self.engine.connect() as conn:
+            names = await conn.execute(
+                sa.select(deployments.c.name)
+                .where(deployments.c.workspace_id == workspace_id)
+                .order_by(deployments.c.name)
+            )
+            return [await self._load(conn, workspace_id, n.name) for n in names.all()]
+
+    async def load_deployment(self, workspace_id: str, name: str) -> Deployment:
+        """A deployment with every variant resolved to its version: what the engine caches."""
+        async with self.engine.connect() as conn:
+            return await self._load(conn, workspace_id, name)
+
+    async def _load(self, conn: AsyncConnection, workspace_id: str, name: str) -> Deployment:
+        row = await self._deployment_row(conn, workspace_id, name)
+        if row is None:
+            raise NotFound(f"no deployment named {name!r}")
+        rows = await conn.execute(
+            sa.select(variants.c.name.label("variant"), prompt_versions, prompts.c.slug)
+            .join(prompt_versions, prompt_versions.c.id == variants.c.version_id)
+            .join(prompts, prompts.c.id == prompt_versions.c.prompt_id)
+            .where(variants.c.deployment_id == row.id)
+        )
+        resolved = {r.variant: _version(r, r.slug) for r in rows}
+        return Deployment(row.id, workspace_id, row.name, row.prompt_id, row.default_variant, resolved)
+
+    # ── prompts as code ──────────────────────────────────────────────────────
+
+    async def push(self, workspace_id: str, document: dict[str, Any], actor: str = "") -> PushReport:
+        """Apply one prompt file: create the prompt if new, add a version only if the content
+        changed, and move the named variants. Idempotent; all or nothing."""
+        slug = check_slug(document.get("prompt"), "prompt")
+        spec = parse_spec(document)
+        deploy = document.get("deploy") or {}
+        if not isinstance(deploy, dict) or not all(isinstance(v, dict) and v for v in deploy.values()):
+            raise ValidationFailed(
+                "deploy: expected deployment name -> {variant: 'latest' or version number}"
+            )
+        report = PushReport(prompt=slug)
+        async with self.engine.begin() as conn:
+            prompt = await self._prompt_row(conn, workspace_id, slug)
+            if prompt is None:
+                await self._insert_prompt(
+                    conn,
+                    workspace_id,
+                    slug,
+                    str(document.get("name") or ""),
+                    str(document.get("description") or ""),
+                )
+                prompt = await self._require_prompt(conn, workspace_id, slug)
+                report.prompt_created = True
+            latest = await self._latest_version(conn, prompt)
+            if latest is None or latest.spec.content_hash != spec.content_hash:
+                latest = await self._insert_version(
+                    conn, prompt, spec, str(document.get("note") or ""), actor
+                )
+                report.version_created = True
+            report.version = latest.number
+            for deployment_name, variant_targets in deploy.items():
+                check_slug(deployment_name, "deployment name")
+                row = await self._deployment_row(conn, workspace_id, deployment_name)
+                if row is None:
+                    deployment_id = await self._insert_deployment(
+                        conn, workspace_id, deployment_name, prompt.id, next(iter(variant_targets))
+                    )
+                elif row.prompt_id != prompt.id:
+                    raise Conflict(f"deployment {deployment_name!r} already serves another prompt")
+                else:
+                    deployment_id = row.id
+                for variant, target in variant_targets.items():
+                    version = await self._target_version(conn, prompt, target)
+                    previous = await self._move(conn, deployment_id, variant, version.id, actor, "push")
+                    report.moves.append(
+                        {
+                            "deployment": deployment_name,
+                            "variant": variant,
+                            "version": version.number,
+                            "changed": previous != version.id,
+                        }
+                    )
+        return report
+
+
+def _prompt_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "slug": row.slug,
+        "name": row.name,
+        "description": row.description,
+        "created_at": row.created_at,
+    }
+
+
+def v_summary(version: Version) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "prompt": version.prompt_slug,
+        "number": version.number,
+        "note": version.note,
+        "author": version.author,
+        "created_at": version.created_at,
+        **version.spec.to_dict(),
+    }
+
+
+def deployment_dict(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "id": deployment.id,
+        "name": deployment.name,
+        "prompt_id": deployment.prompt_id,
+        "default_variant": deployment.default_variant,
+        "variants": {
+            name: {"version": v.number, "version_id": v.id, "prompt": v.prompt_slug}
+            for name, v in sorted(deployment.variants.items())
+        },
+    }

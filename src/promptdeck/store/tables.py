@@ -1,0 +1,143 @@
+"""The schema, as SQLAlchemy Core tables (the same on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = sa.String(32)
+Timestamp = sa.DateTime(timezone=True)
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.String(100), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_used_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+)
+
+prompts = sa.Table(
+    "prompts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("slug", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("workspace_id", "slug"),
+)
+
+prompt_versions = sa.Table(
+    "prompt_versions",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("prompt_id", Id, sa.ForeignKey("prompts.id"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("messages", sa.JSON, nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+    sa.Column("author", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("prompt_id", "number"),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("prompt_id", Id, sa.ForeignKey("prompts.id"), nullable=False),
+    sa.Column("default_variant", sa.String(100), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name"),
+)
+
+variants = sa.Table(
+    "variants",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("deployment_id", Id, sa.ForeignKey("deployments.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("version_id", Id, sa.ForeignKey("prompt_versions.id"), nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("deployment_id", "name"),
+)
+
+variant_moves = sa.Table(
+    "variant_moves",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("variant_id", Id, sa.ForeignKey("variants.id"), nullable=False, index=True),
+    sa.Column("from_version_id", Id),
+    sa.Column("to_version_id", Id, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False, default=""),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("request_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("workspace_id", Id, nullable=False),
+    sa.Column("dialect", sa.String(20), nullable=False),
+    sa.Column("deployment", sa.String(100), nullable=False),
+    sa.Column("deployment_id", Id),
+    sa.Column("variant", sa.String(100)),
+    sa.Column("version_id", Id),
+    sa.Column("version_number", sa.Integer),
+    sa.Column("model", sa.String(200)),
+    sa.Column("provider", sa.String(50)),
+    sa.Column("streamed", sa.Boolean, nullable=False),
+    sa.Column("inputs", sa.JSON),
+    sa.Column("messages", sa.JSON),
+    sa.Column("output", sa.Text, nullable=False, default=""),
+    sa.Column("reasoning", sa.Text, nullable=False, default=""),
+    sa.Column("tool_calls", sa.JSON),
+    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_input_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cache_write_input_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cost", sa.Float),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("stop_reason", sa.String(40)),
+    sa.Column("error_code", sa.String(60)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("metadata", sa.JSON),
+    sa.Column("end_user", sa.String(200)),
+    sa.Column("external_id", sa.String(200)),
+    sa.Column("api_key_id", Id),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_runs_workspace_created", "workspace_id", "created_at", "id"),
+)

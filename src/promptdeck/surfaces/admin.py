@@ -1,0 +1,192 @@
+"""The admin API under `/api/`: prompts, versions, deployments, variants, keys and runs.
+
+Authenticated with an `admin`-scope key. Errors: `{"error": {"code", "message", "details"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, Field
+
+from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError
+from promptdeck.engine.auth import Caller
+from promptdeck.store.catalog import deployment_dict, v_summary
+from promptdeck.surfaces.callers import admin_caller, services
+from promptdeck.surfaces.http import dialect_route, dumps
+
+
+def render_error(error: PromptdeckError, request: Request | None = None) -> Response:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    return Response(
+        dumps(jsonable_encoder(body)), HTTP_STATUS.get(error.code, 500), media_type="application/json"
+    )
+
+
+router = APIRouter(prefix="/api", route_class=dialect_route(render_error), tags=["Admin"])
+Admin = Depends(admin_caller)
+
+
+class PromptIn(BaseModel):
+    slug: str
+    name: str = ""
+    description: str = ""
+
+
+class VersionIn(BaseModel):
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    note: str = ""
+
+
+class DeploymentIn(BaseModel):
+    name: str
+    prompt: str = Field(description="slug of the prompt this deployment serves")
+    variants: dict[str, int | Literal["latest"]] = Field(default_factory=lambda: {"default": "latest"})
+    default_variant: str | None = None
+
+
+class MoveIn(BaseModel):
+    version: int | Literal["latest"]
+    note: str = ""
+
+
+class KeyIn(BaseModel):
+    name: str = "key"
+    scopes: list[str] = Field(default_factory=lambda: ["invoke"])
+
+
+@router.get("/health", summary="Liveness and run-writer metrics (no key needed)")
+async def health(request: Request) -> dict[str, Any]:
+    metrics = services(request).writer.metrics
+    return {"status": "ok", "writer": metrics.__dict__}
+
+
+@router.get("/prompts")
+async def list_prompts(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return {"data": await services(request).catalog.list_prompts(caller.workspace_id)}
+
+
+@router.post("/prompts", status_code=201)
+async def create_prompt(body: PromptIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return await services(request).catalog.create_prompt(
+        caller.workspace_id, body.slug, body.name, body.description
+    )
+
+
+@router.get("/prompts/{slug}")
+async def get_prompt(slug: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return await services(request).catalog.get_prompt(caller.workspace_id, slug)
+
+
+@router.get("/prompts/{slug}/versions")
+async def list_versions(slug: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    versions = await services(request).catalog.list_versions(caller.workspace_id, slug)
+    return {"data": [v_summary(v) for v in versions]}
+
+
+@router.post("/prompts/{slug}/versions", status_code=201)
+async def create_version(
+    slug: str, body: VersionIn, request: Request, caller: Caller = Admin
+) -> dict[str, Any]:
+    app = services(request)
+    version = await app.catalog.create_version(
+        caller.workspace_id, slug, body.model_dump(), note=body.note, author=caller.key_name
+    )
+    app.catalog_changed()
+    return v_summary(version)
+
+
+@router.get("/prompts/{slug}/versions/{number}")
+async def get_version(slug: str, number: int, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return v_summary(await services(request).catalog.get_version(caller.workspace_id, slug, number))
+
+
+@router.get("/deployments")
+async def list_deployments(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return {
+        "data": [
+            deployment_dict(d) for d in await services(request).catalog.list_deployments(caller.workspace_id)
+        ]
+    }
+
+
+@router.post("/deployments", status_code=201)
+async def create_deployment(body: DeploymentIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    app = services(request)
+    deployment = await app.catalog.create_deployment(
+        caller.workspace_id,
+        body.name,
+        body.prompt,
+        dict(body.variants),
+        body.default_variant,
+        caller.key_name,
+    )
+    app.catalog_changed()
+    return deployment_dict(deployment)
+
+
+@router.get("/deployments/{name}")
+async def get_deployment(name: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return deployment_dict(await services(request).catalog.load_deployment(caller.workspace_id, name))
+
+
+@router.put(
+    "/deployments/{name}/variants/{variant}", summary="Point a variant at a version (creating it if new)"
+)
+async def move_variant(
+    name: str, variant: str, body: MoveIn, request: Request, caller: Caller = Admin
+) -> dict[str, Any]:
+    app = services(request)
+    deployment = await app.catalog.move_variant(
+        caller.workspace_id, name, variant, body.version, caller.key_name, body.note
+    )
+    app.catalog_changed()
+    return deployment_dict(deployment)
+
+
+@router.post("/push", summary="Apply a prompt file (prompts as code); idempotent")
+async def push(document: dict[str, Any], request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    app = services(request)
+    report = await app.catalog.push(caller.workspace_id, document, actor=caller.key_name)
+    if report.changed:
+        app.catalog_changed()
+    return report.to_dict()
+
+
+@router.get("/keys")
+async def list_keys(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return {"data": [k.to_dict() for k in await services(request).access.list_keys(caller.workspace_id)]}
+
+
+@router.post("/keys", status_code=201, summary="Create an API key; the secret is in this answer only")
+async def create_key(body: KeyIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    key, secret = await services(request).access.create_key(caller.workspace_id, body.name, body.scopes)
+    return key.to_dict() | {"api_key": secret}
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    app = services(request)
+    key = await app.access.revoke_key(caller.workspace_id, key_id)
+    app.keys.forget()
+    return key.to_dict()
+
+
+@router.get("/runs", summary="Runs, newest first; pass next_cursor back as cursor for the next page")
+async def list_runs(
+    request: Request,
+    caller: Caller = Admin,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    return await services(request).run_log.page(caller.workspace_id, limit, cursor)
+
+
+@router.get("/runs/{run_id}", summary="One run, by id or request id")
+async def get_run(run_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return await services(request).find_run(caller.workspace_id, run_id)

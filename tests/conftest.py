@@ -1,0 +1,127 @@
+"""Shared fixtures: each database the suite runs on, and a live server over it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from promptdeck.cli import _bootstrap
+from promptdeck.config import Settings
+from promptdeck.domain.promptfile import load_prompt_file
+from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.database import create_engine
+from tests.support.live_server import LiveServer, start_server
+from tests.support.postgres import PostgresServer, start_postgres
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+EXAMPLE = """
+prompt: summarize
+model: local/smollm2-135m-instruct
+params: {temperature: 0.0, max_tokens: 24, seed: 7}
+messages:
+  - {role: system, content: "You summarize text in one sentence."}
+  - {role: user, content: "Summarize: {{text}}"}
+inputs:
+  text: {type: string, required: true}
+deploy:
+  summarize: {default: latest, short: latest}
+"""
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    if isinstance(server, str):
+        if IN_CI:
+            pytest.fail(f"CI must run the PostgreSQL tests: {server}")
+        pytest.skip(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'promptdeck.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+@dataclass
+class Deck:
+    """A running server with a workspace, an admin key and the example deployment."""
+
+    live: LiveServer
+    admin_key: str
+    workspace_id: str
+
+    @property
+    def url(self) -> str:
+        return self.live.url
+
+    @property
+    def services(self) -> Any:
+        return self.live.services
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key or self.admin_key}"}, timeout=60
+        )
+
+    def flush(self) -> None:
+        """Wait until the run writer has written every finished run."""
+        self.live.call(self.services.writer.flush)
+
+    def runs(self, limit: int = 200) -> list[dict[str, Any]]:
+        self.flush()
+        with self.client() as client:
+            response = client.get("/api/runs", params={"limit": limit})
+            response.raise_for_status()
+            return list(response.json()["data"])
+
+
+def seed(settings: Settings, document: str = EXAMPLE) -> tuple[str, str]:
+    async def go() -> tuple[str, str]:
+        workspace_id, key = await _bootstrap(settings)
+        db = create_engine(settings.database_url)
+        try:
+            await CatalogStore(db).push(workspace_id, load_prompt_file(document), actor="tests")
+        finally:
+            await db.dispose()
+        return workspace_id, key
+
+    return asyncio.run(go())
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    base = Settings(data_dir=tmp_path, database_url=database_url)
+    return replace(base, **overrides)
+
+
+@pytest.fixture
+def deck(database_url: str, tmp_path: Path) -> Iterator[Deck]:
+    settings = make_settings(database_url, tmp_path, writer_flush_seconds=0.05)
+    workspace_id, key = seed(settings)
+    live = start_server(settings)
+    yield Deck(live, key, workspace_id)
+    live.stop()
+
+
+@pytest.fixture
+def sqlite_deck(tmp_path: Path) -> Iterator[Deck]:
+    """For tests whose subject does not depend on the database."""
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'promptdeck.db'}", tmp_path, writer_flush_seconds=0.05
+    )
+    workspace_id, key = seed(settings)
+    live = start_server(settings)
+    yield Deck(live, key, workspace_id)
+    live.stop()

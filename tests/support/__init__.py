@@ -1,0 +1,1 @@
+"""Helpers the tests share: real PostgreSQL, a live server on loopback."""
