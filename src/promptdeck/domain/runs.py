@@ -63,4 +63,7 @@ class RunRecord:
     api_key_id: str | None = None
 
     def as_row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in RUN_FIELDS}
+
+
+RUN_FIELDS = tuple(RunRecord.__dataclass_fields__)

@@ -170,7 +170,7 @@ class LocalProvider:
             eos_token=model.token_get_text(model.token_eos()),
             bos_token=model.token_get_text(model.token_bos()),
         )
-        return str(formatter(messages=messages).prompt)
+        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -300,7 +300,7 @@ class CatalogStore:
                 )
             )
         else:
-            variant_id, previous = row.id, row.version_id
+            variant_id, previous = str(row.id), str(row.version_id)
             if previous == version_id:
                 return previous
             await conn.execute(

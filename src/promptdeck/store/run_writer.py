@@ -82,7 +82,7 @@ class RunWriter:
 
     async def flush(self) -> None:
         """Wait until every run queued so far is written (for tests and the CLI)."""
-        while self._queue.qsize() or self._busy:
+        while self._queue.qsize() or self._busy:  # noqa: ASYNC110 - polling is fine for a rare call
             await asyncio.sleep(0.01)
 
     _busy = False

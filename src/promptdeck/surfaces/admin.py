@@ -43,10 +43,14 @@ class VersionIn(BaseModel):
     note: str = ""
 
 
+def _default_variants() -> dict[str, int | Literal["latest"]]:
+    return {"default": "latest"}
+
+
 class DeploymentIn(BaseModel):
     name: str
     prompt: str = Field(description="slug of the prompt this deployment serves")
-    variants: dict[str, int | Literal["latest"]] = Field(default_factory=lambda: {"default": "latest"})
+    variants: dict[str, int | Literal["latest"]] = Field(default_factory=_default_variants)
     default_variant: str | None = None
 
 

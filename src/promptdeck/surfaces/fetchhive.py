@@ -84,11 +84,11 @@ def parse_request(body: Any) -> dict[str, Any]:
 
 def usage_body(run: RunRecord | dict[str, Any]) -> dict[str, Any]:
     """Fetch Hive's usage object, from a live record or a stored run."""
-    get = run.get if isinstance(run, dict) else run.__getattribute__
-    prompt, completion = get("input_tokens"), get("output_tokens")
+    tokens = run if isinstance(run, dict) else run.as_row()
+    prompt, completion = int(tokens["input_tokens"]), int(tokens["output_tokens"])
     return {
-        "prompt_tokens": {"total_tokens": prompt, "cached_tokens": get("cached_input_tokens")},
-        "completion_tokens": {"total_tokens": completion, "reasoning_tokens": get("reasoning_tokens")},
+        "prompt_tokens": {"total_tokens": prompt, "cached_tokens": tokens["cached_input_tokens"]},
+        "completion_tokens": {"total_tokens": completion, "reasoning_tokens": tokens["reasoning_tokens"]},
         "total_tokens": prompt + completion,
     }
 
