@@ -12,18 +12,20 @@ from typing import Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from promptdeck.config import Settings
 from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.promptfile import load_prompt_file
 
 app = typer.Typer(help="promptdeck: store, version, deploy and invoke prompts.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+# No wrapping: a `file:line:` error or a key must stay on one line in logs and pipes.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(1)
 
 

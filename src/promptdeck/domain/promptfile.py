@@ -11,7 +11,8 @@ from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.prompts import check_slug, parse_spec
 
 TOP_LEVEL = ("prompt", "name", "description", "note", "model", "params", "messages", "inputs", "deploy")
-_PATH_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+# A path step is a key (deployment and variant names may hold "-" and start with a digit) or `[n]`.
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 class PromptFileError(ValidationFailed):

@@ -8,6 +8,7 @@ a file changed anything.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,6 +157,8 @@ def _check_param(name: str, value: Any) -> list[str]:
         return [f"params.{name}: expected {' or '.join(t.__name__ for t in types)}; got {value!r}"]
     if name == "stop" and isinstance(value, list) and not all(isinstance(s, str) for s in value):
         return ["params.stop: expected a string or a list of strings"]
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound check
+        return [f"params.{name}: expected a finite number; got {value}"]
     if isinstance(value, int | float) and (
         (low is not None and value < low) or (high is not None and value > high)
     ):

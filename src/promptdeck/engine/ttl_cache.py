@@ -21,6 +21,7 @@ class TtlCache(Generic[K, V]):
         self._ttl = ttl_seconds
         self._entries: dict[K, tuple[float, V]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
+        self._generation = 0  # bumped by invalidate(): a load begun before it must not be stored
 
     async def get(self, key: K) -> V:
         entry = self._entries.get(key)
@@ -31,6 +32,7 @@ class TtlCache(Generic[K, V]):
             return await asyncio.shield(pending)
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
+        generation = self._generation
         try:
             value = await self._load(key)
         except BaseException as exc:
@@ -38,13 +40,17 @@ class TtlCache(Generic[K, V]):
             future.exception()  # mark retrieved: waiters (if any) get it re-raised
             raise
         else:
-            self._entries[key] = (time.monotonic() + self._ttl, value)
+            if generation == self._generation:
+                self._entries[key] = (time.monotonic() + self._ttl, value)
             future.set_result(value)
             return value
         finally:
-            del self._loading[key]
+            if self._loading.get(key) is future:
+                del self._loading[key]
 
     def invalidate(self, key: K | None = None) -> None:
+        self._generation += 1
+        self._loading.clear()  # later callers start a fresh load instead of joining a stale one
         if key is None:
             self._entries.clear()
         else:

@@ -79,10 +79,13 @@ class CatalogStore:
         self, workspace_id: str, slug: str, name: str = "", description: str = ""
     ) -> dict[str, Any]:
         check_slug(slug, "prompt slug")
-        async with self.engine.begin() as conn:
-            if await self._prompt_row(conn, workspace_id, slug) is not None:
-                raise Conflict(f"a prompt with slug {slug!r} already exists")
-            return await self._insert_prompt(conn, workspace_id, slug, name, description)
+        try:
+            async with self.engine.begin() as conn:
+                if await self._prompt_row(conn, workspace_id, slug) is not None:
+                    raise Conflict(f"a prompt with slug {slug!r} already exists")
+                return await self._insert_prompt(conn, workspace_id, slug, name, description)
+        except IntegrityError as exc:  # created by a concurrent request between check and insert
+            raise Conflict(f"a prompt with slug {slug!r} already exists") from exc
 
     async def _insert_prompt(
         self, conn: AsyncConnection, workspace_id: str, slug: str, name: str, description: str
@@ -228,16 +231,19 @@ class CatalogStore:
         default_variant = default_variant or next(iter(variant_versions))
         if default_variant not in variant_versions:
             raise ValidationFailed(f"default_variant {default_variant!r} is not one of the variants given")
-        async with self.engine.begin() as conn:
-            prompt = await self._require_prompt(conn, workspace_id, prompt_slug)
-            if await self._deployment_row(conn, workspace_id, name) is not None:
-                raise Conflict(f"a deployment named {name!r} already exists")
-            deployment_id = await self._insert_deployment(
-                conn, workspace_id, name, prompt.id, default_variant
-            )
-            for variant, target in variant_versions.items():
-                version = await self._target_version(conn, prompt, target)
-                await self._move(conn, deployment_id, variant, version.id, actor, "created")
+        try:
+            async with self.engine.begin() as conn:
+                prompt = await self._require_prompt(conn, workspace_id, prompt_slug)
+                if await self._deployment_row(conn, workspace_id, name) is not None:
+                    raise Conflict(f"a deployment named {name!r} already exists")
+                deployment_id = await self._insert_deployment(
+                    conn, workspace_id, name, prompt.id, default_variant
+                )
+                for variant, target in variant_versions.items():
+                    version = await self._target_version(conn, prompt, target)
+                    await self._move(conn, deployment_id, variant, version.id, actor, "created")
+        except IntegrityError as exc:  # created concurrently between the check and the insert
+            raise Conflict(f"a deployment named {name!r} already exists") from exc
         return await self.load_deployment(workspace_id, name)
 
     async def _insert_deployment(

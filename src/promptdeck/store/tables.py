@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(
@@ -13,8 +16,18 @@ metadata = sa.MetaData(
     }
 )
 
+
+class Timestamp(sa.TypeDecorator[datetime]):
+    """A UTC time. SQLite hands stored times back naive; they are made aware again, as on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 Id = sa.String(32)
-Timestamp = sa.DateTime(timezone=True)
 
 workspaces = sa.Table(
     "workspaces",
