@@ -185,7 +185,8 @@ def test_invoke_reports_the_servers_message(sqlite_deck: Deck, tmp_path: Path) -
     assert message in fails(env, "invoke", "nope", "--input", "text=x")
     assert message in fails(env, "invoke", "nope", "--input", "text=x", "--stream")
     assert "the server answered 422: missing required input: text" in fails(env, "invoke", "summarize")
-    assert "--input takes name=value; got 'text'" in fails(env, "invoke", "summarize", "--input", "text")
+    assert "an input is name=value; got 'text'" in fails(env, "invoke", "summarize", "--input", "text")
+    assert "the value of 'text' is not JSON" in fails(env, "invoke", "summarize", "--json-input", "text={")
 
     wrong_key = env | {"PROMPTDECK_API_KEY": "pd_not-a-key"}
     assert "the server answered 401: Invalid access." in fails(

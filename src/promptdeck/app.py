@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version=__version__,
         description="Self-hosted prompt deployment server.",
         lifespan=lifespan,
+        redirect_slashes=False,  # an API answers an unknown path with a JSON 404, never a redirect
     )
     app.state.services = built
     app.include_router(fetchhive.router)
@@ -41,7 +42,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def not_routed(request: Request, exc: StarletteHTTPException) -> Response:
         """Unknown paths and methods: answered in the admin shape for /api, Fetch Hive's elsewhere."""
         render = admin.render_error if request.url.path.startswith("/api") else fetchhive.render_error
-        return render(as_error(exc), request)
+        error = as_error(exc)
+        error.message = f"{request.method} {request.url.path}: {error.message} (the API is listed at /docs)"
+        response = render(error, request)
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -107,6 +107,8 @@ def quickstart(
     """Set everything up for a first look (database, workspace, key, example prompt) and serve."""
     settings = Settings()
     host, port = host or settings.host, port or settings.port
+    if not example.is_file():
+        _fail(f"no prompt file at {example}; run from the repository root or pass --example FILE")
     key = asyncio.run(_seed(settings, example))
     url = f"http://{host}:{port}"
     body = '{"deployment": "summarize", "inputs": {"text": "The quick brown fox jumps over the lazy dog."}}'
@@ -195,16 +197,22 @@ def push(
 def invoke(
     deployment: str = typer.Argument(...),
     variant: str = typer.Option(None, help="Variant to run (default: the deployment's default)."),
-    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as name=value (repeatable)."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="A text input as name=value (repeatable)."),
+    json_inputs: list[str] = typer.Option(
+        [], "--json-input", "-j", help="An input whose value is JSON, e.g. -j count=3 (repeatable)."
+    ),
     stream: bool = typer.Option(False, "--stream", help="Print the answer as it is generated."),
 ) -> None:
     """Invoke a deployment over the Fetch Hive API and print the answer."""
     values: dict[str, Any] = {}
-    for item in inputs:
+    for item, is_json in [(i, False) for i in inputs] + [(j, True) for j in json_inputs]:
         name, sep, value = item.partition("=")
         if not sep:
-            _fail(f"--input takes name=value; got {item!r}")
-        values[name] = value
+            _fail(f"an input is name=value; got {item!r}")
+        try:
+            values[name] = json.loads(value) if is_json else value
+        except json.JSONDecodeError as exc:
+            _fail(f"the value of {name!r} is not JSON: {exc}")
     body: dict[str, Any] = {"deployment": deployment, "inputs": values, "streaming": stream}
     if variant:
         body["variant"] = variant

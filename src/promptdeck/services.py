@@ -70,7 +70,9 @@ class Services:
 
     async def find_run(self, workspace_id: str, run_id: str) -> dict[str, Any]:
         """A run by id or request id, including one still waiting for the writer."""
-        record = self.writer.pending.get(run_id)
+        record = self.writer.pending.get(run_id) or next(
+            (r for r in self.writer.pending.values() if r.id == run_id), None
+        )
         if record is not None and record.workspace_id == workspace_id:
             return run_dict(record)
         return await self.run_log.get(workspace_id, run_id)

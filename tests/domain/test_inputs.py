@@ -55,10 +55,12 @@ def test_defaults_fill_in_missing_and_null_values() -> None:
     assert resolve_inputs(s, {"text": "t", "tone": "warm", "n": 2}) == {"text": "t", "tone": "warm", "n": 2}
 
 
-def test_optional_inputs_may_be_left_out() -> None:
+def test_optional_inputs_left_out_render_as_nothing() -> None:
+    """A literal `{{ hint }}` must never reach the model."""
     s = spec({"hint": {"type": "string", "required": False}}, template="{{ text }} {{ hint }}")
-    assert resolve_inputs(s, {"text": "t"}) == {"text": "t"}
-    assert render_messages(s, {"text": "t"}) == [Message("user", "t {{ hint }}")]
+    values = resolve_inputs(s, {"text": "t"})
+    assert values == {"text": "t", "hint": ""}
+    assert render_messages(s, values) == [Message("user", "t ")]
 
 
 def test_extra_inputs_are_passed_through() -> None:

@@ -130,8 +130,13 @@ def test_valid_params(params: dict[str, Any]) -> None:
     assert parse_spec(spec_data(params=params)).params == params
 
 
-def test_parameters_is_an_alias_of_params() -> None:
-    assert parse_spec({**spec_data(), "params": None, "parameters": {"seed": 1}}).params == {"seed": 1}
+def test_parameters_is_not_a_second_name_for_params() -> None:
+    """One spelling everywhere: a pushed `parameters` is an unknown field, not silently used."""
+    from promptdeck.domain.promptfile import check_document
+
+    assert parse_spec({**spec_data(), "params": None, "parameters": {"seed": 1}}).params == {}
+    with pytest.raises(ValidationFailed, match="parameters: unknown field"):
+        check_document({**spec_data(), "prompt": "p", "parameters": {"seed": 1}})
 
 
 @pytest.mark.parametrize(

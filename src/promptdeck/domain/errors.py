@@ -59,6 +59,7 @@ HTTP_STATUS: dict[str, int] = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
+    "method_not_allowed": 405,
     "conflict": 409,
     "payload_too_large": 413,
     "too_many_requests": 429,

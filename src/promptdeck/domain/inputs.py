@@ -28,6 +28,8 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
                 values[name] = decl.default
             elif decl.required:
                 missing.append(name)
+            else:  # optional, no default: renders as nothing rather than as a literal placeholder
+                values[name] = ""
             continue
         if not _type_ok(decl, values[name]):
             wrong.append(f"{name} (expected {decl.type}, got {type(values[name]).__name__})")

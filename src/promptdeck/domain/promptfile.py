@@ -28,6 +28,25 @@ def load_prompt_file(text: str, source: str = "<prompt file>") -> dict[str, Any]
         raise PromptFileError(f"{source}:{line}: not valid YAML: {exc.problem}") from exc
     if not isinstance(data, dict):
         raise PromptFileError(f"{source}:1: a prompt file is a mapping with prompt, model, messages…")
+    problems = document_problems(data)
+    if problems:
+        located = [f"{source}:{_line_of(root, p)}: {p}" for p in problems]
+        raise PromptFileError("\n".join(located), details=located)
+    return data
+
+
+def check_document(data: Any) -> dict[str, Any]:
+    """The server's check of a pushed document: the same rules, without line numbers."""
+    if not isinstance(data, dict):
+        raise ValidationFailed("a prompt document is an object with prompt, model, messages…")
+    problems = document_problems(data)
+    if problems:
+        raise ValidationFailed("invalid prompt document: " + "; ".join(problems), details=problems)
+    return data
+
+
+def document_problems(data: dict[str, Any]) -> list[str]:
+    """Every problem of a prompt document, each starting with the path it concerns."""
     problems: list[str] = []
     for key in data:
         if key not in TOP_LEVEL:
@@ -41,10 +60,7 @@ def load_prompt_file(text: str, source: str = "<prompt file>") -> dict[str, Any]
     except ValidationFailed as exc:
         problems.extend(exc.details if isinstance(exc.details, list) else [exc.message])
     problems.extend(_deploy_problems(data.get("deploy")))
-    if problems:
-        located = [f"{source}:{_line_of(root, p)}: {p}" for p in problems]
-        raise PromptFileError("\n".join(located), details=located)
-    return data
+    return problems
 
 
 def _deploy_problems(deploy: Any) -> list[str]:

@@ -122,7 +122,7 @@ def parse_spec(raw: Any) -> PromptSpec:
             if role in ROLES and isinstance(content, str):
                 messages.append(Message(role, content))
 
-    params = raw.get("params") or raw.get("parameters") or {}
+    params = raw.get("params") or {}
     if not isinstance(params, dict):
         problems.append("params: expected an object")
         params = {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptdeck.domain.deployments import Deployment
-from promptdeck.domain.errors import PromptdeckError
+from promptdeck.domain.errors import NotFound, PromptdeckError
 from promptdeck.domain.events import (
     Event,
     Failed,
@@ -139,8 +139,8 @@ class Engine:
         self.catalog = catalog
         self.providers = providers
         self.writer = writer
-        self.deployments: TtlCache[tuple[str, str], Deployment] = TtlCache(
-            lambda key: catalog.load_deployment(*key), cache_ttl
+        self.deployments: TtlCache[tuple[str, str], Deployment | None] = TtlCache(
+            self._load_deployment, cache_ttl
         )
 
     async def start(self, request: InvokeRequest) -> Invocation:
@@ -161,6 +161,8 @@ class Engine:
         )
         try:
             deployment = await self.deployments.get((request.caller.workspace_id, request.deployment))
+            if deployment is None:
+                raise NotFound(f"no deployment named {request.deployment!r}")
             record.deployment_id = deployment.id
             record.variant, version = deployment.resolve(request.variant)
             record.version_id, record.version_number = version.id, version.number
@@ -177,6 +179,13 @@ class Engine:
             raise
         call = ProviderCall(model, messages, dict(version.spec.params), stream=request.stream)
         return Invocation(record, provider, call, self.writer, started)
+
+    async def _load_deployment(self, key: tuple[str, str]) -> Deployment | None:
+        """None for an unknown name, so a flood of bad names is answered from memory too."""
+        try:
+            return await self.catalog.load_deployment(*key)
+        except NotFound:
+            return None
 
     def forget_deployments(self) -> None:
         """Called after any catalog write, so the next call sees it."""

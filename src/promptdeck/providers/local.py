@@ -8,6 +8,7 @@ by token into the event loop; token counts are the model's own.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import importlib.util
 import threading
@@ -25,6 +26,16 @@ _DONE = object()
 _LOADED: dict[tuple[Path, int], Any] = {}
 _LOAD_LOCK = threading.Lock()
 _GENERATE_LOCK = threading.Lock()  # a llama.cpp context serves one generation at a time
+
+
+def _close_all() -> None:
+    """Free the models before the interpreter tears llama.cpp's bindings down under them."""
+    for model in _LOADED.values():
+        model.close()
+    _LOADED.clear()
+
+
+atexit.register(_close_all)
 
 
 def _load(path: Path, context_tokens: int) -> Any:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptdeck.domain.deployments import Deployment, Version
 from promptdeck.domain.errors import Conflict, NotFound, ValidationFailed
+from promptdeck.domain.promptfile import check_document
 from promptdeck.domain.prompts import InputSpec, Message, PromptSpec, check_slug, parse_spec
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
@@ -377,13 +378,8 @@ class CatalogStore:
     async def push(self, workspace_id: str, document: dict[str, Any], actor: str = "") -> PushReport:
         """Apply one prompt file: create the prompt if new, add a version only if the content
         changed, and move the named variants. Idempotent; all or nothing."""
-        slug = check_slug(document.get("prompt"), "prompt")
-        spec = parse_spec(document)
-        deploy = document.get("deploy") or {}
-        if not isinstance(deploy, dict) or not all(isinstance(v, dict) and v for v in deploy.values()):
-            raise ValidationFailed(
-                "deploy: expected deployment name -> {variant: 'latest' or version number}"
-            )
+        check_document(document)
+        slug, spec, deploy = document["prompt"], parse_spec(document), document.get("deploy") or {}
         report = PushReport(prompt=slug)
         async with self.engine.begin() as conn:
             prompt = await self._prompt_row(conn, workspace_id, slug)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +26,7 @@ RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 @dataclass
 class WriterMetrics:
-    queued: int = 0
+    queued: int = 0  # filled in by snapshot()
     written: int = 0
     failed: int = 0
     batches: int = 0
@@ -68,7 +68,10 @@ class RunWriter:
                 self._overflow.add(task)
                 task.add_done_callback(self._overflow.discard)
                 raise
-        self.metrics.queued = self._queue.qsize()
+
+    def snapshot(self) -> WriterMetrics:
+        """The writer's counters, with the queue length as of now."""
+        return replace(self.metrics, queued=self._queue.qsize())
 
     async def stop(self) -> None:
         """Write everything queued, then stop."""
@@ -113,7 +116,6 @@ class RunWriter:
                 batch.append(item)
             await self._write(batch)
             self._busy = False
-            self.metrics.queued = self._queue.qsize()
 
     async def _write(self, batch: list[RunRecord]) -> None:
         started = time.perf_counter()

@@ -5,6 +5,7 @@ Authenticated with an `admin`-scope key. Errors: `{"error": {"code", "message", 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -66,8 +67,7 @@ class KeyIn(BaseModel):
 
 @router.get("/health", summary="Liveness and run-writer metrics (no key needed)")
 async def health(request: Request) -> dict[str, Any]:
-    metrics = services(request).writer.metrics
-    return {"status": "ok", "writer": metrics.__dict__}
+    return {"status": "ok", "writer": asdict(services(request).writer.snapshot())}
 
 
 @router.get("/prompts")

@@ -13,6 +13,7 @@ import orjson
 from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptdeck.domain.errors import PayloadTooLarge, PromptdeckError, ValidationFailed
@@ -89,11 +90,11 @@ def as_error(exc: Exception) -> PromptdeckError:
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
         ]
         return ValidationFailed("invalid request: " + "; ".join(problems), details=problems)
-    if isinstance(exc, HTTPException):
+    if isinstance(exc, StarletteHTTPException):  # FastAPI's and the router's own (unknown path, method)
         if exc.status_code == 400 and isinstance(exc.__cause__, BodyTooLarge):
             return as_error(exc.__cause__)
         error = PromptdeckError(str(exc.detail))
-        error.code = {400: "validation_error", 404: "not_found", 405: "bad_request"}.get(
+        error.code = {400: "validation_error", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, "bad_request"
         )
         return error

@@ -1,0 +1,301 @@
+"""A scripted OpenAI-compatible upstream on 127.0.0.1, served from a background thread.
+
+Each request is answered by the `Script` registered for its model name (the part after
+`openai/` in a prompt's model), so one server can be fast, slow, broken and silent at once:
+
+    with FakeOpenAI() as server:
+        server.scripts["slow"] = Script(delay=1.0)
+        settings = make_settings(..., openai_base_url=server.url)
+
+Test modules take the fixtures below by re-export (`upstream = fake_openai.upstream`).
+
+It speaks just enough HTTP/1.1 for httpx: streamed answers use chunked encoding, so a cut
+stream is a real protocol failure, and every answer closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import Deck, make_settings, seed
+from tests.support.live_server import start_server
+from tests.support.postgres import free_port
+
+
+@dataclass(frozen=True)
+class Script:
+    """How the fake upstream answers one model."""
+
+    chunks: tuple[str, ...] = ("Hello", ", ", "world", "!")
+    delay: float = 0.0  # seconds before each streamed chunk (before the whole answer if not streamed)
+    cut_after: int | None = None  # drop the connection after this many streamed chunks (0: at once)
+    status: int = 200
+    raw: bytes | None = None  # answer with these bytes as the body instead of a completion
+    hang: bool = False  # read the request, then never answer
+    usage: tuple[int, int] = (11, 4)  # prompt tokens, completion tokens
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+@dataclass
+class FakeOpenAI:
+    scripts: dict[str, Script] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    port: int = 0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        """The base URL to configure as `openai_base_url`."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, model: str) -> Script:
+        return self.scripts.get(model, Script())
+
+    def __enter__(self) -> FakeOpenAI:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        started = threading.Event()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            server = loop.run_until_complete(
+                asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024, reuse_address=True)
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            loop.run_forever()
+            server.close()
+            for task in self._tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
+            loop.run_until_complete(server.wait_closed())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, daemon=True, name="fake-openai")
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the fake upstream did not start")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop = self._thread = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            request = await _read_request(reader)
+            self.requests.append(request)
+            await self._answer(self.script(str(request.get("model"))), request, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _answer(self, script: Script, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        if script.hang:
+            await asyncio.Event().wait()  # until the server stops
+        if script.cut_after == 0:
+            return  # closed without a word, streamed or not
+        streamed = bool(request.get("stream"))
+        if not streamed or script.raw is not None or script.status != 200:
+            await asyncio.sleep(script.delay)
+            body = script.raw if script.raw is not None else orjson.dumps(_answer_body(script, request))
+            writer.write(_head(script.status, "application/json", f"Content-Length: {len(body)}") + body)
+            await writer.drain()
+            return
+        writer.write(_head(200, "text/event-stream", "Transfer-Encoding: chunked"))
+        model = request["model"]
+        for index, text in enumerate(script.chunks):
+            if index == script.cut_after:
+                return  # no final chunk: the client sees the connection drop mid-body
+            await asyncio.sleep(script.delay)
+            writer.write(_chunk(_sse(_delta(model, {"content": text}))))
+            await writer.drain()
+        finish = _delta(model, {}, finish_reason="stop")
+        usage = {"id": "chatcmpl-fake", "model": model, "choices": [], "usage": _usage(script)}
+        writer.write(_chunk(_sse(finish) + _sse(usage) + b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> dict[str, Any]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    body = orjson.loads(await reader.readexactly(length)) if length else {}
+    return body if isinstance(body, dict) else {}
+
+
+def _head(status: int, content_type: str, framing: str) -> bytes:
+    head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n{framing}\r\n"
+    return (head + "Connection: close\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _delta(model: str, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def _usage(script: Script) -> dict[str, int]:
+    prompt, completion = script.usage
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _answer_body(script: Script, request: dict[str, Any]) -> dict[str, Any]:
+    """A chat completion, or OpenAI's error shape when the script sets an error status."""
+    if script.status >= 400:
+        return {"error": {"message": f"fake upstream failure ({script.status})", "type": "server_error"}}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": request.get("model"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": script.text}, "finish_reason": "stop"}
+        ],
+        "usage": _usage(script),
+    }
+
+
+# ── helpers for the tests that run promptdeck against this upstream ─────────
+
+
+def refused_url() -> str:
+    """A base URL on loopback where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/v1"
+
+
+def prompt_document(deployment: str, model: str, variants: tuple[str, ...] = ("default",)) -> dict[str, Any]:
+    """A prompt file like examples/summarize.yaml, serving `deployment` from `model`."""
+    return {
+        "prompt": deployment,
+        "model": model,
+        "params": {"temperature": 0.2, "max_tokens": 64},
+        "messages": [
+            {"role": "system", "content": "You summarize text in one sentence."},
+            {"role": "user", "content": "Summarize for {{audience}}: {{text}}"},
+        ],
+        "inputs": {
+            "text": {"type": "string", "required": True},
+            "audience": {"type": "string", "required": True},
+        },
+        "deploy": {deployment: dict.fromkeys(variants, "latest")},
+    }
+
+
+INPUTS = {"text": "The quick brown fox jumps over the lazy dog.", "audience": "kids"}
+
+
+def push_prompt(
+    url: str, admin_key: str, deployment: str, model: str, variants: tuple[str, ...] = ("default",)
+) -> None:
+    """Push a prompt through the admin API, as `promptdeck push` does."""
+    response = httpx.post(
+        url + "/api/push",
+        json=prompt_document(deployment, model, variants),
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+@contextlib.contextmanager
+def deck_over(upstream_url: str, database_url: str, tmp_path: Path, **overrides: Any) -> Iterator[Deck]:
+    """A live promptdeck whose `openai/...` models are served by `upstream_url`, with the
+    `fast` deployment (model `openai/fast`, variants `default` and `beta`) pushed."""
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        openai_base_url=upstream_url,
+        writer_flush_seconds=0.05,
+        **overrides,
+    )
+    workspace_id, key = seed(settings)
+    live = start_server(settings)
+    try:
+        push_prompt(live.url, key, "fast", "openai/fast", ("default", "beta"))
+        yield Deck(live, key, workspace_id)
+    finally:
+        live.stop()
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'promptdeck.db'}"
+
+
+def expect_hive_error(response: httpx.Response, status: int, code: str) -> str:
+    """Check a Fetch Hive error answer (status, JSON envelope, code); returns its message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) - {"request_id"} == {"error", "message", "error_code"}, body
+    assert body["error_code"] == code
+    assert isinstance(body["message"], str) and body["message"] and body["error"] == body["message"]
+    return str(body["message"])
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAI]:
+    """A fresh fake upstream; set `upstream.scripts[model]` to change how it answers."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+StartDeck = Callable[..., Deck]
+
+
+@pytest.fixture
+def start_deck(upstream: FakeOpenAI, tmp_path: Path) -> Iterator[StartDeck]:
+    """Starts SQLite-backed servers on demand (`start_deck(upstream_url=..., **settings)`),
+    pointed at the `upstream` fixture unless told otherwise; all are stopped at teardown."""
+    counter = itertools.count()
+    with contextlib.ExitStack() as stack:
+
+        def start(upstream_url: str = upstream.url, **overrides: Any) -> Deck:
+            directory = tmp_path / f"deck-{next(counter)}"
+            directory.mkdir()
+            return stack.enter_context(deck_over(upstream_url, sqlite_url(directory), directory, **overrides))
+
+        yield start
