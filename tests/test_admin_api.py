@@ -427,3 +427,28 @@ def test_openapi_lists_the_admin_and_fetch_hive_paths(sqlite_deck: Deck) -> None
         assert method in paths.get(path, {}), f"{method.upper()} {path} is missing from /openapi.json"
     invoke = paths["/v1/prompt/invoke"]["post"]
     assert invoke["requestBody"]["content"]["application/json"]["schema"]["required"] == ["deployment"]
+
+
+def test_read_scope_reads_but_cannot_change(sqlite_deck: Deck) -> None:
+    """A `read` key lists prompts, deployments and runs; changes and key listings need `admin`."""
+    with sqlite_deck.client() as admin:
+        secret = admin.post("/api/keys", json={"name": "dashboard", "scopes": ["read"]}).json()["api_key"]
+    with sqlite_deck.client(secret) as reader:
+        assert reader.get("/api/prompts").status_code == 200
+        assert reader.get("/api/deployments/summarize").status_code == 200
+        assert reader.get("/api/runs").status_code == 200
+        denied = reader.post("/api/prompts", json={"slug": "nope"})
+        assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+        assert reader.get("/api/keys").status_code == 403
+
+
+def test_key_is_checked_before_the_body_is_read(sqlite_deck: Deck) -> None:
+    """No key and a malformed body: the answer is about the key (401), not the body."""
+    with httpx.Client(base_url=sqlite_deck.url) as anonymous:
+        response = anonymous.post(
+            "/api/prompts", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 401
+    with sqlite_deck.client() as admin:
+        bad = admin.post("/api/prompts", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["error"]["message"] == "the request body is not valid JSON"

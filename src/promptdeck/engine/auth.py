@@ -38,7 +38,10 @@ class KeyCheck:
         if key is None or key.revoked_at is not None:
             raise Unauthorized(INVALID)
         if not keys.allows(key.scopes, scope):
-            raise Forbidden(f"this API key lacks the {scope!r} scope")
+            needed = f"{scope!r} or 'admin'" if scope != "admin" else "'admin'"
+            raise Forbidden(
+                f"this needs an API key with the {needed} scope; this key has {', '.join(key.scopes)}"
+            )
         self.last_used[key.id] = utcnow()
         return Caller(key.id, key.workspace_id, key.scopes, key.name)
 

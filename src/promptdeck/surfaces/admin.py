@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
-from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError
+from promptdeck.domain.errors import HTTP_STATUS, Forbidden, PromptdeckError
+from promptdeck.domain.keys import allows
 from promptdeck.engine.auth import Caller
 from promptdeck.store.catalog import deployment_dict, v_summary
-from promptdeck.surfaces.callers import admin_caller, services
+from promptdeck.surfaces.callers import admin_caller, admin_gate, services
 from promptdeck.surfaces.http import dialect_route, dumps
 
 
@@ -26,7 +27,7 @@ def render_error(error: PromptdeckError, request: Request | None = None) -> Resp
     )
 
 
-router = APIRouter(prefix="/api", route_class=dialect_route(render_error), tags=["Admin"])
+router = APIRouter(prefix="/api", route_class=dialect_route(render_error, admin_gate), tags=["Admin"])
 Admin = Depends(admin_caller)
 
 
@@ -164,6 +165,8 @@ async def push(document: dict[str, Any], request: Request, caller: Caller = Admi
 
 @router.get("/keys")
 async def list_keys(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    if not allows(caller.scopes, "admin"):  # key names are not for read-only keys
+        raise Forbidden("listing API keys needs the 'admin' scope")
     return {"data": [k.to_dict() for k in await services(request).access.list_keys(caller.workspace_id)]}
 
 

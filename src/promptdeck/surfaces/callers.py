@@ -17,6 +17,19 @@ async def bearer_caller(request: Request, scope: str) -> Caller:
     return await services(request).keys.caller(bearer(request.headers.get("authorization")), scope)
 
 
-async def admin_caller(request: Request) -> Caller:
-    """FastAPI dependency for the admin API."""
-    return await bearer_caller(request, "admin")
+OPEN_PATHS = ("/api/health",)
+
+
+async def admin_gate(request: Request) -> None:
+    """The admin API's key check, before the body is read: reading needs the `read` scope
+    (or `admin`), every change needs `admin`."""
+    if request.url.path in OPEN_PATHS:
+        return
+    scope = "read" if request.method in ("GET", "HEAD") else "admin"
+    request.state.caller = await bearer_caller(request, scope)
+
+
+def admin_caller(request: Request) -> Caller:
+    """FastAPI dependency: the caller `admin_gate` admitted."""
+    caller: Caller = request.state.caller
+    return caller

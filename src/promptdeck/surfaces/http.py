@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import orjson
@@ -86,6 +86,8 @@ def as_error(exc: Exception) -> PromptdeckError:
     if isinstance(exc, BodyTooLarge):
         return PayloadTooLarge(str(exc.detail))
     if isinstance(exc, RequestValidationError):
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return ValidationFailed("the request body is not valid JSON")
         problems = [
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
         ]
@@ -102,8 +104,12 @@ def as_error(exc: Exception) -> PromptdeckError:
     return PromptdeckError("promptdeck hit an internal error; the run, if any, was logged")
 
 
-def dialect_route(render: ErrorRenderer) -> type[APIRoute]:
-    """A route class whose every error, expected or not, is answered in one dialect's shape."""
+Gate = Callable[[Request], Awaitable[None]]
+
+
+def dialect_route(render: ErrorRenderer, gate: Gate | None = None) -> type[APIRoute]:
+    """A route class whose every error, expected or not, is answered in one dialect's shape.
+    `gate` (e.g. the key check) runs before FastAPI reads and validates the body."""
 
     class DialectRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -111,6 +117,8 @@ def dialect_route(render: ErrorRenderer) -> type[APIRoute]:
 
             async def guarded(request: Request) -> Response:
                 try:
+                    if gate is not None:
+                        await gate(request)
                     return await handler(request)
                 except Exception as exc:
                     return render(as_error(exc), request)
