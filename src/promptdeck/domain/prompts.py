@@ -31,7 +31,9 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
     "presence_penalty": ((int, float), -2.0, 2.0),
     "frequency_penalty": ((int, float), -2.0, 2.0),
     "stop": ((str, list), None, None),
+    "reasoning_effort": ((str,), None, None),
 }
+REASONING_EFFORTS = ("low", "medium", "high")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,8 @@ def _check_param(name: str, value: Any) -> list[str]:
         return [f"params.{name}: expected {' or '.join(t.__name__ for t in types)}; got {value!r}"]
     if name == "stop" and isinstance(value, list) and not all(isinstance(s, str) for s in value):
         return ["params.stop: expected a string or a list of strings"]
+    if name == "reasoning_effort" and value not in REASONING_EFFORTS:
+        return [f"params.reasoning_effort: expected one of {', '.join(REASONING_EFFORTS)}; got {value!r}"]
     if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound check
         return [f"params.{name}: expected a finite number; got {value}"]
     if isinstance(value, int | float) and (

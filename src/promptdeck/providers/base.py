@@ -1,4 +1,18 @@
-"""The contract every provider meets, and the registry that picks one by model id."""
+"""The contract every provider meets, and the registry that picks one by model id.
+
+Everything a provider receives is provider-neutral; each adapter maps it to its
+own wire format:
+
+* messages: `{"role": "system"|"user"|"assistant"|"tool", "content": str}`; an
+  assistant message may carry `"tool_calls": [{"id", "name", "arguments": str}]`,
+  a tool message carries `"tool_call_id"` (and the result as `content`).
+* tools: `[{"name", "description", "parameters": JSON Schema}]`.
+* tool_choice: `"auto"`, `"none"`, `"required"` or `{"name": tool}`.
+* response_format: `{"type": "text"}`, `{"type": "json_object"}` or
+  `{"type": "json_schema", "name", "schema", "strict"?}`.
+* params: temperature, top_p, max_tokens, stop, seed, presence_penalty,
+  frequency_penalty, reasoning_effort (`"low"|"medium"|"high"`).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +23,22 @@ from typing import Any, Protocol
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.events import Event
 
+# Thinking budgets for providers that take a token budget instead of an effort level.
+REASONING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderCall:
-    """What to ask an upstream: the model name without its provider prefix, chat messages
-    and generation parameters (promptdeck's names: temperature, max_tokens, top_p, stop…)."""
+    """What to ask an upstream: the model name without its provider prefix, and the rest
+    in the neutral shapes above."""
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
     stream: bool = True  # a hint: a provider may answer a non-streaming call in one piece
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 class Provider(Protocol):
@@ -29,6 +49,10 @@ class Provider(Protocol):
         nothing after it. Must not raise for upstream trouble: failures are events."""
         ...
 
+    def payload(self, call: ProviderCall) -> dict[str, Any]:
+        """The exact JSON body the upstream would receive, without sending it."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -37,6 +61,10 @@ class Providers:
 
     def __init__(self, providers: list[Provider]) -> None:
         self._by_name = {p.name: p for p in providers}
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
 
     def pick(self, model_id: str) -> tuple[Provider, str]:
         name, _, model = model_id.partition("/")

@@ -183,6 +183,10 @@ class LocalProvider:
         )
         return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
 
+    def payload(self, call: ProviderCall) -> dict[str, Any]:
+        """What the embedded model is given: the chat messages and sampling parameters."""
+        return {"model": f"local/{call.model}", "messages": call.messages, **call.params}
+
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 

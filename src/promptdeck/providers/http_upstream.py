@@ -1,0 +1,266 @@
+"""What every HTTP upstream shares: one pooled client, time limits, server-sent-event
+reading, and turning each kind of trouble into a `Failed` event a person can act on.
+
+A provider subclasses `HttpUpstream` and supplies only its own wire format:
+`request()` (the exact call), `parse_body()` (a whole answer) and `parse_stream()`
+(an event stream). A failure is `retryable` only while nothing reached the caller.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from promptdeck.domain.events import Event, Failed
+from promptdeck.providers.base import ProviderCall
+
+STATUS_CODES = {
+    401: "upstream_auth_failed",
+    403: "upstream_auth_failed",
+    404: "upstream_not_found",
+    408: "upstream_timeout",
+    429: "upstream_rate_limited",
+}
+STATUS_HINTS = {
+    401: "check the API key configured for it",
+    403: "check the API key configured for it",
+    404: "check the model name, and the base URL",
+    429: "slow down, or raise the upstream's limits",
+}
+RETRYABLE_STATUSES = (408, 409, 429)  # and every 5xx, as the vendors' own clients do
+SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)  # JSON of another shape
+SSE_FIELDS = (":", "event:", "id:", "retry:")
+_TAGS = re.compile(r"<[^>]*>")
+
+
+class UpstreamFailure(Exception):
+    """Raised inside a provider's parsing to end the call with one `Failed` event."""
+
+    def __init__(self, failed: Failed) -> None:
+        super().__init__(failed.message)
+        self.failed = failed
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 60.0  # silence allowed between two bytes of a stream
+    total: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One upstream call, exactly as it is sent (headers here are the per-call ones)."""
+
+    url: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    event: str | None
+    data: str
+
+
+class HttpUpstream:
+    """Base of the providers that speak JSON (and server-sent events) over HTTP."""
+
+    name: str
+    hints: dict[int, str] = STATUS_HINTS
+
+    def __init__(self, name: str, headers: dict[str, str], timeouts: Timeouts | None = None) -> None:
+        self.name = name
+        self.timeouts = timeouts or Timeouts()
+        self.client = httpx.AsyncClient(
+            headers={"Content-Type": "application/json", **headers},
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=256),
+        )
+
+    # ── what a provider supplies ────────────────────────────────────────────
+
+    def request(self, call: ProviderCall) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def parse_body(self, body: dict[str, Any]) -> list[Event]:
+        raise NotImplementedError
+
+    def parse_stream(self, events: AsyncIterator[SseEvent]) -> AsyncGenerator[Event, None]:
+        raise NotImplementedError
+
+    def streams(self, response: httpx.Response) -> bool:
+        """Whether an answer to a streaming call is an event stream (some servers ignore
+        the request and answer in one JSON object)."""
+        return "json" not in response.headers.get("content-type", "")
+
+    # ── the shared call ─────────────────────────────────────────────────────
+
+    def payload(self, call: ProviderCall) -> dict[str, Any]:
+        """The exact JSON body the upstream would receive, without sending it."""
+        return self.request(call).body
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[Event]:
+        upstream = self.request(call)
+        deadline = time.monotonic() + self.timeouts.total
+        # A non-streamed answer arrives in one piece once the whole generation is done, so
+        # silence until then is normal: only the total limit can judge it.
+        silence = self.timeouts.read if call.stream else self.timeouts.total
+        limit = "read timeout" if call.stream else "total time limit"
+        opened = sent = False  # an event stream began; an event reached the caller
+        try:
+            async with self.client.stream(
+                "POST",
+                upstream.url,
+                content=orjson.dumps(upstream.body),
+                headers=upstream.headers,
+                timeout=httpx.Timeout(silence, connect=self.timeouts.connect),
+            ) as response:
+                if response.status_code >= 400:
+                    yield self.status_failure(upstream.url, response.status_code, await response.aread())
+                    return
+                if call.stream and self.streams(response):
+                    opened = True
+                    async with aclosing(self.parse_stream(self._sse(response, deadline))) as events:
+                        async for event in events:
+                            sent = True
+                            yield event
+                else:
+                    body = self.json(await response.aread())
+                    try:
+                        parsed = self.parse_body(body)
+                    except SHAPE_ERRORS:
+                        raise UpstreamFailure(
+                            self.failed(
+                                "upstream_bad_response",
+                                f"answered in a shape it cannot read: {str(body)[:200]}",
+                            )
+                        ) from None
+                    for event in parsed:
+                        yield event
+        except UpstreamFailure as failure:
+            yield failure.failed
+        except httpx.HTTPError as exc:
+            yield self.transport_failure(
+                upstream.url, exc, f"{silence:g} s (the upstream {limit})", opened, sent
+            )
+
+    async def _sse(self, response: httpx.Response, deadline: float) -> AsyncGenerator[SseEvent, None]:
+        """Each `data:` line with the `event:` name before it; the total time limit is checked
+        between lines, and a body that is no event stream at all is reported as such."""
+        event: str | None = None
+        seen = False
+        stray = ""  # the start of whatever is not server-sent events, to show in a failure
+        async for line in response.aiter_lines():
+            if time.monotonic() > deadline:
+                raise UpstreamFailure(
+                    self.failed(
+                        "upstream_timeout", f"exceeded the total time limit of {self.timeouts.total:g} s"
+                    )
+                )
+            if line.startswith("data:"):
+                seen = True
+                yield SseEvent(event, line[5:].strip())
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif not line.strip():
+                event = None
+            elif not line.startswith(SSE_FIELDS):
+                stray = f"{stray} {line.strip()}".strip()[:200]
+        if not seen and stray:
+            raise UpstreamFailure(
+                self.failed("upstream_bad_response", f"answered with no event stream: {stray!r}")
+            )
+
+    # ── failures ────────────────────────────────────────────────────────────
+
+    def failed(self, code: str, problem: str, retryable: bool = False) -> Failed:
+        return Failed(code, f"{self.name} upstream {problem}", retryable)
+
+    def status_failure(self, url: str, status: int, body: bytes) -> Failed:
+        phrase = httpx.codes.get_reason_phrase(status)
+        detail = error_detail(body)
+        hint = self.hints.get(status)
+        return self.failed(
+            STATUS_CODES.get(status, "upstream_error" if status >= 500 else "upstream_rejected"),
+            f"at {url} answered HTTP {status} {phrase}".rstrip()
+            + (f": {detail}" if detail else "")
+            + (f" ({hint})" if hint else ""),
+            retryable=status in RETRYABLE_STATUSES or status >= 500,
+        )
+
+    def transport_failure(
+        self, url: str, exc: httpx.HTTPError, limit: str, opened: bool, sent: bool
+    ) -> Failed:
+        """Once an event has gone out, a retry would repeat it: only an untouched call is retryable."""
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return self.failed(
+                "upstream_unreachable",
+                f"at {url} cannot be reached ({what}); is it running, and is the base URL right?",
+                retryable=True,
+            )
+        if isinstance(exc, httpx.ReadTimeout):
+            return self.failed(
+                "upstream_timeout",
+                f"at {url} sent nothing{' more' if sent else ''} for {limit}",
+                retryable=not sent,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return self.failed("upstream_timeout", f"at {url} timed out ({what})", retryable=not sent)
+        if opened:
+            return self.failed(
+                "upstream_stream_cut", f"broke the stream off before it finished ({what})", retryable=not sent
+            )
+        return self.failed("upstream_error", f"at {url}: the connection failed ({what})", retryable=True)
+
+    def json(self, raw: bytes | str) -> dict[str, Any]:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            shown = raw[:200] if isinstance(raw, str) else raw[:200].decode(errors="replace")
+            raise UpstreamFailure(
+                self.failed("upstream_bad_response", f"sent something that is not JSON: {shown!r}")
+            ) from None
+        if not isinstance(value, dict):
+            raise UpstreamFailure(self.failed("upstream_bad_response", "sent JSON that is not an object"))
+        return value
+
+    def unreadable(self, what: str, data: str) -> UpstreamFailure:
+        return UpstreamFailure(
+            self.failed("upstream_bad_response", f"sent {what} it cannot read: {data[:200]}")
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def error_message(error: Any) -> str:
+    """A vendor's `{"message", "code"|"status"}`, as one line with the code that names the cause."""
+    if not isinstance(error, dict) or not error.get("message"):
+        return str(error)
+    code = error.get("code") or error.get("status")
+    return f"{error['message']} ({code})" if code else str(error["message"])
+
+
+def error_detail(body: bytes) -> str:
+    """The upstream's own words from an error body: a vendor error object, FastAPI's `detail`,
+    or the text itself (an HTML page stripped to its words), on one short line."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):  # Gemini wraps errors in a list
+        parsed = parsed[0]
+    if isinstance(parsed, dict) and ("error" in parsed or "detail" in parsed):
+        return error_message(parsed["error"]) if "error" in parsed else str(parsed["detail"])
+    text = body[:2000].decode(errors="replace")
+    if text.lstrip().startswith("<"):
+        text = _TAGS.sub(" ", text)
+    return " ".join(text.split())[:300]
