@@ -36,6 +36,36 @@ class Settings:
     openai_api_key: str = field(
         default_factory=lambda: _env("PROMPTDECK_OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", ""))
     )
+    anthropic_base_url: str = field(
+        default_factory=lambda: _env("PROMPTDECK_ANTHROPIC_BASE_URL", "https://api.anthropic.com")
+    )
+    anthropic_api_key: str = field(
+        default_factory=lambda: _env("PROMPTDECK_ANTHROPIC_API_KEY", os.environ.get("ANTHROPIC_API_KEY", ""))
+    )
+    gemini_base_url: str = field(
+        default_factory=lambda: _env(
+            "PROMPTDECK_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"
+        )
+    )
+    gemini_api_key: str = field(
+        default_factory=lambda: _env(
+            "PROMPTDECK_GEMINI_API_KEY",
+            os.environ.get("GEMINI_API_KEY", os.environ.get("GOOGLE_API_KEY", "")),
+        )
+    )
+    azure_openai_endpoint: str = field(
+        default_factory=lambda: _env(
+            "PROMPTDECK_AZURE_OPENAI_ENDPOINT", os.environ.get("AZURE_OPENAI_ENDPOINT", "")
+        )
+    )
+    azure_openai_api_key: str = field(
+        default_factory=lambda: _env(
+            "PROMPTDECK_AZURE_OPENAI_API_KEY", os.environ.get("AZURE_OPENAI_API_KEY", "")
+        )
+    )
+    azure_openai_api_version: str = field(
+        default_factory=lambda: _env("PROMPTDECK_AZURE_OPENAI_API_VERSION", "2024-10-21")
+    )
     upstream_connect_timeout: float = field(
         default_factory=lambda: _float("PROMPTDECK_UPSTREAM_CONNECT_TIMEOUT", 5.0)
     )

@@ -39,6 +39,10 @@ class ProviderCall:
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # The workspace's stored credential for this provider, when it has one; None means the
+    # provider's own configuration (environment variables).
+    api_key: str | None = None
+    base_url: str | None = None
 
 
 class Provider(Protocol):

@@ -75,7 +75,7 @@ class OpenAIProvider(HttpUpstream):
             {"Authorization": f"Bearer {api_key}"} if api_key else {},
             Timeouts(connect_timeout, read_timeout, total_timeout),
         )
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIProvider:
@@ -104,7 +104,10 @@ class OpenAIProvider(HttpUpstream):
         if call.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        return UpstreamRequest(self.url, body)
+        headers = {"Authorization": f"Bearer {call.api_key}"} if call.api_key else {}
+        return UpstreamRequest(
+            (call.base_url or self.base_url).rstrip("/") + "/chat/completions", body, headers
+        )
 
     async def parse_stream(self, events: AsyncIterator[SseEvent]) -> AsyncGenerator[Event, None]:
         started = done = answered = False
