@@ -142,6 +142,11 @@ def test_deployments_and_moving_a_variant(deck: Deck) -> None:
                 "version": 2,
                 "version_id": latest["variants"]["default"]["version_id"],
                 "prompt": "echo",
+                "config": {  # the reliability defaults: one retry, no fallbacks
+                    "timeouts": {},
+                    "retries": {"max_attempts": 2, "backoff_seconds": 0.5, "max_backoff_seconds": 8.0},
+                    "fallbacks": [],
+                },
             }
         }
 

@@ -202,12 +202,17 @@ def test_refused_upstream_gives_a_clean_502(start_deck: StartDeck) -> None:
     push_prompt(deck.url, deck.admin_key, "nowhere", "openai/nowhere")
 
     with deck.client() as client:
-        for _ in range(3):
+        codes = []
+        for _ in range(4):
             response = client.post(PATHS[0], json=invoke_body("nowhere", False))
             assert dead in expect_hive_error(response, 502, "provider_error")
+            codes.append(logged_run(deck, response.json()["request_id"])["error_code"])
         assert client.get("/api/health").json()["status"] == "ok"
-    run = logged_run(deck, response.json()["request_id"])
-    assert run["status"] == "error" and run["error_code"] == "upstream_unreachable"
+    # Each call is tried twice; after five failures in a row the circuit breaker opens and
+    # answers at once, still naming the upstream's own failure.
+    assert codes == ["upstream_unreachable", "upstream_unreachable", "circuit_open", "circuit_open"]
+    attempts = logged_run(deck, response.json()["request_id"])["attempts"]
+    assert [a["error_code"] for a in attempts] == ["circuit_open"]
 
 
 def test_client_that_hangs_up_mid_stream_still_gets_its_run_logged(

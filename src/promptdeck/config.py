@@ -66,6 +66,8 @@ class Settings:
     azure_openai_api_version: str = field(
         default_factory=lambda: _env("PROMPTDECK_AZURE_OPENAI_API_VERSION", "2024-10-21")
     )
+    secret_key: str = field(default_factory=lambda: _env("PROMPTDECK_SECRET_KEY", ""))
+    upstreams: str = field(default_factory=lambda: _env("PROMPTDECK_UPSTREAMS", ""))
     upstream_connect_timeout: float = field(
         default_factory=lambda: _float("PROMPTDECK_UPSTREAM_CONNECT_TIMEOUT", 5.0)
     )

@@ -11,11 +11,12 @@ from promptdeck.config import Settings
 from promptdeck.engine.auth import KeyCheck
 from promptdeck.engine.invoke import Engine
 from promptdeck.providers.base import Providers
-from promptdeck.providers.local import LocalProvider, model_paths
-from promptdeck.providers.openai import OpenAIProvider
+from promptdeck.providers.registry import build_providers
 from promptdeck.store.access import AccessStore
 from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.credentials import CredentialStore, load_secret_key
 from promptdeck.store.database import create_engine
+from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.run_log import RunLog, run_dict
 from promptdeck.store.run_writer import RunWriter
 
@@ -31,6 +32,8 @@ class Services:
     keys: KeyCheck
     providers: Providers
     engine: Engine
+    credentials: CredentialStore
+    prices: PriceOverrides
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -49,14 +52,13 @@ class Services:
             queue_size=settings.writer_queue_size,
             after_batch=record_key_use,
         )
-        providers = Providers(
-            [
-                LocalProvider(model_paths(settings.local_model_path), settings.local_context_tokens),
-                OpenAIProvider.from_settings(settings),
-            ]
+        providers = build_providers(settings)
+        credentials = CredentialStore(db, load_secret_key(settings.secret_key, settings.data_dir))
+        prices = PriceOverrides(db)
+        engine = Engine(catalog, providers, writer, settings.cache_ttl_seconds, credentials, prices)
+        return cls(
+            settings, db, access, catalog, RunLog(db), writer, keys, providers, engine, credentials, prices
         )
-        engine = Engine(catalog, providers, writer, settings.cache_ttl_seconds)
-        return cls(settings, db, access, catalog, RunLog(db), writer, keys, providers, engine)
 
     async def start(self) -> None:
         self.writer.start()

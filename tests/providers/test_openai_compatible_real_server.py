@@ -243,8 +243,11 @@ def test_fetch_hive_invoke_through_the_openai_provider(openai_deck: Deck) -> Non
     assert all(e["model"] == f"openai/{MODEL}" for e in events[:-1])
     assert "".join(e["response"] for e in events[:-1]) == answer["response"]
     assert events[-1]["stop_reason"] == answer["stop_reason"]
-    # The llama server sends no usage in streams, so the streamed run counts no tokens.
-    assert events[-1]["usage"]["total_tokens"] == 0
+    # The llama server sends no usage in streams: promptdeck estimates it (never zero) and
+    # marks the run's usage as estimated.
+    streamed_usage = events[-1]["usage"]
+    assert streamed_usage["prompt_tokens"]["total_tokens"] > 0
+    assert streamed_usage["completion_tokens"]["total_tokens"] > 0
 
     runs = {run["request_id"]: run for run in openai_deck.runs()}
     stored_whole, stored_stream = runs[answer["request_id"]], runs[events[0]["request_id"]]
@@ -258,7 +261,16 @@ def test_fetch_hive_invoke_through_the_openai_provider(openai_deck: Deck) -> Non
         assert run["ttft_ms"] is not None and run["duration_ms"] >= run["ttft_ms"]
     assert stored_whole["input_tokens"] == usage["prompt_tokens"]["total_tokens"]
     assert stored_whole["output_tokens"] == usage["completion_tokens"]["total_tokens"]
-    assert (stored_stream["input_tokens"], stored_stream["output_tokens"]) == (0, 0)
+    assert stored_whole["usage_estimated"] is False
+    assert stored_stream["usage_estimated"] is True
+    assert stored_stream["input_tokens"] == streamed_usage["prompt_tokens"]["total_tokens"]
+    assert stored_stream["output_tokens"] == streamed_usage["completion_tokens"]["total_tokens"]
+    # An estimate is in the same range as the real count, not a placeholder.
+    assert (
+        usage["prompt_tokens"]["total_tokens"] / 3
+        < stored_stream["input_tokens"]
+        < 3 * usage["prompt_tokens"]["total_tokens"]
+    )
 
 
 def test_fetch_hive_invoke_when_the_upstream_is_down(tmp_path: Path) -> None:

@@ -10,11 +10,8 @@ provider sends and the normalized events it produces.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -25,7 +22,6 @@ from promptdeck.domain.events import (
     STOP,
     TOOL_CALLS,
     Event,
-    Failed,
     Finished,
     ReasoningDelta,
     Started,
@@ -36,124 +32,13 @@ from promptdeck.domain.events import (
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.openai import OpenAIProvider
 from tests.support.postgres import free_port
+from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
 
-Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
     {"role": "user", "content": "What is the capital of France?"},
 ]
 MODEL = "o4-mini-2025-04-16"
-
-
-# --- a scripted upstream on 127.0.0.1 ------------------------------------------------------------
-
-
-@dataclass
-class Seen:
-    """One request as it reached the upstream."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-@dataclass
-class Upstream:
-    """A real socket server that answers each request with the next scripted reply."""
-
-    replies: list[Reply] = field(default_factory=list)
-    requests: list[Seen] = field(default_factory=list)
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _open: dict[asyncio.Task[Any], asyncio.StreamWriter] = field(default_factory=dict)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def play(self, *replies: Reply) -> None:
-        self.replies = list(replies)
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Hang up on connections still held open, so every handler ends on its own."""
-        assert self._server is not None
-        self._server.close()
-        for writer in self._open.values():
-            writer.close()
-        await asyncio.wait_for(asyncio.gather(*self._open), timeout=5)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._open[task] = writer
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            request_line, *header_lines = head.strip().split("\r\n")
-            method, path, _ = request_line.split(" ")
-            headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-            body = await reader.readexactly(int(headers.get("content-length", 0)))
-            self.requests.append(Seen(method, path, headers, orjson.loads(body) if body else {}))
-            await self.replies.pop(0)(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            del self._open[task]
-
-
-def _head(status: int, content_type: str, framing: str) -> bytes:
-    return (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n{framing}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-
-
-def respond(status: int, body: dict[str, Any] | bytes, content_type: str = "application/json") -> Reply:
-    """One whole response with a Content-Length."""
-    raw = body if isinstance(body, bytes) else orjson.dumps(body)
-
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(_head(status, content_type, f"Content-Length: {len(raw)}") + raw)
-        await writer.drain()
-
-    return reply
-
-
-def stream(
-    events: list[bytes], *, end: str = "clean", pause: float = 0.0, content_type: str = "text/event-stream"
-) -> Reply:
-    """An SSE response in chunked encoding, one chunk per event. `end`: `clean` (terminating
-    chunk), `drop` (connection closed mid-body) or `stall` (say nothing more, keep it open)."""
-
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(_head(200, content_type, "Transfer-Encoding: chunked"))
-        for event in events:
-            if writer.is_closing():
-                return
-            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
-            await writer.drain()
-            if pause:
-                await asyncio.sleep(pause)
-        if end == "clean":
-            writer.write(b"0\r\n\r\n")
-        elif end == "drop":
-            writer.write(b'40\r\ndata: {"choices":')  # half a chunk, then the connection goes
-        await writer.drain()
-        if end == "stall":
-            await reader.read()  # until the client hangs up
-
-    return reply
-
-
-async def silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Accept the request, then never answer, until the client hangs up."""
-    await reader.read()
 
 
 # --- transcripts ---------------------------------------------------------------------------------
@@ -298,15 +183,13 @@ DEEPSEEK_ANSWER = completion(
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    server = Upstream()
-    await server.start()
-    yield server
-    await server.stop()
+async def upstream() -> AsyncIterator[TranscriptServer]:
+    async with TranscriptServer(prefix="/v1") as server:
+        yield server
 
 
 @pytest.fixture
-async def make_provider(upstream: Upstream) -> AsyncIterator[Callable[..., OpenAIProvider]]:
+async def make_provider(upstream: TranscriptServer) -> AsyncIterator[Callable[..., OpenAIProvider]]:
     made: list[OpenAIProvider] = []
 
     def make(**options: Any) -> OpenAIProvider:
@@ -325,59 +208,11 @@ async def run(provider: OpenAIProvider, stream: bool = True, **params: Any) -> l
     return [event async for event in provider.stream(call)]
 
 
-@dataclass
-class Folded:
-    """What a caller ends up with, whichever way the events arrived."""
-
-    model: str | None = None
-    text: str = ""
-    reasoning: str = ""
-    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
-    usage: Usage | None = None
-    stop: str | None = None
-    failed: Failed | None = None
-
-
-def fold(events: list[Event]) -> Folded:
-    """Fold events, checking the protocol: `Started` first, one ending, nothing after it."""
-    out = Folded()
-    for position, event in enumerate(events):
-        assert out.stop is None and out.failed is None, f"event after the end: {event}"
-        if isinstance(event, Started):
-            assert position == 0 and out.model is None
-            out.model = event.model
-        elif isinstance(event, Failed):
-            out.failed = event
-        else:
-            assert out.model is not None, f"{event} before Started"
-            if isinstance(event, TextDelta):
-                out.text += event.text
-            elif isinstance(event, ReasoningDelta):
-                out.reasoning += event.text
-            elif isinstance(event, ToolCallDelta):
-                tool = out.tools.setdefault(event.index, {"id": None, "name": None, "arguments": ""})
-                tool["id"] = event.id or tool["id"]
-                tool["name"] = event.name or tool["name"]
-                tool["arguments"] += event.arguments_delta
-            elif isinstance(event, Usage):
-                out.usage = event
-            elif isinstance(event, Finished):
-                out.stop = event.stop_reason
-    assert (out.stop is None) != (out.failed is None), "exactly one of Finished / Failed"
-    return out
-
-
-def failure(events: list[Event]) -> Failed:
-    folded = fold(events)
-    assert folded.failed is not None, f"expected a failure, got {events}"
-    return folded.failed
-
-
 # --- the request we send -------------------------------------------------------------------------
 
 
 async def test_streaming_request_asks_for_usage_and_passes_parameters(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """OpenAI API reference, Create chat completion: `POST {base}/chat/completions`, bearer auth,
     `stream: true` with `stream_options: {include_usage: true}`, promptdeck's parameters under
@@ -400,7 +235,7 @@ async def test_streaming_request_asks_for_usage_and_passes_parameters(
 
 
 async def test_non_streaming_request_has_no_stream_fields_and_no_key_means_no_auth(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """OpenAI API reference, Create chat completion: `stream` defaults to false; a local server
     (Ollama, llama.cpp) needs no key, so none is sent."""
@@ -416,7 +251,7 @@ async def test_non_streaming_request_has_no_stream_fields_and_no_key_means_no_au
 
 
 async def test_non_streaming_answer_with_cached_and_reasoning_tokens(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """OpenAI API reference, the chat completion object: `usage.prompt_tokens_details.cached_tokens`
     and `usage.completion_tokens_details.reasoning_tokens`."""
@@ -431,7 +266,7 @@ async def test_non_streaming_answer_with_cached_and_reasoning_tokens(
 
 
 async def test_streamed_answer_with_final_usage_chunk(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """OpenAI API reference, the chat completion chunk object, with `stream_options.include_usage`:
     every chunk carries `usage: null`, then one chunk with `choices: []` and the usage, then
@@ -457,7 +292,7 @@ async def test_streamed_answer_with_final_usage_chunk(
     ],
 )
 async def test_stream_and_non_stream_give_the_same_answer(
-    upstream: Upstream,
+    upstream: TranscriptServer,
     make_provider: Callable[..., OpenAIProvider],
     name: str,
     streamed: list[bytes],
@@ -474,7 +309,7 @@ async def test_stream_and_non_stream_give_the_same_answer(
 
 
 async def test_streamed_tool_call_arrives_as_argument_deltas(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """OpenAI function-calling guide, streaming: the first delta names the call (`id`, `name`,
     empty `arguments`), later deltas carry only `index` and argument fragments;
@@ -491,7 +326,7 @@ async def test_streamed_tool_call_arrives_as_argument_deltas(
 
 
 async def test_deepseek_reasoning_content_deltas_and_cache_hit_tokens(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """DeepSeek API, reasoning model: `delta.reasoning_content` before `delta.content` (the other
     one null), usage with `prompt_cache_hit_tokens` and `completion_tokens_details.reasoning_tokens`."""
@@ -509,7 +344,7 @@ async def test_deepseek_reasoning_content_deltas_and_cache_hit_tokens(
 
 
 async def test_vllm_reasoning_field_names(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """vLLM's reasoning parsers: `delta.reasoning_content` (older releases) or `delta.reasoning`
     (newer) in `chat.completion.chunk` deltas; here the answer ends with `finish_reason: length`."""
@@ -604,7 +439,7 @@ def openai_error(message: str, type_: str, code: str | None) -> dict[str, Any]:
 )
 @pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
 async def test_openai_error_bodies(
-    upstream: Upstream,
+    upstream: TranscriptServer,
     make_provider: Callable[..., OpenAIProvider],
     status: int,
     body: dict[str, Any],
@@ -645,7 +480,7 @@ NGINX_413 = NGINX_502.replace(b"502 Bad Gateway", b"413 Request Entity Too Large
     ids=["nginx-html-502", "nginx-html-413", "empty-503", "go-404", "fastapi-404"],
 )
 async def test_error_status_with_a_non_openai_body(
-    upstream: Upstream,
+    upstream: TranscriptServer,
     make_provider: Callable[..., OpenAIProvider],
     status: int,
     body: bytes,
@@ -666,7 +501,7 @@ async def test_error_status_with_a_non_openai_body(
 
 
 async def test_error_object_inside_a_stream(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """vLLM and OpenRouter report a failure after the stream opened as a `data:` event holding
     `{"error": {...}}` (OpenAI's error shape)."""
@@ -689,7 +524,7 @@ async def test_error_object_inside_a_stream(
 
 
 async def test_non_json_data_line_mid_stream(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """A `chat.completion.chunk` stream (OpenAI API reference) with one line that is not JSON."""
     upstream.play(stream([*ANSWER_STREAM[:2], b"data: {not json at all\n\n", *ANSWER_STREAM[2:]]))
@@ -712,7 +547,7 @@ async def test_non_json_data_line_mid_stream(
     ids=["html", "no-choices", "empty-choices", "choices-string", "message-string", "array"],
 )
 async def test_garbage_non_streaming_body(
-    upstream: Upstream,
+    upstream: TranscriptServer,
     make_provider: Callable[..., OpenAIProvider],
     body: bytes,
     content_type: str,
@@ -729,7 +564,7 @@ async def test_garbage_non_streaming_body(
 
 @pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
 async def test_error_object_with_status_200(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider], streamed: bool
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider], streamed: bool
 ) -> None:
     """Some proxies answer 200 `application/json` holding OpenAI's `{"error": {...}}` object,
     even to a streaming call: the upstream's message comes through, not "no choices"."""
@@ -740,7 +575,7 @@ async def test_error_object_with_status_200(
 
 
 async def test_stream_of_chunks_without_choices(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """Data lines that are JSON but not `chat.completion.chunk` objects, then `[DONE]`: no answer
     came, so the call fails instead of finishing with empty text."""
@@ -750,7 +585,7 @@ async def test_stream_of_chunks_without_choices(
 
 
 async def test_stream_chunk_of_the_wrong_shape(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """A chunk whose `choices` is not a list of objects (OpenAI API reference says it is)."""
     upstream.play(stream(sse(chunk({"content": "Hi"}), {"choices": "nope", "model": MODEL}, "[DONE]")))
@@ -759,7 +594,7 @@ async def test_stream_chunk_of_the_wrong_shape(
 
 
 async def test_streaming_call_answered_with_an_html_page(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """A 200 HTML page (a captive portal, a wrong base URL) where an SSE stream was asked for."""
     upstream.play(respond(200, b"<html>\n<body>Welcome to nginx!</body>\n</html>\n", "text/html"))
@@ -768,7 +603,7 @@ async def test_streaming_call_answered_with_an_html_page(
 
 
 async def test_streaming_call_answered_in_one_piece(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """A server that ignores `stream: true` and answers with one `chat.completion` object
     (OpenAI API reference): the answer is used as it is."""
@@ -784,7 +619,7 @@ async def test_streaming_call_answered_in_one_piece(
 @pytest.mark.parametrize("end", ["clean", "drop"])
 @pytest.mark.parametrize("delivered", [0, 3], ids=["no-event", "two-deltas"])
 async def test_stream_cut_before_finish_reason(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider], end: str, delivered: int
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider], end: str, delivered: int
 ) -> None:
     """A `chat.completion.chunk` stream (OpenAI API reference) that stops before any
     `finish_reason`, usage or `[DONE]`: its HTTP body either ends properly (`clean`) or the
@@ -811,7 +646,7 @@ async def test_connection_refused(make_provider: Callable[..., OpenAIProvider]) 
 
 @pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
 async def test_upstream_that_never_answers(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider], streamed: bool
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider], streamed: bool
 ) -> None:
     """The upstream accepts the connection and the request, then says nothing."""
     upstream.play(silence)
@@ -826,7 +661,7 @@ async def test_upstream_that_never_answers(
 
 
 async def test_stream_that_stalls_after_some_text(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """A `chat.completion.chunk` stream (OpenAI API reference) that goes silent mid-way: the
     read timeout ends it; it is not retryable, since text already went out."""
@@ -838,7 +673,7 @@ async def test_stream_that_stalls_after_some_text(
 
 
 async def test_stream_that_trickles_past_the_total_limit(
-    upstream: Upstream, make_provider: Callable[..., OpenAIProvider]
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider]
 ) -> None:
     """Every chunk arrives within the read timeout, but the whole stream takes too long."""
     upstream.play(stream(ANSWER_STREAM, pause=0.15))

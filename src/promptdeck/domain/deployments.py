@@ -7,6 +7,7 @@ from datetime import datetime
 
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.prompts import PromptSpec
+from promptdeck.domain.reliability import VariantConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,11 @@ class Deployment:
     prompt_id: str
     default_variant: str
     variants: dict[str, Version] = field(default_factory=dict)
+    configs: dict[str, VariantConfig] = field(default_factory=dict)
+    fallback_versions: dict[int, Version] = field(default_factory=dict)  # by number, as fallbacks name them
+
+    def config(self, variant: str) -> VariantConfig:
+        return self.configs.get(variant) or VariantConfig()
 
     def resolve(self, variant: str | None) -> tuple[str, Version]:
         """The variant to serve (the default when none is named) and its version."""

@@ -45,6 +45,7 @@ class Usage:
     cache_write_input: int = 0
     output: int = 0
     reasoning: int = 0
+    estimated: bool = False  # counted by promptdeck because the upstream reported none
 
     @property
     def total(self) -> int:
@@ -60,7 +61,8 @@ class Finished:
 class Failed:
     code: str
     message: str
-    retryable: bool = False
+    retryable: bool = False  # true only while nothing has reached the caller
+    retry_after: float | None = None  # seconds, when the upstream said (Retry-After)
 
 
 Event = Started | ReasoningDelta | TextDelta | ToolCallDelta | Usage | Finished | Failed

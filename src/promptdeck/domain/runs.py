@@ -51,6 +51,9 @@ class RunRecord:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost: float | None = None
+    price_known: bool | None = None
+    usage_estimated: bool | None = None
+    attempts: list[dict[str, Any]] | None = None
     duration_ms: float = 0.0
     ttft_ms: float | None = None
     status: str = SUCCESS

@@ -1,21 +1,29 @@
 """The one pipeline behind every dialect.
 
 `Engine.start()` does everything that can fail before the first byte (resolve,
-validate, render, pick a provider) and raises a `PromptdeckError` for it.
+validate, render, pick providers) and raises a `PromptdeckError` for it.
 `Invocation.events()` then streams normalized events while recording the run;
 `Invocation.complete()` drains the same stream for non-streaming callers, so
 the two modes cannot disagree. Whatever happens, the run is handed to the
 writer exactly once.
+
+Between the two sit the variant's reliability rules: each candidate (the
+variant's model, then its fallbacks) is tried in turn, retryable failures are
+retried with backoff, a circuit breaker skips upstreams that keep failing, and
+nothing is ever retried once an event has reached the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from promptdeck.domain.deployments import Deployment
+from promptdeck.domain.deployments import Deployment, Version
 from promptdeck.domain.errors import NotFound, PromptdeckError
 from promptdeck.domain.events import (
     Event,
@@ -28,14 +36,20 @@ from promptdeck.domain.events import (
     Usage,
 )
 from promptdeck.domain.inputs import render_messages, resolve_inputs
+from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
 from promptdeck.engine.auth import Caller
+from promptdeck.engine.circuit import CircuitBreakers
+from promptdeck.engine.pricing import Price, PriceList
 from promptdeck.engine.ttl_cache import TtlCache
 from promptdeck.providers.base import Provider, ProviderCall, Providers
 from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.credentials import Credential, CredentialStore
+from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.run_writer import RunWriter
 
 CANCELLED = "cancelled"
+CHARS_PER_TOKEN = 4  # for estimates only, when an upstream reports no usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +65,44 @@ class InvokeRequest:
     external_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One way to answer: a provider, the exact call, the model id and version it stands for."""
+
+    provider: Provider
+    call: ProviderCall
+    model_id: str
+    version: Version
+    messages: list[dict[str, Any]]
+    fallback: int = 0  # 0: the variant's own model; n: its n-th fallback
+
+    @property
+    def upstream(self) -> str:
+        """What a circuit breaker guards: a provider at one base URL."""
+        return f"{self.provider.name}|{self.call.base_url or ''}"
+
+
 class Invocation:
     def __init__(
-        self, record: RunRecord, provider: Provider, call: ProviderCall, writer: RunWriter, started: float
+        self,
+        record: RunRecord,
+        candidates: list[Candidate],
+        config: VariantConfig,
+        engine: Engine,
+        overrides: dict[str, Price],
+        started: float,
     ) -> None:
         self.record = record
-        self._provider = provider
-        self._call = call
-        self._writer = writer
+        self._candidates = candidates
+        self._config = config
+        self._engine = engine
+        self._overrides = overrides
         self._started = started
         self._consumed = False
+        self._attempts: list[dict[str, Any]] = []
 
     async def events(self) -> AsyncIterator[Event]:
-        """The provider's events, recorded as they pass. Ends after `Finished` or `Failed`."""
+        """The answer's events, recorded as they pass. Ends after `Finished` or `Failed`."""
         if self._consumed:
             raise RuntimeError("an invocation's events can be read once")
         self._consumed = True
@@ -71,9 +110,10 @@ class Invocation:
         text: list[str] = []
         reasoning: list[str] = []
         tools: dict[int, dict[str, Any]] = {}
+        usage: Usage | None = None
         ended = False
         try:
-            async for event in _guarded(self._provider.stream(self._call)):
+            async for event in self._answer():
                 if isinstance(event, TextDelta | ReasoningDelta):
                     if record.ttft_ms is None:
                         record.ttft_ms = self.elapsed_ms()
@@ -83,12 +123,13 @@ class Invocation:
                 elif isinstance(event, ToolCallDelta):
                     _add_tool_delta(tools, event)
                 elif isinstance(event, Usage):
-                    record.input_tokens = event.input
-                    record.cached_input_tokens = event.cached_input
-                    record.cache_write_input_tokens = event.cache_write_input
-                    record.output_tokens = event.output
-                    record.reasoning_tokens = event.reasoning
+                    usage = event
+                    self._account(usage)
                 elif isinstance(event, Finished):
+                    if usage is None:  # the upstream reported none: count, and say so
+                        usage = self._estimate("".join(text) + "".join(reasoning))
+                        self._account(usage)
+                        yield usage
                     record.stop_reason = event.stop_reason
                     ended = True
                 elif isinstance(event, Failed):
@@ -103,8 +144,9 @@ class Invocation:
                 record.error_message = "the caller went away before the run ended"
             record.output, record.reasoning = "".join(text), "".join(reasoning)
             record.tool_calls = [tools[i] for i in sorted(tools)] or None
+            record.attempts = self._attempts or None
             record.duration_ms = self.elapsed_ms()
-            await self._writer.put(record)
+            await self._engine.writer.put(record)
 
     async def complete(self) -> RunRecord:
         """Run to the end and return the finished record (the non-streaming path)."""
@@ -115,8 +157,155 @@ class Invocation:
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self._started) * 1000
 
+    # ── retries, fallbacks, breakers ─────────────────────────────────────────
 
-async def _guarded(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    async def _answer(self) -> AsyncIterator[Event]:
+        """Try each candidate in turn until one answers; nothing already sent is sent twice."""
+        config, breakers = self._config, self._engine.breakers
+        last = Failed("provider_error", "no model could be called for this variant")
+        for candidate in self._candidates:
+            for attempt in range(1, config.max_attempts + 1):
+                if not breakers.allows(candidate.upstream):
+                    last = Failed(
+                        "circuit_open",
+                        f"{candidate.provider.name} failed {breakers.threshold} times in a row, so "
+                        f"promptdeck stops calling it for {breakers.cooldown:g} s; last failure: "
+                        f"{breakers.why_open(candidate.upstream)}",
+                        retryable=True,
+                    )
+                    self._note(candidate, attempt, last, 0.0)
+                    break
+                began = time.perf_counter()
+                held: Started | None = None  # sent only once the attempt has something to say
+                sent = False
+                failure: Failed | None = None
+                async for event in self._timed(candidate):
+                    if isinstance(event, Failed):
+                        failure = event
+                        break
+                    if isinstance(event, Started):
+                        held = event
+                        continue
+                    if not sent:
+                        self._serving(candidate)
+                        sent = True
+                    if held is not None:
+                        yield held
+                        held = None
+                    yield event
+                    if isinstance(event, Finished):
+                        breakers.succeeded(candidate.upstream)
+                        self._note(candidate, attempt, None, time.perf_counter() - began)
+                        return
+                failure = failure or Failed(
+                    "provider_error", f"{candidate.provider.name} ended without an answer"
+                )
+                self._note(candidate, attempt, failure, time.perf_counter() - began)
+                if failure.retryable:
+                    breakers.failed(candidate.upstream, failure.message)
+                if sent:  # the caller already has part of this answer: it cannot be redone
+                    yield failure
+                    return
+                last = failure
+                delay = self._backoff(attempt, failure)
+                if delay is None or attempt == config.max_attempts:
+                    break
+                await asyncio.sleep(delay)
+        yield last
+
+    def _backoff(self, attempt: int, failure: Failed) -> float | None:
+        """Seconds before the next attempt, or None when this candidate should not be retried."""
+        config = self._config
+        if not failure.retryable:
+            return None
+        if failure.retry_after is not None:
+            return float(failure.retry_after) if failure.retry_after <= config.max_backoff_seconds else None
+        delay = min(config.max_backoff_seconds, config.backoff_seconds * 2.0 ** (attempt - 1))
+        return delay * (0.5 + random.random() / 2)  # jitter: replicas must not retry in step
+
+    async def _timed(self, candidate: Candidate) -> AsyncIterator[Event]:
+        """The provider's events within the variant's first-byte and total limits."""
+        config = self._config
+        first_byte = config.first_byte_timeout if candidate.call.stream else None
+        events = _guarded(candidate.provider.stream(candidate.call))
+        if first_byte is None and config.total_timeout is None:
+            async for event in events:
+                yield event
+            return
+        deadline = time.monotonic() + config.total_timeout if config.total_timeout else None
+        first = True
+        try:
+            while True:
+                limits = [
+                    x for x in (first_byte if first else None, deadline and deadline - time.monotonic()) if x
+                ]
+                try:
+                    event = (
+                        await asyncio.wait_for(anext(events), min(limits)) if limits else await anext(events)
+                    )
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    which = "first byte" if first and first_byte else "total"
+                    yield Failed(
+                        "upstream_timeout",
+                        f"{candidate.provider.name} gave no answer within the variant's {which} time limit",
+                        retryable=first,
+                    )
+                    return
+                first = False
+                yield event
+        finally:
+            await events.aclose()
+
+    def _note(self, candidate: Candidate, attempt: int, failure: Failed | None, seconds: float) -> None:
+        self._attempts.append(
+            {
+                "provider": candidate.provider.name,
+                "model": candidate.model_id,
+                "fallback": candidate.fallback,
+                "attempt": attempt,
+                "status": "error" if failure else "success",
+                "error_code": failure.code if failure else None,
+                "error": failure.message if failure else None,
+                "duration_ms": round(seconds * 1000, 3),
+            }
+        )
+
+    def _serving(self, candidate: Candidate) -> None:
+        """This candidate's answer is reaching the caller: the run is its run."""
+        record = self.record
+        record.provider = candidate.provider.name
+        self._priced_as = candidate.model_id
+        if candidate.version.id != record.version_id:  # a fallback with its own version answered
+            record.version_id, record.version_number = candidate.version.id, candidate.version.number
+            record.messages = candidate.messages
+
+    _priced_as: str | None = None
+
+    # ── usage and cost ───────────────────────────────────────────────────────
+
+    def _estimate(self, output: str) -> Usage:
+        prompt = sum(len(str(m.get("content") or "")) for m in self.record.messages or [])
+        return Usage(
+            input=math.ceil(prompt / CHARS_PER_TOKEN),
+            output=math.ceil(len(output) / CHARS_PER_TOKEN),
+            estimated=True,
+        )
+
+    def _account(self, usage: Usage) -> None:
+        record = self.record
+        record.input_tokens, record.cached_input_tokens = usage.input, usage.cached_input
+        record.cache_write_input_tokens = usage.cache_write_input
+        record.output_tokens, record.reasoning_tokens = usage.output, usage.reasoning
+        record.usage_estimated = usage.estimated
+        model_id = self._priced_as or self._candidates[0].model_id
+        record.cost, record.price_known = self._engine.prices.cost(
+            model_id, usage, self._overrides.get(model_id)
+        )
+
+
+async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
     """A provider that raises instead of failing cleanly still ends in a `Failed` event."""
     try:
         async for event in events:
@@ -134,14 +323,26 @@ def _add_tool_delta(tools: dict[int, dict[str, Any]], delta: ToolCallDelta) -> N
 
 class Engine:
     def __init__(
-        self, catalog: CatalogStore, providers: Providers, writer: RunWriter, cache_ttl: float
+        self,
+        catalog: CatalogStore,
+        providers: Providers,
+        writer: RunWriter,
+        cache_ttl: float,
+        credentials: CredentialStore,
+        price_overrides: PriceOverrides,
     ) -> None:
         self.catalog = catalog
         self.providers = providers
         self.writer = writer
+        self.breakers = CircuitBreakers()
+        self.prices = PriceList()
         self.deployments: TtlCache[tuple[str, str], Deployment | None] = TtlCache(
             self._load_deployment, cache_ttl
         )
+        self.credentials: TtlCache[tuple[str, str], Credential | None] = TtlCache(
+            lambda key: credentials.get(*key), cache_ttl
+        )
+        self.overrides: TtlCache[str, dict[str, Price]] = TtlCache(price_overrides.all, cache_ttl)
 
     async def start(self, request: InvokeRequest) -> Invocation:
         """Resolve and check everything; raises before any provider call if the request is bad.
@@ -167,18 +368,63 @@ class Engine:
             record.variant, version = deployment.resolve(request.variant)
             record.version_id, record.version_number = version.id, version.number
             record.model = version.spec.model
-            values = resolve_inputs(version.spec, request.inputs)
-            messages = [{"role": m.role, "content": m.content} for m in render_messages(version.spec, values)]
-            record.messages = messages
-            provider, model = self.providers.pick(version.spec.model)
-            record.provider = provider.name
+            config = deployment.config(record.variant)
+            candidates = await self._candidates(request, deployment, version, config)
+            record.messages = candidates[0].messages
+            record.provider = candidates[0].provider.name
+            overrides = await self.overrides.get(request.caller.workspace_id)
         except PromptdeckError as exc:
             record.status, record.error_code, record.error_message = ERROR, exc.code, exc.message
             record.duration_ms = (time.perf_counter() - started) * 1000
             await self.writer.put(record)
             raise
-        call = ProviderCall(model, messages, dict(version.spec.params), stream=request.stream)
-        return Invocation(record, provider, call, self.writer, started)
+        return Invocation(record, candidates, config, self, overrides, started)
+
+    async def _candidates(
+        self, request: InvokeRequest, deployment: Deployment, version: Version, config: VariantConfig
+    ) -> list[Candidate]:
+        """The variant's own model first, then each fallback that names a configured provider."""
+        candidates = [await self._candidate(request, version, version.spec.model, config, 0)]
+        for position, fallback in enumerate(config.fallbacks, start=1):
+            tuned = deployment.fallback_versions.get(fallback.version) if fallback.version else None
+            try:
+                candidates.append(
+                    await self._candidate(request, tuned or version, fallback.model, config, position)
+                )
+            except PromptdeckError:
+                continue  # a fallback that cannot be called here is skipped, not fatal
+        return candidates
+
+    async def _candidate(
+        self, request: InvokeRequest, version: Version, model_id: str, config: VariantConfig, position: int
+    ) -> Candidate:
+        values = resolve_inputs(version.spec, request.inputs)
+        messages: list[dict[str, Any]] = [
+            {"role": m.role, "content": m.content} for m in render_messages(version.spec, values)
+        ]
+        provider, model = self.providers.pick(model_id)
+        credential = None
+        if provider.name != "local":
+            credential = await self.credentials.get((request.caller.workspace_id, provider.name))
+        call = ProviderCall(
+            model,
+            messages,
+            dict(version.spec.params),
+            stream=request.stream,
+            api_key=credential.api_key if credential else None,
+            base_url=credential.base_url if credential else None,
+            connect_timeout=config.connect_timeout,
+        )
+        return Candidate(provider, call, model_id, version, messages, position)
+
+    async def payload(self, request: InvokeRequest) -> dict[str, Any]:
+        """The exact body the variant's provider would receive, without calling it."""
+        deployment = await self.deployments.get((request.caller.workspace_id, request.deployment))
+        if deployment is None:
+            raise NotFound(f"no deployment named {request.deployment!r}")
+        _, version = deployment.resolve(request.variant)
+        candidate = await self._candidate(request, version, version.spec.model, VariantConfig(), 0)
+        return candidate.provider.payload(replace(candidate.call, api_key=None))
 
     async def _load_deployment(self, key: tuple[str, str]) -> Deployment | None:
         """None for an unknown name, so a flood of bad names is answered from memory too."""
@@ -190,3 +436,8 @@ class Engine:
     def forget_deployments(self) -> None:
         """Called after any catalog write, so the next call sees it."""
         self.deployments.invalidate()
+
+    def forget_provider_settings(self) -> None:
+        """Called after a credential or price override changes."""
+        self.credentials.invalidate()
+        self.overrides.invalidate()

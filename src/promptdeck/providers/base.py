@@ -43,6 +43,7 @@ class ProviderCall:
     # provider's own configuration (environment variables).
     api_key: str | None = None
     base_url: str | None = None
+    connect_timeout: float | None = None  # the variant's own limit, when it sets one
 
 
 class Provider(Protocol):

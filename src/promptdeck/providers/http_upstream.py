@@ -12,12 +12,14 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import orjson
 
+from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.events import Event, Failed
 from promptdeck.providers.base import ProviderCall
 
@@ -107,7 +109,11 @@ class HttpUpstream:
         return self.request(call).body
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[Event]:
-        upstream = self.request(call)
+        try:
+            upstream = self.request(call)
+        except PromptdeckError as exc:  # the call cannot be expressed in this upstream's format
+            yield Failed("invalid_request", f"{self.name}: {exc.message}")
+            return
         deadline = time.monotonic() + self.timeouts.total
         # A non-streamed answer arrives in one piece once the whole generation is done, so
         # silence until then is normal: only the total limit can judge it.
@@ -120,10 +126,12 @@ class HttpUpstream:
                 upstream.url,
                 content=orjson.dumps(upstream.body),
                 headers=upstream.headers,
-                timeout=httpx.Timeout(silence, connect=self.timeouts.connect),
+                timeout=httpx.Timeout(silence, connect=call.connect_timeout or self.timeouts.connect),
             ) as response:
                 if response.status_code >= 400:
-                    yield self.status_failure(upstream.url, response.status_code, await response.aread())
+                    failed = self.status_failure(upstream.url, response.status_code, await response.aread())
+                    wait = retry_after(response.headers.get("retry-after"))
+                    yield failed if wait is None else replace(failed, retry_after=wait)
                     return
                 if call.stream and self.streams(response):
                     opened = True
@@ -241,12 +249,27 @@ class HttpUpstream:
         await self.client.aclose()
 
 
+def retry_after(header: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: a number, or an HTTP date."""
+    if not header:
+        return None
+    try:
+        return max(float(header), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
 def error_message(error: Any) -> str:
     """A vendor's `{"message", "code"|"status"}`, as one line with the code that names the cause."""
     if not isinstance(error, dict) or not error.get("message"):
-        return str(error)
+        return " ".join(str(error).split())
     code = error.get("code") or error.get("status")
-    return f"{error['message']} ({code})" if code else str(error["message"])
+    message = " ".join(str(error["message"]).split())  # one line, whatever the vendor sent
+    return f"{message} ({code})" if code else message
 
 
 def error_detail(body: bytes) -> str:

@@ -71,9 +71,7 @@ class OpenAIProvider(HttpUpstream):
         total_timeout: float = 300.0,
     ) -> None:
         super().__init__(
-            name,
-            {"Authorization": f"Bearer {api_key}"} if api_key else {},
-            Timeouts(connect_timeout, read_timeout, total_timeout),
+            name, self.auth_headers(api_key), Timeouts(connect_timeout, read_timeout, total_timeout)
         )
         self.base_url = base_url.rstrip("/")
 
@@ -104,10 +102,14 @@ class OpenAIProvider(HttpUpstream):
         if call.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        headers = {"Authorization": f"Bearer {call.api_key}"} if call.api_key else {}
-        return UpstreamRequest(
-            (call.base_url or self.base_url).rstrip("/") + "/chat/completions", body, headers
-        )
+        return UpstreamRequest(self.url(call), body, self.auth_headers(call.api_key or ""))
+
+    def url(self, call: ProviderCall) -> str:
+        return (call.base_url or self.base_url).rstrip("/") + "/chat/completions"
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """How a key is sent (a bearer token here); no key, no header (a local server needs none)."""
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def parse_stream(self, events: AsyncIterator[SseEvent]) -> AsyncGenerator[Event, None]:
         started = done = answered = False
@@ -123,6 +125,8 @@ class OpenAIProvider(HttpUpstream):
                     self.failed("upstream_error", f"failed mid-stream: {error_message(chunk['error'])}")
                 )
             if not started:
+                if not (chunk.get("model") or chunk.get("choices") or chunk.get("usage")):
+                    continue  # nothing to tell yet, e.g. Azure's leading `prompt_filter_results` chunk
                 started = True
                 yield Started(f"{self.name}/{chunk.get('model') or 'unknown'}")
             try:

@@ -17,6 +17,7 @@ from promptdeck.domain.deployments import Deployment, Version
 from promptdeck.domain.errors import Conflict, NotFound, ValidationFailed
 from promptdeck.domain.promptfile import check_document
 from promptdeck.domain.prompts import InputSpec, Message, PromptSpec, check_slug, parse_spec
+from promptdeck.domain.reliability import parse_variant_config
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
 
@@ -364,14 +365,59 @@ class CatalogStore:
         row = await self._deployment_row(conn, workspace_id, name)
         if row is None:
             raise NotFound(f"no deployment named {name!r}")
-        rows = await conn.execute(
-            sa.select(variants.c.name.label("variant"), prompt_versions, prompts.c.slug)
-            .join(prompt_versions, prompt_versions.c.id == variants.c.version_id)
-            .join(prompts, prompts.c.id == prompt_versions.c.prompt_id)
-            .where(variants.c.deployment_id == row.id)
-        )
+        rows = (
+            await conn.execute(
+                sa.select(
+                    variants.c.name.label("variant"), variants.c.config, prompt_versions, prompts.c.slug
+                )
+                .join(prompt_versions, prompt_versions.c.id == variants.c.version_id)
+                .join(prompts, prompts.c.id == prompt_versions.c.prompt_id)
+                .where(variants.c.deployment_id == row.id)
+            )
+        ).all()
         resolved = {r.variant: _version(r, r.slug) for r in rows}
-        return Deployment(row.id, workspace_id, row.name, row.prompt_id, row.default_variant, resolved)
+        configs = {r.variant: parse_variant_config(r.config) for r in rows if r.config}
+        numbers = {f.version for c in configs.values() for f in c.fallbacks if f.version is not None}
+        fallback_versions = {}
+        if numbers:
+            found = await conn.execute(
+                sa.select(prompt_versions, prompts.c.slug)
+                .join(prompts, prompts.c.id == prompt_versions.c.prompt_id)
+                .where(prompt_versions.c.prompt_id == row.prompt_id, prompt_versions.c.number.in_(numbers))
+            )
+            fallback_versions = {v.number: _version(v, v.slug) for v in found}
+        return Deployment(
+            row.id,
+            workspace_id,
+            row.name,
+            row.prompt_id,
+            row.default_variant,
+            resolved,
+            configs,
+            fallback_versions,
+        )
+
+    async def set_variant_config(
+        self, workspace_id: str, deployment: str, variant: str, raw: Any
+    ) -> Deployment:
+        """Set a variant's timeouts, retries and fallbacks; fallback versions must exist."""
+        config = parse_variant_config(raw)
+        async with self.engine.begin() as conn:
+            row = await self._deployment_row(conn, workspace_id, deployment)
+            if row is None:
+                raise NotFound(f"no deployment {deployment!r} in this workspace")
+            prompt = (await conn.execute(sa.select(prompts).where(prompts.c.id == row.prompt_id))).one()
+            for fallback in config.fallbacks:
+                if fallback.version is not None:
+                    await self._version_by_number(conn, prompt, fallback.version)
+            result = await conn.execute(
+                variants.update()
+                .where(variants.c.deployment_id == row.id, variants.c.name == variant)
+                .values(config=config.to_dict())
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
+        return await self.load_deployment(workspace_id, deployment)
 
     # ── prompts as code ──────────────────────────────────────────────────────
 
@@ -454,7 +500,12 @@ def deployment_dict(deployment: Deployment) -> dict[str, Any]:
         "prompt_id": deployment.prompt_id,
         "default_variant": deployment.default_variant,
         "variants": {
-            name: {"version": v.number, "version_id": v.id, "prompt": v.prompt_slug}
+            name: {
+                "version": v.number,
+                "version_id": v.id,
+                "prompt": v.prompt_slug,
+                "config": deployment.config(name).to_dict(),
+            }
             for name, v in sorted(deployment.variants.items())
         },
     }

@@ -100,6 +100,7 @@ variants = sa.Table(
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("version_id", Id, sa.ForeignKey("prompt_versions.id"), nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("config", sa.JSON),  # timeouts, retries, fallbacks (domain/reliability.py)
     sa.UniqueConstraint("deployment_id", "name"),
 )
 
@@ -141,6 +142,9 @@ runs = sa.Table(
     sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("cost", sa.Float),
+    sa.Column("price_known", sa.Boolean),
+    sa.Column("usage_estimated", sa.Boolean),
+    sa.Column("attempts", sa.JSON),
     sa.Column("duration_ms", sa.Float, nullable=False),
     sa.Column("ttft_ms", sa.Float),
     sa.Column("status", sa.String(20), nullable=False),
@@ -153,4 +157,30 @@ runs = sa.Table(
     sa.Column("api_key_id", Id),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_runs_workspace_created", "workspace_id", "created_at", "id"),
+)
+
+provider_credentials = sa.Table(
+    "provider_credentials",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("provider", sa.String(50), nullable=False),
+    sa.Column("base_url", sa.String(500)),
+    sa.Column("secret", sa.Text, nullable=False),  # Fernet-encrypted
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("workspace_id", "provider"),
+)
+
+price_overrides = sa.Table(
+    "price_overrides",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("input_per_mtok", sa.Float, nullable=False),
+    sa.Column("output_per_mtok", sa.Float, nullable=False),
+    sa.Column("cached_input_per_mtok", sa.Float),
+    sa.Column("cache_write_per_mtok", sa.Float),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("workspace_id", "model"),
 )

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
-from promptdeck.domain.errors import HTTP_STATUS, Forbidden, PromptdeckError
+from promptdeck.domain.errors import HTTP_STATUS, Forbidden, NotFound, PromptdeckError
 from promptdeck.domain.keys import allows
 from promptdeck.engine.auth import Caller
+from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.store.catalog import deployment_dict, v_summary
 from promptdeck.surfaces.callers import admin_caller, admin_gate, services
 from promptdeck.surfaces.http import dialect_route, dumps
@@ -59,6 +60,24 @@ class DeploymentIn(BaseModel):
 class MoveIn(BaseModel):
     version: int | Literal["latest"]
     note: str = ""
+
+
+class CredentialIn(BaseModel):
+    api_key: str = Field(description="the provider's secret; stored encrypted, never returned")
+    base_url: str | None = Field(None, description="the upstream's base URL, when not the provider's default")
+
+
+class PriceIn(BaseModel):
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+
+class PayloadIn(BaseModel):
+    variant: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = False
 
 
 class KeyIn(BaseModel):
@@ -152,6 +171,88 @@ async def move_variant(
     )
     app.catalog_changed()
     return deployment_dict(deployment)
+
+
+@router.put(
+    "/deployments/{name}/variants/{variant}/config",
+    summary="Set a variant's time limits, retries and fallback chain",
+)
+async def set_variant_config(
+    name: str, variant: str, config: dict[str, Any], request: Request, caller: Caller = Admin
+) -> dict[str, Any]:
+    app = services(request)
+    for fallback in config.get("fallbacks") or []:
+        if isinstance(fallback, dict) and isinstance(fallback.get("model"), str):
+            app.providers.pick(fallback["model"])  # a fallback must name a configured provider
+    deployment = await app.catalog.set_variant_config(caller.workspace_id, name, variant, config)
+    app.catalog_changed()
+    return deployment_dict(deployment)
+
+
+@router.post(
+    "/deployments/{name}/payload",
+    summary="The exact request body the provider would receive for these inputs, without calling it",
+)
+async def provider_payload(
+    name: str, body: PayloadIn, request: Request, caller: Caller = Admin
+) -> dict[str, Any]:
+    invoke = InvokeRequest(caller, "admin", name, body.variant, body.inputs, body.stream)
+    return {"payload": await services(request).engine.payload(invoke)}
+
+
+@router.get("/providers", summary="The configured providers, and which have a stored credential")
+async def list_providers(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    app = services(request)
+    stored = {c["provider"]: c for c in await app.credentials.list(caller.workspace_id)}
+    return {
+        "data": [
+            {"name": name, "credential": stored.get(name)}  # never the secret itself
+            for name in app.providers.names
+        ]
+    }
+
+
+@router.put("/providers/{provider}/credential", summary="Store this workspace's credential (write-only)")
+async def put_credential(
+    provider: str, body: CredentialIn, request: Request, caller: Caller = Admin
+) -> dict[str, Any]:
+    app = services(request)
+    if provider not in app.providers.names or provider == "local":
+        raise NotFound(
+            f"no provider {provider!r} takes credentials (providers: {', '.join(app.providers.names)})"
+        )
+    stored = await app.credentials.put(caller.workspace_id, provider, body.api_key, body.base_url)
+    app.engine.forget_provider_settings()
+    return stored
+
+
+@router.delete("/providers/{provider}/credential", status_code=204)
+async def delete_credential(provider: str, request: Request, caller: Caller = Admin) -> Response:
+    app = services(request)
+    await app.credentials.delete(caller.workspace_id, provider)
+    app.engine.forget_provider_settings()
+    return Response(status_code=204)
+
+
+@router.get("/prices", summary="This workspace's price overrides (USD per million tokens)")
+async def list_prices(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return {"data": await services(request).prices.list(caller.workspace_id)}
+
+
+@router.put("/prices/{model:path}", summary="Set the price of a model (e.g. a custom or self-hosted one)")
+async def put_price(model: str, body: PriceIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    app = services(request)
+    price = await app.prices.put(caller.workspace_id, model, body.model_dump())
+    app.engine.forget_provider_settings()
+    return price
+
+
+@router.delete("/prices/{model:path}", status_code=204)
+async def delete_price(model: str, request: Request, caller: Caller = Admin) -> Response:
+    app = services(request)
+    await app.prices.delete(caller.workspace_id, model)
+    app.engine.forget_provider_settings()
+    return Response(status_code=204)
 
 
 @router.post("/push", summary="Apply a prompt file (prompts as code); idempotent")

@@ -1,0 +1,52 @@
+"""A circuit breaker per upstream: after repeated failures, stop calling it for a while.
+
+Closed: calls go through. After `threshold` consecutive failures it opens and
+calls fail at once (so a fallback runs without waiting on a dead upstream).
+After `cooldown` seconds one trial call is let through (half-open): success
+closes it, failure opens it again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class _State:
+    failures: int = 0
+    opened_at: float | None = None
+    trial_running: bool = False
+    last_error: str = ""
+
+
+class CircuitBreakers:
+    def __init__(self, threshold: int = 5, cooldown: float = 30.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._states: dict[str, _State] = {}
+
+    def allows(self, upstream: str) -> bool:
+        state = self._states.get(upstream)
+        if state is None or state.opened_at is None:
+            return True
+        if time.monotonic() - state.opened_at < self.cooldown or state.trial_running:
+            return False
+        state.trial_running = True  # half-open: this one call decides
+        return True
+
+    def succeeded(self, upstream: str) -> None:
+        self._states.pop(upstream, None)
+
+    def failed(self, upstream: str, error: str) -> None:
+        state = self._states.setdefault(upstream, _State())
+        state.failures += 1
+        state.last_error = error
+        state.trial_running = False
+        if state.failures >= self.threshold or state.opened_at is not None:
+            state.opened_at = time.monotonic()
+
+    def why_open(self, upstream: str) -> str:
+        """The failure that opened (or kept open) the circuit, in the upstream's words."""
+        state = self._states.get(upstream)
+        return state.last_error if state is not None else ""

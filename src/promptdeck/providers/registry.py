@@ -1,0 +1,59 @@
+"""Which providers a server has, from its settings.
+
+Besides the built-in providers, any number of OpenAI-compatible hosts can be
+named: `PROMPTDECK_UPSTREAMS="ollama=http://127.0.0.1:11434/v1,groq=https://api.groq.com/openai/v1"`
+makes `ollama/<model>` and `groq/<model>` callable; each one's key comes from
+`PROMPTDECK_UPSTREAM_<NAME>_API_KEY` (name upper-cased, `-` as `_`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from promptdeck.config import Settings
+from promptdeck.domain.errors import ValidationFailed
+from promptdeck.providers.anthropic import AnthropicProvider
+from promptdeck.providers.azure import AzureOpenAIProvider
+from promptdeck.providers.base import Provider, Providers
+from promptdeck.providers.gemini import GeminiProvider
+from promptdeck.providers.local import LocalProvider, model_paths
+from promptdeck.providers.openai import OpenAIProvider
+from promptdeck.providers.openai_responses import OpenAIResponsesProvider
+
+
+def named_upstreams(spec: str) -> dict[str, str]:
+    """`name=url,name=url` as a mapping; names follow the model-id rules."""
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.replace(";", ",").split(","))):
+        name, sep, url = item.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not name or not url.startswith(("http://", "https://")) or "/" in name:
+            raise ValidationFailed(
+                f"PROMPTDECK_UPSTREAMS: expected name=http(s)://host/v1 items; got {item!r}"
+            )
+        found[name] = url
+    return found
+
+
+def build_providers(settings: Settings) -> Providers:
+    providers: list[Provider] = [
+        LocalProvider(model_paths(settings.local_model_path), settings.local_context_tokens),
+        OpenAIProvider.from_settings(settings),
+        OpenAIResponsesProvider.from_settings(settings),
+        AzureOpenAIProvider.from_settings(settings),
+        AnthropicProvider.from_settings(settings),
+        GeminiProvider.from_settings(settings),
+    ]
+    for name, url in named_upstreams(settings.upstreams).items():
+        key = os.environ.get(f"PROMPTDECK_UPSTREAM_{name.upper().replace('-', '_')}_API_KEY", "")
+        providers.append(
+            OpenAIProvider(
+                url,
+                key,
+                name=name,
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+                total_timeout=settings.upstream_total_timeout,
+            )
+        )
+    return Providers(providers)

@@ -1,0 +1,115 @@
+"""Provider credentials per workspace, encrypted at rest with Fernet.
+
+The secret is decrypted only to call the upstream; no API answer and no log
+line ever contains it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from promptdeck.domain.errors import NotFound, ValidationFailed
+from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.store.tables import provider_credentials
+
+
+def load_secret_key(configured: str, data_dir: Path) -> bytes:
+    """The server secret: PROMPTDECK_SECRET_KEY, else a key kept in the data directory
+    (created on first use; every replica must share it, so set the variable in production)."""
+    if configured:
+        return configured.encode()
+    path = data_dir / "secret-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+    return path.read_bytes().strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    api_key: str
+    base_url: str | None
+
+
+class CredentialStore:
+    def __init__(self, engine: AsyncEngine, secret_key: bytes) -> None:
+        self.engine = engine
+        self.fernet = Fernet(secret_key)
+
+    async def put(
+        self, workspace_id: str, provider: str, api_key: str, base_url: str | None
+    ) -> dict[str, Any]:
+        if not api_key:
+            raise ValidationFailed("api_key: required, the provider's secret key")
+        values = {
+            "secret": self.fernet.encrypt(api_key.encode()).decode(),
+            "base_url": base_url or None,
+            "updated_at": utcnow(),
+        }
+        async with self.engine.begin() as conn:
+            where = (provider_credentials.c.workspace_id == workspace_id) & (
+                provider_credentials.c.provider == provider
+            )
+            result = await conn.execute(provider_credentials.update().where(where).values(**values))
+            if result.rowcount == 0:
+                await conn.execute(
+                    provider_credentials.insert().values(
+                        id=new_id(), workspace_id=workspace_id, provider=provider, **values
+                    )
+                )
+        return {"provider": provider, "base_url": values["base_url"], "updated_at": values["updated_at"]}
+
+    async def get(self, workspace_id: str, provider: str) -> Credential | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(provider_credentials).where(
+                        provider_credentials.c.workspace_id == workspace_id,
+                        provider_credentials.c.provider == provider,
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        try:
+            return Credential(self.fernet.decrypt(row.secret.encode()).decode(), row.base_url)
+        except InvalidToken as exc:
+            raise ValidationFailed(
+                f"the stored {provider} credential cannot be decrypted (the server secret changed); "
+                "store it again"
+            ) from exc
+
+    async def list(self, workspace_id: str) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(
+                    provider_credentials.c.provider,
+                    provider_credentials.c.base_url,
+                    provider_credentials.c.updated_at,
+                )
+                .where(provider_credentials.c.workspace_id == workspace_id)
+                .order_by(provider_credentials.c.provider)
+            )
+            return [
+                {"provider": r.provider, "base_url": r.base_url, "updated_at": r.updated_at} for r in rows
+            ]
+
+    async def delete(self, workspace_id: str, provider: str) -> None:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                provider_credentials.delete().where(
+                    provider_credentials.c.workspace_id == workspace_id,
+                    provider_credentials.c.provider == provider,
+                )
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no stored credential for provider {provider!r}")

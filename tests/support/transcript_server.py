@@ -1,0 +1,218 @@
+"""Recorded upstream transcripts played by a real HTTP server on 127.0.0.1, and what a caller
+makes of the events a provider turns them into.
+
+    async with TranscriptServer(prefix="/v1") as upstream:
+        upstream.play(respond(200, {...}), stream([b"data: ...\\n\\n"]))
+        ...                                # point a provider at upstream.base_url
+        upstream.requests                  # each request exactly as it arrived
+
+It speaks just enough HTTP/1.1 for httpx: streamed answers use chunked encoding, so a cut
+stream is a real protocol failure, and every answer closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from promptdeck.domain.events import (
+    Event,
+    Failed,
+    Finished,
+    ReasoningDelta,
+    Started,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """One request as it reached the upstream."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class TranscriptServer:
+    """A real socket server that answers each request with the next scripted reply.
+    `prefix` is the path its `base_url` ends in (`/v1` for OpenAI-style base URLs)."""
+
+    prefix: str = ""
+    replies: list[Reply] = field(default_factory=list)
+    requests: list[Seen] = field(default_factory=list)
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _open: dict[asyncio.Task[Any], asyncio.StreamWriter] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+    def play(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Hang up on connections still held open, so every handler ends on its own."""
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open.values():
+            writer.close()
+        await asyncio.wait_for(asyncio.gather(*self._open), timeout=5)
+        await self._server.wait_closed()
+
+    async def __aenter__(self) -> TranscriptServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open[task] = writer
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            request_line, *header_lines = head.strip().split("\r\n")
+            method, path, _ = request_line.split(" ")
+            headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
+            body = await reader.readexactly(int(headers.get("content-length", 0)))
+            self.requests.append(Seen(method, path, headers, orjson.loads(body) if body else {}))
+            await self.replies.pop(0)(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            del self._open[task]
+
+
+# --- replies -------------------------------------------------------------------------------------
+
+
+def _head(status: int, content_type: str, framing: str) -> bytes:
+    return (
+        f"HTTP/1.1 {status} {_phrase(status)}\r\nContent-Type: {content_type}\r\n{framing}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a vendor's own status, such as Anthropic's 529
+        return "Unknown"
+
+
+def respond(status: int, body: dict[str, Any] | bytes, content_type: str = "application/json") -> Reply:
+    """One whole response with a Content-Length."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_head(status, content_type, f"Content-Length: {len(raw)}") + raw)
+        await writer.drain()
+
+    return reply
+
+
+def stream(
+    events: list[bytes], *, end: str = "clean", pause: float = 0.0, content_type: str = "text/event-stream"
+) -> Reply:
+    """An SSE response in chunked encoding, one chunk per event. `end`: `clean` (terminating
+    chunk), `drop` (connection closed mid-body) or `stall` (say nothing more, keep it open)."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_head(200, content_type, "Transfer-Encoding: chunked"))
+        for event in events:
+            if writer.is_closing():
+                return
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            if pause:
+                await asyncio.sleep(pause)
+        if end == "clean":
+            writer.write(b"0\r\n\r\n")
+        elif end == "drop":
+            writer.write(b'40\r\ndata: {"choices":')  # half a chunk, then the connection goes
+        await writer.drain()
+        if end == "stall":
+            await reader.read()  # until the client hangs up
+
+    return reply
+
+
+async def silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accept the request, then never answer, until the client hangs up."""
+    await reader.read()
+
+
+# --- what the caller ends up with ----------------------------------------------------------------
+
+
+@dataclass
+class Folded:
+    """What a caller ends up with, whichever way the events arrived."""
+
+    model: str | None = None
+    text: str = ""
+    reasoning: str = ""
+    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+    usage: Usage | None = None
+    stop: str | None = None
+    failed: Failed | None = None
+
+
+def fold(events: list[Event]) -> Folded:
+    """Fold events, checking the protocol: `Started` first, one ending, nothing after it."""
+    out = Folded()
+    for position, event in enumerate(events):
+        assert out.stop is None and out.failed is None, f"event after the end: {event}"
+        if isinstance(event, Started):
+            assert position == 0 and out.model is None
+            out.model = event.model
+        elif isinstance(event, Failed):
+            out.failed = event
+        else:
+            assert out.model is not None, f"{event} before Started"
+            if isinstance(event, TextDelta):
+                out.text += event.text
+            elif isinstance(event, ReasoningDelta):
+                out.reasoning += event.text
+            elif isinstance(event, ToolCallDelta):
+                tool = out.tools.setdefault(event.index, {"id": None, "name": None, "arguments": ""})
+                tool["id"] = event.id or tool["id"]
+                tool["name"] = event.name or tool["name"]
+                tool["arguments"] += event.arguments_delta
+            elif isinstance(event, Usage):
+                out.usage = event
+            elif isinstance(event, Finished):
+                out.stop = event.stop_reason
+    assert (out.stop is None) != (out.failed is None), "exactly one of Finished / Failed"
+    return out
+
+
+def failure(events: list[Event]) -> Failed:
+    folded = fold(events)
+    assert folded.failed is not None, f"expected a failure, got {events}"
+    return folded.failed
