@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -303,3 +304,55 @@ def test_valid_slugs(slug: str) -> None:
 def test_invalid_slugs(slug: Any) -> None:
     with pytest.raises(ValidationFailed, match=r"^prompt must be 1-100 characters"):
         check_slug(slug, "prompt")
+
+
+def test_tools_tool_choice_and_response_format() -> None:
+    """A version may carry JSON-Schema tools, a tool choice and a response format."""
+    weather = {"name": "get_weather", "description": "Weather now", "parameters": {"type": "object"}}
+    spec = parse_spec(
+        {
+            **spec_data(),
+            "tools": [weather],
+            "tool_choice": {"name": "get_weather"},
+            "response_format": {
+                "type": "json_schema",
+                "name": "w",
+                "schema": {"type": "object"},
+                "strict": True,
+            },
+        }
+    )
+    assert spec.tools == [weather]
+    assert spec.tool_choice == {"name": "get_weather"}
+    assert spec.response_format == {
+        "type": "json_schema",
+        "name": "w",
+        "schema": {"type": "object"},
+        "strict": True,
+    }
+    assert spec.to_dict()["tools"] == [weather]
+
+
+def test_optional_parts_do_not_change_older_hashes() -> None:
+    """Versions made before tools existed keep their content hash (so push stays idempotent)."""
+    plain = parse_spec(spec_data())
+    assert "tools" not in plain.to_dict() and "response_format" not in plain.to_dict()
+    assert plain.content_hash == parse_spec({**spec_data(), "tools": None}).content_hash
+    assert plain.content_hash != parse_spec({**spec_data(), "tools": [{"name": "t"}]}).content_hash
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"tools": "x"}, "tools: expected a list"),
+        ({"tools": [{"name": "has space"}]}, "tools[0].name"),
+        ({"tools": [{"name": "t", "parameters": []}]}, "tools[0].parameters"),
+        ({"tool_choice": "always"}, "tool_choice: expected one of auto, none, required"),
+        ({"tools": [{"name": "t"}], "tool_choice": {"name": "other"}}, "tool_choice"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.schema"),
+    ],
+)
+def test_bad_tools_and_formats_are_named(extra: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationFailed, match=re.escape(problem)):
+        parse_spec({**spec_data(), **extra})

@@ -10,7 +10,20 @@ import yaml
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.prompts import check_slug, parse_spec
 
-TOP_LEVEL = ("prompt", "name", "description", "note", "model", "params", "messages", "inputs", "deploy")
+TOP_LEVEL = (
+    "prompt",
+    "name",
+    "description",
+    "note",
+    "model",
+    "params",
+    "messages",
+    "inputs",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "deploy",
+)
 # A path step is a key (deployment and variant names may hold "-" and start with a digit) or `[n]`.
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -34,6 +34,9 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
     "reasoning_effort": ((str,), None, None),
 }
 REASONING_EFFORTS = ("low", "medium", "high")
+OPTIONAL_PARTS = ("tools", "tool_choice", "response_format")
+TOOL_CHOICES = ("auto", "none", "required")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +67,22 @@ class PromptSpec:
     messages: tuple[Message, ...]
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, InputSpec] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Plain data; the optional parts appear only when set, so older versions keep their hash."""
+        data: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in self.messages],
             "params": dict(self.params),
             "inputs": {name: spec.to_dict() for name, spec in self.inputs.items()},
         }
+        for name in OPTIONAL_PARTS:
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        return data
 
     @property
     def content_hash(self) -> str:
@@ -142,12 +153,79 @@ def parse_spec(raw: Any) -> PromptSpec:
         if spec is not None:
             inputs[name] = spec
 
+    tools = _tools(raw.get("tools"), problems)
+    tool_choice = _tool_choice(raw.get("tool_choice"), tools, problems)
+    response_format = _response_format(raw.get("response_format"), problems)
+
     if problems:
         raise ValidationFailed("invalid prompt version: " + "; ".join(problems), details=problems)
 
     for name in variables_in(m.content for m in messages):
         inputs.setdefault(name, InputSpec())
-    return PromptSpec(model=model, messages=tuple(messages), params=dict(params), inputs=inputs)
+    return PromptSpec(
+        model=model,
+        messages=tuple(messages),
+        params=dict(params),
+        inputs=inputs,
+        tools=tools,
+        tool_choice=tool_choice,
+        response_format=response_format,
+    )
+
+
+def _tools(raw: Any, problems: list[str]) -> list[dict[str, Any]] | None:
+    """JSON-Schema function definitions: `[{name, description?, parameters?}]`."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        problems.append("tools: expected a list of {name, description, parameters}")
+        return None
+    tools = []
+    for i, tool in enumerate(raw):
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_-]{1,64}$", name):
+            problems.append(f"tools[{i}].name: expected 1-64 letters, digits, '_' or '-'")
+            continue
+        parameters = tool.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(parameters, dict):
+            problems.append(f"tools[{i}].parameters: expected a JSON Schema object")
+            continue
+        description = tool.get("description") or ""
+        tools.append({"name": name, "description": str(description), "parameters": parameters})
+    return tools
+
+
+def _tool_choice(
+    raw: Any, tools: list[dict[str, Any]] | None, problems: list[str]
+) -> str | dict[str, Any] | None:
+    if raw is None:
+        return None
+    names = [t["name"] for t in tools or []]
+    if raw in TOOL_CHOICES:
+        return str(raw)
+    if isinstance(raw, dict) and raw.get("name") in names:
+        return {"name": raw["name"]}
+    problems.append(f"tool_choice: expected one of {', '.join(TOOL_CHOICES)} or {{name}} of a declared tool")
+    return None
+
+
+def _response_format(raw: Any, problems: list[str]) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind not in RESPONSE_FORMATS:
+        problems.append(f"response_format.type: expected one of {', '.join(RESPONSE_FORMATS)}")
+        return None
+    if kind != "json_schema":
+        return {"type": kind}
+    schema = raw.get("schema")
+    if not isinstance(schema, dict):
+        problems.append("response_format.schema: expected a JSON Schema object")
+        return None
+    out: dict[str, Any] = {"type": kind, "name": str(raw.get("name") or "response"), "schema": schema}
+    if isinstance(raw.get("strict"), bool):
+        out["strict"] = raw["strict"]
+    return out
 
 
 def _check_param(name: str, value: Any) -> list[str]:

@@ -414,6 +414,9 @@ class Engine:
             api_key=credential.api_key if credential else None,
             base_url=credential.base_url if credential else None,
             connect_timeout=config.connect_timeout,
+            tools=version.spec.tools,
+            tool_choice=version.spec.tool_choice,
+            response_format=version.spec.response_format,
         )
         return Candidate(provider, call, model_id, version, messages, position)
 

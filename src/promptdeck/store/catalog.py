@@ -30,6 +30,9 @@ def _spec(row: Any) -> PromptSpec:
         messages=tuple(Message(m["role"], m["content"]) for m in row.messages),
         params=dict(row.params),
         inputs={name: InputSpec(**decl) for name, decl in row.inputs.items()},
+        tools=row.tools,
+        tool_choice=row.tool_choice,
+        response_format=row.response_format,
     )
 
 
@@ -167,6 +170,9 @@ class CatalogStore:
             "messages": data["messages"],
             "params": data["params"],
             "inputs": data["inputs"],
+            "tools": spec.tools,
+            "tool_choice": spec.tool_choice,
+            "response_format": spec.response_format,
             "content_hash": spec.content_hash,
             "note": note,
             "author": author,

@@ -43,6 +43,9 @@ class VersionIn(BaseModel):
     messages: list[dict[str, Any]]
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, Any] = Field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
     note: str = ""
 
 
