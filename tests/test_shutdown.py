@@ -67,6 +67,7 @@ def serve(tmp_path: Path, upstream_url: str) -> Iterator[Served]:
         "PROMPTDECK_DATA_DIR": str(tmp_path),
         "PROMPTDECK_PORT": str(port),
         "PROMPTDECK_WRITER_FLUSH_SECONDS": str(FLUSH_SECONDS),
+        "PROMPTDECK_WRITER_BATCH_SIZE": "1000",  # more than the test sends: all stay queued
         "PROMPTDECK_OPENAI_BASE_URL": upstream_url,
         "PROMPTDECK_LOG_LEVEL": "warning",
     }

@@ -7,15 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from promptdeck import __version__
 from promptdeck.config import Settings
 from promptdeck.services import Services
 from promptdeck.surfaces import admin, fetchhive
-from promptdeck.surfaces.http import BodyLimit, as_error
+from promptdeck.surfaces.http import BodyLimit, HotRoutes, as_error
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> ASGIApp:
     settings = settings or Settings()
     built = services or Services.build(settings)
 
@@ -48,5 +49,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    return app
+    hot = {("POST", path): (fetchhive.invoke, fetchhive.render_error) for path in fetchhive.INVOKE_PATHS}
+    return BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes)

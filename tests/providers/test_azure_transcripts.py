@@ -373,7 +373,7 @@ def test_from_settings_reads_the_azure_settings() -> None:
         f"https://contoso.openai.azure.com/openai/deployments/{DEPLOYMENT}/chat/completions"
         "?api-version=2024-12-01-preview"
     )
-    assert provider.client.headers["api-key"] == KEY and "authorization" not in provider.client.headers
+    assert provider.headers["api-key"] == KEY and "Authorization" not in provider.headers
     assert (provider.timeouts.connect, provider.timeouts.read, provider.timeouts.total) == (1.5, 20.0, 90.0)
 
 

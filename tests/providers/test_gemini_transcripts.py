@@ -469,7 +469,7 @@ def test_from_settings() -> None:
     assert request.url == (
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
     )
-    assert provider.client.headers["x-goog-api-key"] == "from-env"
+    assert provider.headers["x-goog-api-key"] == "from-env"
     assert provider.timeouts.read == 7.0
 
 

@@ -485,7 +485,7 @@ def test_from_settings_reads_the_openai_settings() -> None:
     provider = OpenAIResponsesProvider.from_settings(settings)
     assert provider.name == "openai-responses"
     assert provider.request(ProviderCall("o3", MESSAGES)).url == "https://api.openai.com/v1/responses"
-    assert provider.client.headers["authorization"] == "Bearer sk-settings"
+    assert provider.headers["Authorization"] == "Bearer sk-settings"
     assert (provider.timeouts.connect, provider.timeouts.read, provider.timeouts.total) == (1.5, 20.0, 90.0)
 
 

@@ -100,6 +100,7 @@ class Invocation:
         self._started = started
         self._consumed = False
         self._attempts: list[dict[str, Any]] = []
+        self._trying: tuple[Candidate, int, float] | None = None  # the attempt under way, not yet noted
 
     async def events(self) -> AsyncIterator[Event]:
         """The answer's events, recorded as they pass. Ends after `Finished` or `Failed`."""
@@ -142,6 +143,10 @@ class Invocation:
             if not ended:
                 record.status, record.error_code = ERROR, CANCELLED
                 record.error_message = "the caller went away before the run ended"
+                if self._trying is not None:  # the attempt under way ends here too
+                    candidate, attempt, began = self._trying
+                    cut = Failed(CANCELLED, record.error_message)
+                    self._note(candidate, attempt, cut, time.perf_counter() - began)
             record.output, record.reasoning = "".join(text), "".join(reasoning)
             record.tool_calls = [tools[i] for i in sorted(tools)] or None
             record.attempts = self._attempts or None
@@ -176,6 +181,7 @@ class Invocation:
                     self._note(candidate, attempt, last, 0.0)
                     break
                 began = time.perf_counter()
+                self._trying = (candidate, attempt, began)
                 held: Started | None = None  # sent only once the attempt has something to say
                 sent = False
                 failure: Failed | None = None
@@ -192,11 +198,12 @@ class Invocation:
                     if held is not None:
                         yield held
                         held = None
-                    yield event
-                    if isinstance(event, Finished):
+                    if isinstance(event, Finished):  # settled first: the caller stops reading at it
                         breakers.succeeded(candidate.upstream)
                         self._note(candidate, attempt, None, time.perf_counter() - began)
+                        yield event
                         return
+                    yield event
                 failure = failure or Failed(
                     "provider_error", f"{candidate.provider.name} ended without an answer"
                 )
@@ -259,6 +266,7 @@ class Invocation:
             await events.aclose()
 
     def _note(self, candidate: Candidate, attempt: int, failure: Failed | None, seconds: float) -> None:
+        self._trying = None
         self._attempts.append(
             {
                 "provider": candidate.provider.name,

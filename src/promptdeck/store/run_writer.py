@@ -37,7 +37,7 @@ class RunWriter:
     def __init__(
         self,
         engine: AsyncEngine,
-        batch_size: int = 500,
+        batch_size: int = 100,
         flush_seconds: float = 0.25,
         queue_size: int = 50_000,
         after_batch: Callable[[], Awaitable[None]] | None = None,

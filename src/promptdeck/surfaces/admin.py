@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from promptdeck.domain.errors import HTTP_STATUS, Forbidden, NotFound, PromptdeckError
 from promptdeck.domain.keys import allows
+from promptdeck.domain.reliability import parse_variant_config
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.store.catalog import deployment_dict, v_summary
@@ -184,9 +185,8 @@ async def set_variant_config(
     name: str, variant: str, config: dict[str, Any], request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
     app = services(request)
-    for fallback in config.get("fallbacks") or []:
-        if isinstance(fallback, dict) and isinstance(fallback.get("model"), str):
-            app.providers.pick(fallback["model"])  # a fallback must name a configured provider
+    for fallback in parse_variant_config(config).fallbacks:  # every problem in the config at once, first
+        app.providers.pick(fallback.model)  # a fallback must name a configured provider
     deployment = await app.catalog.set_variant_config(caller.workspace_id, name, variant, config)
     app.catalog_changed()
     return deployment_dict(deployment)

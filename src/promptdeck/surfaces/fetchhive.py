@@ -119,8 +119,11 @@ INVOKE_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v1/prompt/invoke", openapi_extra=INVOKE_DOC, summary="Invoke a prompt deployment")
-@router.post("/v1/invoke", openapi_extra=INVOKE_DOC, summary="Invoke a prompt deployment (older clients)")
+INVOKE_PATHS = ("/v1/prompt/invoke", "/v1/invoke")
+
+
+@router.post(INVOKE_PATHS[0], openapi_extra=INVOKE_DOC, summary="Invoke a prompt deployment")
+@router.post(INVOKE_PATHS[1], openapi_extra=INVOKE_DOC, summary="Invoke a prompt deployment (older clients)")
 async def invoke(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = parse_request(await json_body(request))
