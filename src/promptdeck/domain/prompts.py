@@ -139,8 +139,7 @@ def parse_spec(raw: Any) -> PromptSpec:
     if not isinstance(params, dict):
         problems.append("params: expected an object")
         params = {}
-    for name, value in params.items():
-        problems.extend(_check_param(name, value))
+    problems.extend(param_problems(params))
 
     inputs: dict[str, InputSpec] = {}
     raw_inputs = raw.get("inputs") or {}
@@ -226,6 +225,11 @@ def _response_format(raw: Any, problems: list[str]) -> dict[str, Any] | None:
     if isinstance(raw.get("strict"), bool):
         out["strict"] = raw["strict"]
     return out
+
+
+def param_problems(params: dict[str, Any]) -> list[str]:
+    """Every problem of a set of generation parameters (a version's, or one call's overrides)."""
+    return [problem for name, value in params.items() for problem in _check_param(name, value)]
 
 
 def _check_param(name: str, value: Any) -> list[str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptdeck.domain.deployments import Deployment, Version
-from promptdeck.domain.errors import NotFound, PromptdeckError
+from promptdeck.domain.errors import NotFound, PromptdeckError, ValidationFailed
 from promptdeck.domain.events import (
     Event,
     Failed,
@@ -36,6 +36,7 @@ from promptdeck.domain.events import (
     Usage,
 )
 from promptdeck.domain.inputs import render_messages, resolve_inputs
+from promptdeck.domain.prompts import param_problems
 from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
 from promptdeck.engine.auth import Caller
@@ -63,6 +64,14 @@ class InvokeRequest:
     metadata: dict[str, Any] | None = None
     end_user: str | None = None
     external_id: str | None = None
+    # What a dialect may change for one call (checked by `Engine.start`):
+    messages: list[dict[str, Any]] | None = None  # appended after the version's own messages
+    model: str | None = None  # instead of the version's model (fallbacks keep theirs)
+    params: dict[str, Any] | None = None  # over the version's parameters, key by key
+    tools: list[dict[str, Any]] | None = None  # instead of the version's
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    raw_overrides: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +384,7 @@ class Engine:
             record.deployment_id = deployment.id
             record.variant, version = deployment.resolve(request.variant)
             record.version_id, record.version_number = version.id, version.number
-            record.model = version.spec.model
+            record.model = request.model or version.spec.model
             config = deployment.config(record.variant)
             candidates = await self._candidates(request, deployment, version, config)
             record.messages = candidates[0].messages
@@ -392,7 +401,9 @@ class Engine:
         self, request: InvokeRequest, deployment: Deployment, version: Version, config: VariantConfig
     ) -> list[Candidate]:
         """The variant's own model first, then each fallback that names a configured provider."""
-        candidates = [await self._candidate(request, version, version.spec.model, config, 0)]
+        if request.params and (problems := param_problems(request.params)):
+            raise ValidationFailed("invalid parameters: " + "; ".join(problems), details=problems)
+        candidates = [await self._candidate(request, version, request.model or version.spec.model, config, 0)]
         for position, fallback in enumerate(config.fallbacks, start=1):
             tuned = deployment.fallback_versions.get(fallback.version) if fallback.version else None
             try:
@@ -409,22 +420,26 @@ class Engine:
         values = resolve_inputs(version.spec, request.inputs)
         messages: list[dict[str, Any]] = [
             {"role": m.role, "content": m.content} for m in render_messages(version.spec, values)
-        ]
+        ] + (request.messages or [])
         provider, model = self.providers.pick(model_id)
         credential = None
         if provider.name != "local":
             credential = await self.credentials.get((request.caller.workspace_id, provider.name))
+        spec = version.spec
         call = ProviderCall(
             model,
             messages,
-            dict(version.spec.params),
+            {**spec.params, **(request.params or {})},
             stream=request.stream,
             api_key=credential.api_key if credential else None,
             base_url=credential.base_url if credential else None,
             connect_timeout=config.connect_timeout,
-            tools=version.spec.tools,
-            tool_choice=version.spec.tool_choice,
-            response_format=version.spec.response_format,
+            tools=request.tools if request.tools is not None else spec.tools,
+            tool_choice=request.tool_choice if request.tool_choice is not None else spec.tool_choice,
+            response_format=request.response_format
+            if request.response_format is not None
+            else spec.response_format,
+            raw_overrides=request.raw_overrides,
         )
         return Candidate(provider, call, model_id, version, messages, position)
 
@@ -434,7 +449,8 @@ class Engine:
         if deployment is None:
             raise NotFound(f"no deployment named {request.deployment!r}")
         _, version = deployment.resolve(request.variant)
-        candidate = await self._candidate(request, version, version.spec.model, VariantConfig(), 0)
+        model_id = request.model or version.spec.model
+        candidate = await self._candidate(request, version, model_id, VariantConfig(), 0)
         return candidate.provider.payload(replace(candidate.call, api_key=None))
 
     async def _load_deployment(self, key: tuple[str, str]) -> Deployment | None:

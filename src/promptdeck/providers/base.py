@@ -44,6 +44,9 @@ class ProviderCall:
     api_key: str | None = None
     base_url: str | None = None
     connect_timeout: float | None = None  # the variant's own limit, when it sets one
+    # A caller's raw changes to the upstream request: {"body": {...} merged key by key,
+    # "headers": {...}, "url": "..."} (Vellum's raw_overrides).
+    raw_overrides: dict[str, Any] | None = None
 
 
 class Provider(Protocol):

@@ -120,11 +120,23 @@ class HttpUpstream:
 
     def payload(self, call: ProviderCall) -> dict[str, Any]:
         """The exact JSON body the upstream would receive, without sending it."""
-        return self.request(call).body
+        return self._overridden(call).body
+
+    def _overridden(self, call: ProviderCall) -> UpstreamRequest:
+        """The request with the caller's raw overrides applied (body keys replaced one by one)."""
+        upstream = self.request(call)
+        raw = call.raw_overrides
+        if not raw:
+            return upstream
+        return UpstreamRequest(
+            str(raw.get("url") or upstream.url),
+            {**upstream.body, **(raw.get("body") or {})},
+            {**upstream.headers, **(raw.get("headers") or {})},
+        )
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[Event]:
         try:
-            upstream = self.request(call)
+            upstream = self._overridden(call)
         except PromptdeckError as exc:  # the call cannot be expressed in this upstream's format
             yield Failed("invalid_request", f"{self.name}: {exc.message}")
             return
