@@ -5,7 +5,11 @@ Each request is answered by the `Script` registered for its model name (the part
 
     with FakeOpenAI() as server:
         server.scripts["slow"] = Script(delay=1.0)
+        server.queue("flaky", Script(status=503), Script(status=503))  # fail twice, then as scripted
         settings = make_settings(..., openai_base_url=server.url)
+
+`requests` holds each request's JSON body; `seen` the same requests with their path and headers,
+and whether the caller hung up before the answer was complete.
 
 Test modules take the fixtures below by re-export (`upstream = fake_openai.upstream`).
 
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -44,7 +49,8 @@ class Script:
     status: int = 200
     raw: bytes | None = None  # answer with these bytes as the body instead of a completion
     hang: bool = False  # read the request, then never answer
-    usage: tuple[int, int] = (11, 4)  # prompt tokens, completion tokens
+    usage: tuple[int, int] | None = (11, 4)  # prompt tokens, completion tokens; None: report none
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers, e.g. (("Retry-After", "1"),)
 
     @property
     def text(self) -> str:
@@ -52,9 +58,26 @@ class Script:
 
 
 @dataclass
+class Seen:
+    """One request as it reached the fake upstream, and how far its answer got."""
+
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: dict[str, Any]
+    chunks_sent: int = 0
+    hung_up: bool = False  # the caller closed the connection before the answer was complete
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model"))
+
+
+@dataclass
 class FakeOpenAI:
     scripts: dict[str, Script] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    queued: dict[str, list[Script]] = field(default_factory=dict)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -67,6 +90,18 @@ class FakeOpenAI:
 
     def script(self, model: str) -> Script:
         return self.scripts.get(model, Script())
+
+    def queue(self, model: str, *scripts: Script) -> None:
+        """Answer the next requests for `model` with these scripts in turn, then as `scripts` says."""
+        self.queued.setdefault(model, []).extend(scripts)
+
+    def count(self, model: str) -> int:
+        """How many requests for `model` arrived."""
+        return sum(1 for seen in self.seen if seen.model == model)
+
+    def _next_script(self, model: str) -> Script:
+        waiting = self.queued.get(model)
+        return waiting.pop(0) if waiting else self.script(model)
 
     def __enter__(self) -> FakeOpenAI:
         self.start()
@@ -110,17 +145,23 @@ class FakeOpenAI:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        seen: Seen | None = None
         try:
-            request = await _read_request(reader)
-            self.requests.append(request)
-            await self._answer(self.script(str(request.get("model"))), request, writer)
+            seen = await _read_request(reader)
+            self.requests.append(seen.body)
+            self.seen.append(seen)
+            await self._answer(self._next_script(seen.model), seen, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            if seen is not None:
+                seen.hung_up = True
         finally:
             self._tasks.discard(task)
             writer.close()
 
-    async def _answer(self, script: Script, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    async def _answer(
+        self, script: Script, seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        request = seen.body
         if script.hang:
             await asyncio.Event().wait()  # until the server stops
         if script.cut_after == 0:
@@ -129,36 +170,45 @@ class FakeOpenAI:
         if not streamed or script.raw is not None or script.status != 200:
             await asyncio.sleep(script.delay)
             body = script.raw if script.raw is not None else orjson.dumps(_answer_body(script, request))
-            writer.write(_head(script.status, "application/json", f"Content-Length: {len(body)}") + body)
+            framing = f"Content-Length: {len(body)}"
+            writer.write(_head(script.status, "application/json", framing, script.headers) + body)
             await writer.drain()
             return
-        writer.write(_head(200, "text/event-stream", "Transfer-Encoding: chunked"))
+        writer.write(_head(200, "text/event-stream", "Transfer-Encoding: chunked", script.headers))
         model = request["model"]
         for index, text in enumerate(script.chunks):
             if index == script.cut_after:
                 return  # no final chunk: the client sees the connection drop mid-body
             await asyncio.sleep(script.delay)
+            if reader.at_eof():  # the caller closed its side: stop, as a real upstream would
+                seen.hung_up = True
+                return
             writer.write(_chunk(_sse(_delta(model, {"content": text}))))
             await writer.drain()
-        finish = _delta(model, {}, finish_reason="stop")
-        usage = {"id": "chatcmpl-fake", "model": model, "choices": [], "usage": _usage(script)}
-        writer.write(_chunk(_sse(finish) + _sse(usage) + b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            seen.chunks_sent += 1
+        finish = _sse(_delta(model, {}, finish_reason="stop"))
+        if script.usage is not None:
+            finish += _sse({"id": "chatcmpl-fake", "model": model, "choices": [], "usage": _usage(script)})
+        writer.write(_chunk(finish + b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
 
 
-async def _read_request(reader: asyncio.StreamReader) -> dict[str, Any]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
+async def _read_request(reader: asyncio.StreamReader) -> Seen:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in head[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length") or 0)
     body = orjson.loads(await reader.readexactly(length)) if length else {}
-    return body if isinstance(body, dict) else {}
+    path = head[0].split(" ")[1] if head[0].count(" ") >= 2 else ""
+    return Seen(path, headers, body if isinstance(body, dict) else {})
 
 
-def _head(status: int, content_type: str, framing: str) -> bytes:
+def _head(status: int, content_type: str, framing: str, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
     head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n{framing}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in extra)
     return (head + "Connection: close\r\n\r\n").encode()
 
 
@@ -180,7 +230,7 @@ def _delta(model: str, delta: dict[str, Any], finish_reason: str | None = None) 
 
 
 def _usage(script: Script) -> dict[str, int]:
-    prompt, completion = script.usage
+    prompt, completion = script.usage or (0, 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -195,7 +245,7 @@ def _answer_body(script: Script, request: dict[str, Any]) -> dict[str, Any]:
         "choices": [
             {"index": 0, "message": {"role": "assistant", "content": script.text}, "finish_reason": "stop"}
         ],
-        "usage": _usage(script),
+        **({"usage": _usage(script)} if script.usage is not None else {}),
     }
 
 
@@ -259,6 +309,36 @@ def deck_over(upstream_url: str, database_url: str, tmp_path: Path, **overrides:
         yield Deck(live, key, workspace_id)
     finally:
         live.stop()
+
+
+def invoke(deck: Deck, deployment: str, variant: str | None = None) -> httpx.Response:
+    """A non-streamed Fetch Hive invoke with `INPUTS`."""
+    body = {"deployment": deployment, "inputs": INPUTS, "variant": variant}
+    with deck.client() as client:
+        return client.post("/v1/prompt/invoke", json=body)
+
+
+def invoke_streamed(deck: Deck, deployment: str, variant: str | None = None) -> list[dict[str, Any]]:
+    """A streamed Fetch Hive invoke with `INPUTS`: its events, keep-alive pings left out."""
+    body = {"deployment": deployment, "inputs": INPUTS, "variant": variant, "streaming": True}
+    with deck.client() as client, client.stream("POST", "/v1/prompt/invoke", json=body) as response:
+        assert response.status_code == 200, response.read()
+        lines = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]", lines
+    return [orjson.loads(line) for line in lines[:-1]]
+
+
+def run_of(deck: Deck, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The run logged for a request id (`GET /api/runs/{request_id}`), waiting for one still
+    on its way to the writer (a caller that hung up is noticed a little later)."""
+    deadline = time.monotonic() + timeout
+    with deck.client() as client:
+        while True:
+            response = client.get(f"/api/runs/{request_id}")
+            if response.status_code != 404 or time.monotonic() > deadline:
+                assert response.status_code == 200, response.text
+                return dict(response.json())
+            time.sleep(0.05)
 
 
 def sqlite_url(tmp_path: Path) -> str:

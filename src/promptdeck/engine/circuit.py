@@ -46,6 +46,13 @@ class CircuitBreakers:
         if state.failures >= self.threshold or state.opened_at is not None:
             state.opened_at = time.monotonic()
 
+    def released(self, upstream: str) -> None:
+        """A call ended without a verdict on the upstream (its request was refused, or the caller
+        went away): if it was the half-open trial, another call may be the trial now."""
+        state = self._states.get(upstream)
+        if state is not None:
+            state.trial_running = False
+
     def why_open(self, upstream: str) -> str:
         """The failure that opened (or kept open) the circuit, in the upstream's words."""
         state = self._states.get(upstream)

@@ -154,6 +154,7 @@ class Invocation:
                 record.error_message = "the caller went away before the run ended"
                 if self._trying is not None:  # the attempt under way ends here too
                     candidate, attempt, began = self._trying
+                    self._engine.breakers.released(candidate.upstream)
                     cut = Failed(CANCELLED, record.error_message)
                     self._note(candidate, attempt, cut, time.perf_counter() - began)
             record.output, record.reasoning = "".join(text), "".join(reasoning)
@@ -219,6 +220,8 @@ class Invocation:
                 self._note(candidate, attempt, failure, time.perf_counter() - began)
                 if failure.retryable:
                     breakers.failed(candidate.upstream, failure.message)
+                else:
+                    breakers.released(candidate.upstream)
                 if sent:  # the caller already has part of this answer: it cannot be redone
                     yield failure
                     return
