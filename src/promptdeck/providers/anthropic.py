@@ -125,13 +125,7 @@ class AnthropicProvider(HttpUpstream):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnthropicProvider:
-        return cls(
-            settings.anthropic_base_url,
-            settings.anthropic_api_key,
-            connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_read_timeout,
-            total_timeout=settings.upstream_total_timeout,
-        )
+        return cls.configured(settings, settings.anthropic_base_url, settings.anthropic_api_key)
 
     def request(self, call: ProviderCall) -> UpstreamRequest:
         system, messages = _messages(call.messages)

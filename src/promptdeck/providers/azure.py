@@ -71,13 +71,11 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureOpenAIProvider:
-        return cls(
+        return cls.configured(
+            settings,
             settings.azure_openai_endpoint,
             settings.azure_openai_api_key,
             api_version=settings.azure_openai_api_version or DEFAULT_API_VERSION,
-            connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_read_timeout,
-            total_timeout=settings.upstream_total_timeout,
         )
 
     def request(self, call: ProviderCall) -> UpstreamRequest:

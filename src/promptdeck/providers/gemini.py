@@ -107,13 +107,7 @@ class GeminiProvider(HttpUpstream):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GeminiProvider:
-        return cls(
-            settings.gemini_base_url,
-            settings.gemini_api_key,
-            connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_read_timeout,
-            total_timeout=settings.upstream_total_timeout,
-        )
+        return cls.configured(settings, settings.gemini_base_url, settings.gemini_api_key)
 
     # ── the request ─────────────────────────────────────────────────────────
 

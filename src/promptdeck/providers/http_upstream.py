@@ -18,7 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import aiohttp
 import orjson
@@ -27,6 +27,9 @@ from multidict import CIMultiDictProxy
 from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.events import Event, Failed
 from promptdeck.providers.base import ProviderCall
+
+if TYPE_CHECKING:
+    from promptdeck.config import Settings
 
 STATUS_CODES = {
     401: "upstream_auth_failed",
@@ -99,6 +102,23 @@ class HttpUpstream:
                 auto_decompress=True,
             )
         return self._session
+
+    @classmethod
+    def configured(cls, settings: Settings, base_url: str, api_key: str, **options: Any) -> Self:
+        """A provider at `base_url` with the server's upstream time limits. Every concrete
+        provider is built as `Provider(base_url, api_key, *, connect/read/total_timeout, …)`."""
+        build: Any = cls
+        return cast(
+            Self,
+            build(
+                base_url,
+                api_key,
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+                total_timeout=settings.upstream_total_timeout,
+                **options,
+            ),
+        )
 
     # ── what a provider supplies ────────────────────────────────────────────
 

@@ -77,13 +77,7 @@ class OpenAIProvider(HttpUpstream):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIProvider:
-        return cls(
-            settings.openai_base_url,
-            settings.openai_api_key,
-            connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_read_timeout,
-            total_timeout=settings.upstream_total_timeout,
-        )
+        return cls.configured(settings, settings.openai_base_url, settings.openai_api_key)
 
     def request(self, call: ProviderCall) -> UpstreamRequest:
         body: dict[str, Any] = {"model": call.model, "messages": [_message(m) for m in call.messages]}

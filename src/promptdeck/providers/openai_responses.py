@@ -89,13 +89,7 @@ class OpenAIResponsesProvider(HttpUpstream):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIResponsesProvider:
-        return cls(
-            settings.openai_base_url,
-            settings.openai_api_key,
-            connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_read_timeout,
-            total_timeout=settings.upstream_total_timeout,
-        )
+        return cls.configured(settings, settings.openai_base_url, settings.openai_api_key)
 
     # ── the request ─────────────────────────────────────────────────────────
 

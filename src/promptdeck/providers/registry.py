@@ -46,14 +46,5 @@ def build_providers(settings: Settings) -> Providers:
     ]
     for name, url in named_upstreams(settings.upstreams).items():
         key = os.environ.get(f"PROMPTDECK_UPSTREAM_{name.upper().replace('-', '_')}_API_KEY", "")
-        providers.append(
-            OpenAIProvider(
-                url,
-                key,
-                name=name,
-                connect_timeout=settings.upstream_connect_timeout,
-                read_timeout=settings.upstream_read_timeout,
-                total_timeout=settings.upstream_total_timeout,
-            )
-        )
+        providers.append(OpenAIProvider.configured(settings, url, key, name=name))
     return Providers(providers)
