@@ -51,6 +51,7 @@ from promptdeck.store.run_writer import RunWriter
 
 CANCELLED = "cancelled"
 CHARS_PER_TOKEN = 4  # for estimates only, when an upstream reports no usage
+SHARED_CREDENTIALS = {"openai-responses": "openai"}  # one OpenAI key serves both of its APIs
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ class Invocation:
                     usage = event
                     self._account(usage)
                 elif isinstance(event, Finished):
-                    if usage is None:  # the upstream reported none: count, and say so
+                    if _missing(usage, text, reasoning):  # the upstream reported none: count, and say so
                         usage = self._estimate("".join(text) + "".join(reasoning))
                         self._account(usage)
                         yield usage
@@ -319,10 +320,20 @@ class Invocation:
         record.cache_write_input_tokens = usage.cache_write_input
         record.output_tokens, record.reasoning_tokens = usage.output, usage.reasoning
         record.usage_estimated = usage.estimated
-        model_id = self._priced_as or self._candidates[0].model_id
-        record.cost, record.price_known = self._engine.prices.cost(
-            model_id, usage, self._overrides.get(model_id)
-        )
+        configured = self._priced_as or self._candidates[0].model_id
+        # The model the upstream says answered (e.g. Azure's real model behind a deployment
+        # name, or a dated snapshot) is priced first; then the model id the version names.
+        priced = (record.model, configured) if record.model and record.model != configured else (configured,)
+        override = next((self._overrides[m] for m in priced if m in self._overrides), None)  # wins
+        for model_id in priced:
+            record.cost, record.price_known = self._engine.prices.cost(model_id, usage, override)
+            if record.price_known:
+                break
+
+
+def _missing(usage: Usage | None, text: list[str], reasoning: list[str]) -> bool:
+    """No usage, or all zeros for an answer that plainly had words: the upstream did not say."""
+    return usage is None or (usage.input == 0 and usage.output == 0 and bool(text or reasoning))
 
 
 async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
@@ -427,7 +438,8 @@ class Engine:
         provider, model = self.providers.pick(model_id)
         credential = None
         if provider.name != "local":
-            credential = await self.credentials.get((request.caller.workspace_id, provider.name))
+            owner = SHARED_CREDENTIALS.get(provider.name, provider.name)
+            credential = await self.credentials.get((request.caller.workspace_id, owner))
         spec = version.spec
         call = ProviderCall(
             model,

@@ -1,6 +1,7 @@
 """The admin API under `/api/`: prompts, versions, deployments, variants, keys and runs.
 
-Authenticated with an `admin`-scope key. Errors: `{"error": {"code", "message", "details"}}`.
+Reading needs the `read` (or `admin`) scope, every change `admin` (see `callers.admin_gate`).
+Errors: `{"error": {"code", "message", "details"}}`.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ async def admin_gate(request: Request) -> None:
     (or `admin`), every change needs `admin`."""
     if request.url.path in OPEN_PATHS:
         return
-    scope = "read" if request.method in ("GET", "HEAD") else "admin"
+    renders = request.url.path.endswith("/payload")  # shows a request, changes nothing
+    scope = "read" if request.method in ("GET", "HEAD") or renders else "admin"
     request.state.caller = await bearer_caller(request, scope)
 
 
