@@ -316,7 +316,7 @@ def test_one_run_by_id_and_by_request_id(deck: Deck) -> None:
         assert run["end_user"] == "u-1" and run["dialect"] == "fetchhive"
         by_id = ok(client.get(f"/api/runs/{run['id']}"))
         by_request_id = ok(client.get(f"/api/runs/{run['request_id']}"))
-        assert by_id == by_request_id == run
+        assert by_id == by_request_id == {**run, "feedback": []}  # the detail adds the run's feedback
         assert error(client.get("/api/runs/req_nope"), 404)["code"] == "not_found"
 
 

@@ -12,8 +12,8 @@ from starlette.types import ASGIApp
 from promptdeck import __version__
 from promptdeck.config import Settings
 from promptdeck.services import Services
-from promptdeck.surfaces import admin, fetchhive
-from promptdeck.surfaces.http import BodyLimit, HotRoutes, as_error
+from promptdeck.surfaces import admin, fetchhive, openai_chat, openai_wire, traceport, vellum
+from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, as_error
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> ASGIApp:
@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = built
     app.include_router(fetchhive.router)
+    app.include_router(openai_chat.router)
+    app.include_router(traceport.router)
+    app.include_router(vellum.router)
     app.include_router(admin.router)
 
     @app.exception_handler(StarletteHTTPException)
@@ -49,5 +52,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
 
-    hot = {("POST", path): (fetchhive.invoke, fetchhive.render_error) for path in fetchhive.INVOKE_PATHS}
+    hot: dict[tuple[str, str], tuple[Endpoint, ErrorRenderer]] = {
+        ("POST", path): (fetchhive.invoke, fetchhive.render_error) for path in fetchhive.INVOKE_PATHS
+    }
+    hot[("POST", openai_chat.INVOKE_PATHS[0])] = (openai_chat.chat_completions, openai_wire.render_error)
+    hot[("POST", vellum.EXECUTE_PATHS[0])] = (vellum.execute_prompt, vellum.render_error)
+    hot[("POST", vellum.EXECUTE_PATHS[1])] = (vellum.execute_prompt_stream, vellum.render_error)
     return BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes)

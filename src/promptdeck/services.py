@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ from promptdeck.store.access import AccessStore
 from promptdeck.store.catalog import CatalogStore
 from promptdeck.store.credentials import CredentialStore, load_secret_key
 from promptdeck.store.database import create_engine
+from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.run_log import RunLog, run_dict
 from promptdeck.store.run_writer import RunWriter
@@ -34,6 +37,7 @@ class Services:
     engine: Engine
     credentials: CredentialStore
     prices: PriceOverrides
+    feedback: FeedbackStore
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -57,7 +61,18 @@ class Services:
         prices = PriceOverrides(db)
         engine = Engine(catalog, providers, writer, settings.cache_ttl_seconds, credentials, prices)
         return cls(
-            settings, db, access, catalog, RunLog(db), writer, keys, providers, engine, credentials, prices
+            settings,
+            db,
+            access,
+            catalog,
+            RunLog(db),
+            writer,
+            keys,
+            providers,
+            engine,
+            credentials,
+            prices,
+            FeedbackStore(db),
         )
 
     async def start(self) -> None:
@@ -71,13 +86,20 @@ class Services:
         await self.db.dispose()
 
     async def find_run(self, workspace_id: str, run_id: str) -> dict[str, Any]:
-        """A run by id or request id, including one still waiting for the writer."""
+        """A run by id or request id, including one still waiting for the writer, with the
+        feedback given on it. An id may also be written as a UUID (Vellum's execution ids)."""
+        if len(run_id) == 36:
+            with contextlib.suppress(ValueError):
+                run_id = uuid.UUID(run_id).hex
         record = self.writer.pending.get(run_id) or next(
             (r for r in self.writer.pending.values() if r.id == run_id), None
         )
         if record is not None and record.workspace_id == workspace_id:
-            return run_dict(record)
-        return await self.run_log.get(workspace_id, run_id)
+            run = run_dict(record)
+        else:
+            run = await self.run_log.get(workspace_id, run_id)
+        run["feedback"] = await self.feedback.for_run(workspace_id, run["id"])
+        return run
 
     def catalog_changed(self) -> None:
         self.engine.forget_deployments()

@@ -160,6 +160,22 @@ runs = sa.Table(
     sa.Column("api_key_id", Id),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_runs_workspace_created", "workspace_id", "created_at", "id"),
+    # Vellum's external ids are unique per workspace; runs without one (NULL) never collide.
+    sa.Index("uq_runs_workspace_external_id", "workspace_id", "external_id", unique=True),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("run_id", Id, nullable=False),  # no foreign key: a run may still be on its way to the writer
+    sa.Column("workspace_id", Id, nullable=False),
+    sa.Column("quality", sa.Float),  # 0 (worst) .. 1 (best)
+    sa.Column("text", sa.Text),  # what the answer should have been
+    sa.Column("metadata", sa.JSON),
+    sa.Column("timestamp", Timestamp),  # when the caller collected it
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_feedback_workspace_run", "workspace_id", "run_id", "created_at"),
 )
 
 provider_credentials = sa.Table(

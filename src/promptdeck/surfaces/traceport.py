@@ -1,0 +1,70 @@
+"""The Traceport dialect (WIRE.md §3): `POST /prompt/{slug}/run` runs the deployment named by
+the slug, at its default variant, and answers an OpenAI `chat.completion` (or, with our
+`"stream": true`, `chat.completion.chunk` events).
+
+Body: `model` (optional, `provider/model`, instead of the version's), `variables` (the
+template's inputs), `stream`, `stream_options.include_usage`, `user`, `metadata`. Errors are
+OpenAI-shaped (`openai_wire`): a bad field is a 400 naming it in `param`, an unknown
+deployment a 404 `model_not_found`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from promptdeck.engine.invoke import InvokeRequest
+from promptdeck.surfaces.callers import bearer_caller
+from promptdeck.surfaces.http import dialect_route, json_body, json_object
+from promptdeck.surfaces.openai_wire import Problems, answer, common_fields, render_error, typed
+
+router = APIRouter(route_class=dialect_route(render_error), tags=["Traceport"])
+
+RUN_PATH = "/prompt/{slug}/run"
+
+
+def parse_request(body: Any) -> dict[str, Any]:
+    """The body as `InvokeRequest` fields (plus `include_usage`), reporting every problem."""
+    body = json_object(body)
+    problems = Problems()
+    model = typed(body, "model", str, "a 'provider/model' string", problems)
+    if model is not None and ("/" not in model or model.startswith("/") or model.endswith("/")):
+        problems.add("model", f"expected 'provider/model'; got {model!r}")
+    fields = common_fields(body, problems)
+    problems.check()
+    return {"model": model or None, **fields}
+
+
+RUN_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "model": {
+                            "type": "string",
+                            "description": "provider/model, instead of the version's",
+                        },
+                        "variables": {"type": "object", "description": "the template's inputs"},
+                        "stream": {"type": "boolean"},
+                        "stream_options": {"type": "object"},
+                        "user": {"type": "string"},
+                        "metadata": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(RUN_PATH, openapi_extra=RUN_DOC, summary="Run a deployment (Traceport)")
+async def run(slug: str, request: Request) -> Response:
+    caller = await bearer_caller(request, "invoke")
+    parsed = parse_request(await json_body(request))
+    include_usage = parsed.pop("include_usage")
+    invoke = InvokeRequest(caller=caller, dialect="traceport", deployment=slug, **parsed)
+    return await answer(request, invoke, include_usage=include_usage, deployment_param=None)
