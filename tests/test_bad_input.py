@@ -388,3 +388,26 @@ def test_unknown_paths_answer_json_in_the_dialects_shape_never_a_redirect(
     if status == 405:
         assert response.headers["allow"]
     assert_serves(hive)
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/v1/chat/completion", "openai"),
+        ("/prompt/x", "openai"),
+        ("/v1/execute-prompt-streams", "vellum"),
+        ("/v1/nothing", "fetchhive"),
+    ],
+)
+def test_unknown_paths_answer_in_the_shape_of_their_dialect(hive: Deck, path: str, shape: str) -> None:
+    """A client that mistypes a path still gets an error its SDK can read."""
+    with hive.client() as client:
+        response = client.post(path, json={})
+    assert response.status_code == 404
+    body = response.json()
+    if shape == "openai":
+        assert set(body) == {"error"} and {"message", "type", "code"} <= set(body["error"])
+    elif shape == "vellum":
+        assert set(body) == {"detail"}
+    else:
+        assert body["error_code"] == "not_found"

@@ -15,6 +15,17 @@ from promptdeck.services import Services
 from promptdeck.surfaces import admin, fetchhive, openai_chat, openai_wire, traceport, vellum
 from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, as_error
 
+# Path prefix -> the error shape its callers' clients understand (Fetch Hive's elsewhere).
+ERROR_SHAPES: tuple[tuple[str, ErrorRenderer], ...] = (
+    ("/api", admin.render_error),
+    ("/v1/chat", openai_wire.render_error),
+    ("/v1/models", openai_wire.render_error),
+    ("/prompt/", openai_wire.render_error),
+    ("/v1/execute-prompt", vellum.render_error),
+    ("/v1/submit-completion-actuals", vellum.render_error),
+    ("/v1/deployments", vellum.render_error),
+)
+
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> ASGIApp:
     settings = settings or Settings()
@@ -44,8 +55,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.exception_handler(StarletteHTTPException)
     async def not_routed(request: Request, exc: StarletteHTTPException) -> Response:
-        """Unknown paths and methods: answered in the admin shape for /api, Fetch Hive's elsewhere."""
-        render = admin.render_error if request.url.path.startswith("/api") else fetchhive.render_error
+        """Unknown paths and methods, answered in the shape of the dialect whose paths they resemble."""
+        path = request.url.path
+        render = next((r for prefix, r in ERROR_SHAPES if path.startswith(prefix)), fetchhive.render_error)
         error = as_error(exc)
         error.message = f"{request.method} {request.url.path}: {error.message} (the API is listed at /docs)"
         response = render(error, request)
