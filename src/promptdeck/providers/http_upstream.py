@@ -298,11 +298,19 @@ class HttpUpstream:
 async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
     """The body's lines as they arrive, however long (aiohttp's own line reader caps them)."""
     pending = b""
-    async for chunk in response.content.iter_any():
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
+    try:
+        async for chunk in response.content.iter_any():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r").decode(errors="replace")
+    except aiohttp.ClientPayloadError:
+        # aiohttp raises a dropped connection's error before handing over the bytes it had
+        # already received; they are real output, so pass their complete lines on first.
+        pending += b"".join(getattr(response.content, "_buffer", ()))
+        for line in pending.split(b"\n")[:-1]:
             yield line.rstrip(b"\r").decode(errors="replace")
+        raise
     if pending:
         yield pending.rstrip(b"\r").decode(errors="replace")
 
