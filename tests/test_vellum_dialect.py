@@ -319,3 +319,17 @@ def test_a_stream_cut_upstream_ends_in_rejected(start_deck: StartDeck, upstream:
         lines = [orjson.loads(line) for line in response.iter_lines() if line]
     assert [e["state"] for e in lines] == ["INITIATED", "STREAMING", "STREAMING", "REJECTED"]
     assert lines[-1]["error"]["code"] == "PROVIDER_ERROR" and lines[-1]["error"]["message"]
+
+
+def test_expand_raw_returns_the_named_keys_of_the_providers_answer(start_deck: StartDeck) -> None:
+    """The fake upstream answers in OpenAI's documented `chat.completion` format; `raw` holds the
+    keys asked for that it has, and nothing else."""
+    deck = start_deck()
+    answer = post(deck, EXECUTE_PATHS[0], execute(expand_raw=["id", "object", "usage", "no_such_key"])).json()
+    assert answer["state"] == "FULFILLED"
+    assert answer["raw"] == {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "usage": {"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15},
+    }
+    assert post(deck, EXECUTE_PATHS[0], execute()).json()["raw"] == {}

@@ -7,6 +7,7 @@ for non-streaming calls, so streamed and non-streamed answers cannot drift.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Normalized stop reasons (each dialect maps them to its own words).
 STOP = "stop"
@@ -55,6 +56,7 @@ class Usage:
 @dataclass(frozen=True, slots=True)
 class Finished:
     stop_reason: str
+    raw: dict[str, Any] | None = None  # the upstream's own answer (top-level keys), when asked for
 
 
 @dataclass(frozen=True, slots=True)

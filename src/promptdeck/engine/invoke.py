@@ -73,6 +73,7 @@ class InvokeRequest:
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     raw_overrides: dict[str, Any] | None = None
+    keep_raw: bool = False  # keep the upstream's raw answer (`Invocation.raw`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class Invocation:
         self._started = started
         self._consumed = False
         self._attempts: list[dict[str, Any]] = []
+        self.raw: dict[str, Any] = {}  # the upstream's raw answer, when the request kept it
         self._trying: tuple[Candidate, int, float] | None = None  # the attempt under way, not yet noted
 
     async def events(self) -> AsyncIterator[Event]:
@@ -142,6 +144,7 @@ class Invocation:
                         self._account(usage)
                         yield usage
                     record.stop_reason = event.stop_reason
+                    self.raw = event.raw or {}
                     ended = True
                 elif isinstance(event, Failed):
                     record.status, record.error_code, record.error_message = ERROR, event.code, event.message
@@ -455,6 +458,7 @@ class Engine:
             if request.response_format is not None
             else spec.response_format,
             raw_overrides=request.raw_overrides,
+            keep_raw=request.keep_raw,
         )
         return Candidate(provider, call, model_id, version, messages, position)
 

@@ -47,6 +47,7 @@ class ProviderCall:
     # A caller's raw changes to the upstream request: {"body": {...} merged key by key,
     # "headers": {...}, "url": "..."} (Vellum's raw_overrides).
     raw_overrides: dict[str, Any] | None = None
+    keep_raw: bool = False  # attach the upstream's raw answer to `Finished` (Vellum's expand_raw)
 
 
 class Provider(Protocol):

@@ -25,7 +25,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from promptdeck.domain.errors import PromptdeckError
-from promptdeck.domain.events import Event, Failed
+from promptdeck.domain.events import Event, Failed, Finished
 from promptdeck.providers.base import ProviderCall
 
 if TYPE_CHECKING:
@@ -180,10 +180,11 @@ class HttpUpstream:
                     return
                 if call.stream and self.streams(response.headers):
                     opened = True
-                    async with aclosing(self.parse_stream(self._sse(response, deadline))) as events:
+                    raw: dict[str, Any] | None = {} if call.keep_raw else None
+                    async with aclosing(self.parse_stream(self._sse(response, deadline, raw))) as events:
                         async for event in events:
                             sent = True
-                            yield event
+                            yield replace(event, raw=raw) if raw and isinstance(event, Finished) else event
                 else:
                     body = self.json(await response.read())
                     try:
@@ -196,7 +197,11 @@ class HttpUpstream:
                             )
                         ) from None
                     for event in parsed:
-                        yield event
+                        yield (
+                            replace(event, raw=body)
+                            if call.keep_raw and isinstance(event, Finished)
+                            else event
+                        )
         except UpstreamFailure as failure:
             yield failure.failed
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -204,9 +209,12 @@ class HttpUpstream:
                 upstream.url, exc, f"{silence:g} s (the upstream {limit})", opened, sent
             )
 
-    async def _sse(self, response: aiohttp.ClientResponse, deadline: float) -> AsyncGenerator[SseEvent, None]:
+    async def _sse(
+        self, response: aiohttp.ClientResponse, deadline: float, raw: dict[str, Any] | None = None
+    ) -> AsyncGenerator[SseEvent, None]:
         """Each `data:` line with the `event:` name before it; the total time limit is checked
-        between lines, and a body that is no event stream at all is reported as such."""
+        between lines, and a body that is no event stream at all is reported as such. With
+        `raw`, the top-level keys of every JSON event are gathered into it (the last one wins)."""
         event: str | None = None
         seen = False
         stray = ""  # the start of whatever is not server-sent events, to show in a failure
@@ -219,7 +227,10 @@ class HttpUpstream:
                 )
             if line.startswith("data:"):
                 seen = True
-                yield SseEvent(event, line[5:].strip())
+                data = line[5:].strip()
+                if raw is not None:
+                    _gather(raw, data)
+                yield SseEvent(event, data)
             elif line.startswith("event:"):
                 event = line[6:].strip()
             elif not line.strip():
@@ -313,6 +324,15 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
         raise
     if pending:
         yield pending.rstrip(b"\r").decode(errors="replace")
+
+
+def _gather(raw: dict[str, Any], data: str) -> None:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(value, dict):
+        raw.update(value)
 
 
 def _phrase(status: int) -> str:

@@ -7,8 +7,9 @@ Choices where Vellum is silent (docs/dialects.md says the same for callers):
 * CHAT_HISTORY inputs are appended, in order, after the version's own messages; they are not
   template variables.
 * `execution_id` is the run's id written as a UUID; look-ups take it with or without dashes.
-* `expand_raw` is accepted and checked, but `raw` is always `{}` (providers do not pass their raw
-  responses on yet).
+* `expand_raw` names top-level keys of the provider's own JSON answer that execute-prompt returns
+  in `raw` (unknown keys are left out; the embedded model has no raw answer, and the NDJSON
+  stream carries none).
 * A reasoning model's thoughts are a THINKING output; tool calls are FUNCTION_CALL outputs, sent
   whole (arguments as an object) once the answer is complete.
 """
@@ -141,6 +142,7 @@ class Execution:
     external_id: str | None = None
     raw_overrides: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    expand_raw: tuple[str, ...] = ()
 
 
 @dataclass
@@ -168,7 +170,7 @@ def parse_execution(body: Any, id_field: str, name_field: str, *, payload: bool 
         problems.add("release_tag: expected a non-empty string")
     inputs, messages = _inputs(body.get("inputs"), problems)
     expand_meta = _expand_meta(body.get("expand_meta"), problems)
-    external_id = raw_overrides = metadata = None
+    external_id = raw_overrides = metadata = expand_raw = None
     if not payload:
         external_id = body.get("external_id")
         if external_id is not None and (not isinstance(external_id, str) or not 0 < len(external_id) <= 200):
@@ -193,6 +195,7 @@ def parse_execution(body: Any, id_field: str, name_field: str, *, payload: bool 
         external_id,
         raw_overrides,
         metadata or None,
+        tuple(expand_raw or ()) if not payload else (),
     )
 
 
@@ -541,6 +544,7 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution,
                 external_id=parsed.external_id,
                 messages=parsed.messages,
                 raw_overrides=parsed.raw_overrides,
+                keep_raw=bool(parsed.expand_raw),
             )
         )
     except BaseException:
@@ -570,7 +574,7 @@ async def execute_prompt(request: Request) -> Response:
         answer["outputs"] = outputs
     if asked:
         answer["meta"] = meta(record, asked, tag, output=record.output, duration_ms=record.duration_ms)
-    answer["raw"] = {}
+    answer["raw"] = {key: invocation.raw[key] for key in parsed.expand_raw if key in invocation.raw}
     return Response(dumps(answer), media_type="application/json")
 
 
