@@ -11,6 +11,7 @@ the request the provider sends and the normalized events it produces.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ from promptdeck.domain.events import (
 from promptdeck.providers.anthropic import AnthropicProvider
 from promptdeck.providers.base import ProviderCall
 from tests.support.postgres import free_port
-from tests.support.transcript_server import TranscriptServer, failure, fold, respond, stream
+from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -931,3 +932,35 @@ async def test_streaming_call_answered_with_an_html_page(
     upstream.play(respond(200, b"<html>\n<body>Welcome to nginx!</body>\n</html>\n", "text/html"))
     failed = failure(await run(make_provider()))
     assert failed.code == "upstream_bad_response" and "Welcome to nginx" in failed.message
+
+
+# --- broken connections (the shared `HttpUpstream`, mapped for this provider) ---------------------
+
+
+async def test_connection_refused(make_provider: Callable[..., AnthropicProvider]) -> None:
+    """Nothing listens at the base URL (`POST /v1/messages`):
+    `upstream_unreachable`, retryable, naming the address, streamed or not."""
+    port = free_port()
+    for streamed in (True, False):
+        events = await run(make_provider(base_url=f"http://127.0.0.1:{port}"), stream=streamed)
+        failed = failure(events)
+        assert events == [failed]
+        assert failed.code == "upstream_unreachable" and failed.retryable
+        assert failed.message.startswith("anthropic upstream") and f"127.0.0.1:{port}" in failed.message
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_upstream_that_never_answers(
+    upstream: TranscriptServer, make_provider: Callable[..., AnthropicProvider], streamed: bool
+) -> None:
+    """The upstream accepts the request (`POST /v1/messages`), then says nothing:
+    `upstream_timeout` after the read limit (streaming) or the total limit (whole), retryable
+    since nothing was told."""
+    upstream.play(silence)
+    began = time.monotonic()
+    events = await run(make_provider(read_timeout=0.3, total_timeout=0.3), stream=streamed)
+    assert time.monotonic() - began < 2
+    failed = failure(events)
+    assert events == [failed]
+    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.message.startswith("anthropic upstream") and "0.3" in failed.message

@@ -13,6 +13,7 @@ the provider sends and the normalized events it produces.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from promptdeck.domain.events import (
     TOOL_CALLS,
     Event,
     Finished,
+    ReasoningDelta,
     Started,
     TextDelta,
     ToolCallDelta,
@@ -34,7 +36,7 @@ from promptdeck.domain.events import (
 from promptdeck.providers.azure import AzureOpenAIProvider
 from promptdeck.providers.base import ProviderCall
 from tests.support.postgres import free_port
-from tests.support.transcript_server import TranscriptServer, failure, fold, respond, stream
+from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -234,6 +236,33 @@ PROMPT_FILTERED = {
 }
 
 
+# A reasoning model's answer (Azure AI Foundry's DeepSeek-R1 on the same Chat Completions
+# route): `reasoning_content` deltas before the text, and the reasoning tokens in
+# `completion_tokens_details.reasoning_tokens` as Azure's reasoning-models guide shows.
+REASONING_USAGE = {
+    "completion_tokens": 90,
+    "completion_tokens_details": {"reasoning_tokens": 81, "audio_tokens": 0},
+    "prompt_tokens": 13,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "total_tokens": 103,
+}
+REASONING_STREAM = sse(
+    prompt_filter_chunk(),
+    chunk({"content": None, "reasoning_content": "", "role": "assistant"}),
+    chunk({"content": None, "reasoning_content": "The user asks"}),
+    chunk({"content": None, "reasoning_content": " for a capital."}),
+    chunk({"content": "Paris", "reasoning_content": None}),
+    chunk({"content": ".", "reasoning_content": None}, "stop"),
+    usage_chunk(REASONING_USAGE),
+    "[DONE]",
+)
+REASONING_ANSWER = completion(
+    {"content": "Paris.", "reasoning_content": "The user asks for a capital.", "role": "assistant"},
+    "stop",
+    REASONING_USAGE,
+)
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
@@ -329,6 +358,42 @@ async def test_payload_is_the_body_without_a_model(make_provider: Callable[..., 
         "tools": [{"type": "function", "function": tools[0]}],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
     }
+
+
+@pytest.mark.parametrize(
+    ("neutral", "wire"),
+    [
+        (
+            {"type": "json_schema", "name": "city", "schema": {"type": "object"}, "strict": True},
+            {
+                "type": "json_schema",
+                "json_schema": {"name": "city", "schema": {"type": "object"}, "strict": True},
+            },
+        ),
+        (
+            {"type": "json_schema", "schema": {"type": "object"}},
+            {"type": "json_schema", "json_schema": {"name": "response", "schema": {"type": "object"}}},
+        ),
+        ({"type": "json_object"}, {"type": "json_object"}),
+    ],
+    ids=["named-strict-schema", "unnamed-schema", "json-object"],
+)
+async def test_response_format_mapping(
+    upstream: TranscriptServer,
+    make_provider: Callable[..., AzureOpenAIProvider],
+    neutral: dict[str, Any],
+    wire: dict[str, Any],
+) -> None:
+    """Azure OpenAI inference reference (2024-10-21), Chat completions - Create, and Azure's
+    structured-outputs guide: `response_format` `{"type": "json_schema", "json_schema":
+    {"name", "schema", "strict"}}` (an unnamed schema is called `response`), or
+    `{"type": "json_object"}`; the body still has no `model`."""
+    upstream.play(respond(200, ANSWER))
+    events = await run(make_provider(), stream=False, response_format=neutral)
+    assert fold(events).failed is None
+    (seen,) = upstream.requests
+    assert seen.path == CHAT_PATH
+    assert seen.body == {"messages": MESSAGES, "response_format": wire}
 
 
 async def test_per_call_endpoint_and_key_override_the_configured_ones(
@@ -449,6 +514,27 @@ async def test_filtered_answer_finishes_with_content_filter(
     ]
 
 
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_reasoning_content_and_reasoning_tokens(
+    upstream: TranscriptServer, make_provider: Callable[..., AzureOpenAIProvider], streamed: bool
+) -> None:
+    """Azure AI Foundry's reasoning models on Chat Completions (DeepSeek-R1): the reasoning in
+    `reasoning_content` (deltas in a stream, a message field whole) before the answer; Azure's
+    reasoning-models guide: `usage.completion_tokens_details.reasoning_tokens`."""
+    upstream.play(stream(REASONING_STREAM) if streamed else respond(200, REASONING_ANSWER))
+    events = await run(make_provider(), stream=streamed)
+    folded = fold(events)
+    assert (folded.model, folded.reasoning, folded.text) == (
+        f"azure/{MODEL}",
+        "The user asks for a capital.",
+        "Paris.",
+    )
+    assert folded.usage == Usage(input=13, output=90, reasoning=81) and folded.stop == STOP
+    first_reasoning = next(i for i, e in enumerate(events) if isinstance(e, ReasoningDelta))
+    first_text = next(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+    assert first_reasoning < first_text
+
+
 # --- upstream errors -----------------------------------------------------------------------------
 
 
@@ -567,3 +653,59 @@ async def test_stream_cut_before_finish_reason(
     failed = failure(events)
     assert failed.code == "upstream_stream_cut" and failed.message.startswith("azure upstream")
     assert failed.retryable == (told == 0)
+
+
+# --- garbage and broken connections --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (b"<html><body>Azure API Management: gateway page</body></html>", "text/html", "not JSON"),
+        (b'{"object": "chat.completion", "model": "gpt-4o"}', "application/json", "without choices"),
+        (b'["not", "an", "object"]', "application/json", "not an object"),
+    ],
+    ids=["html", "no-choices", "array"],
+)
+async def test_garbage_non_streaming_body(
+    upstream: TranscriptServer,
+    make_provider: Callable[..., AzureOpenAIProvider],
+    body: bytes,
+    content_type: str,
+    expected: str,
+) -> None:
+    """A 200 answer that is not a `chat.completion` object (Azure OpenAI inference reference):
+    a clean, non-retryable `upstream_bad_response` naming Azure, never an exception."""
+    upstream.play(respond(200, body, content_type))
+    events = await run(make_provider(), stream=False)
+    failed = failure(events)
+    assert events == [failed]
+    assert failed.code == "upstream_bad_response" and not failed.retryable
+    assert failed.message.startswith("azure upstream") and expected in failed.message
+
+
+async def test_connection_refused(make_provider: Callable[..., AzureOpenAIProvider]) -> None:
+    """Nothing listens at the endpoint: `upstream_unreachable`, retryable, naming the address."""
+    port = free_port()
+    for streamed in (True, False):
+        events = await run(make_provider(endpoint=f"http://127.0.0.1:{port}"), stream=streamed)
+        failed = failure(events)
+        assert events == [failed]
+        assert failed.code == "upstream_unreachable" and failed.retryable
+        assert failed.message.startswith("azure upstream") and f"127.0.0.1:{port}" in failed.message
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_upstream_that_never_answers(
+    upstream: TranscriptServer, make_provider: Callable[..., AzureOpenAIProvider], streamed: bool
+) -> None:
+    """The endpoint accepts the request, then says nothing: `upstream_timeout` after the read
+    limit (streaming) or the total limit (whole), retryable since nothing reached the caller."""
+    upstream.play(silence)
+    began = time.monotonic()
+    events = await run(make_provider(read_timeout=0.3, total_timeout=0.3), stream=streamed)
+    assert time.monotonic() - began < 2
+    failed = failure(events)
+    assert events == [failed]
+    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.message.startswith("azure upstream") and "0.3" in failed.message

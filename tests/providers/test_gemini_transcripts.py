@@ -13,6 +13,7 @@ both the request the provider sends and the normalized events it produces.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -36,7 +37,8 @@ from promptdeck.domain.events import (
 )
 from promptdeck.providers.base import REASONING_BUDGETS, ProviderCall
 from promptdeck.providers.gemini import GeminiProvider
-from tests.support.transcript_server import Folded, TranscriptServer, failure, fold, respond, stream
+from tests.support.postgres import free_port
+from tests.support.transcript_server import Folded, TranscriptServer, failure, fold, respond, silence, stream
 
 MODEL = "gemini-2.5-flash"
 KEY = "AIzaSyTest-key"
@@ -411,6 +413,50 @@ async def test_conversation_with_function_calls_and_results(
             "parts": [{"functionResponse": {"name": "get_time", "response": {"output": "14:05"}}}],
         },
     ]
+
+
+def test_payload_is_the_exact_request_body(make_provider: Callable[..., GeminiProvider]) -> None:
+    """Gemini API reference, `GenerateContentRequest`: `payload()` is exactly the body a call
+    sends (`systemInstruction`, `contents`, `generationConfig` with `thinkingConfig` and a JSON
+    schema response, `tools` with `functionDeclarations`, `toolConfig`), without sending it."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    call = ProviderCall(
+        MODEL,
+        MESSAGES,
+        {"temperature": 0.2, "max_tokens": 64, "reasoning_effort": "low"},
+        stream=False,
+        tools=[WEATHER_TOOL],
+        tool_choice={"name": WEATHER_TOOL["name"]},
+        response_format={"type": "json_schema", "name": "city", "schema": schema, "strict": True},
+    )
+    provider = make_provider()
+    payload = provider.payload(call)
+    assert payload == provider.request(call).body
+    assert payload == {
+        "contents": [{"role": "user", "parts": [{"text": MESSAGES[1]["content"]}]}],
+        "systemInstruction": {"parts": [{"text": MESSAGES[0]["content"]}]},
+        "generationConfig": {
+            "temperature": 0.2,
+            "maxOutputTokens": 64,
+            "thinkingConfig": {"thinkingBudget": REASONING_BUDGETS["low"], "includeThoughts": True},
+            "responseMimeType": "application/json",
+            "responseJsonSchema": schema,
+        },
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": WEATHER_TOOL["name"],
+                        "description": WEATHER_TOOL["description"],
+                        "parametersJsonSchema": WEATHER_TOOL["parameters"],
+                    }
+                ]
+            }
+        ],
+        "toolConfig": {
+            "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [WEATHER_TOOL["name"]]}
+        },
+    }
 
 
 @pytest.mark.parametrize(
@@ -959,3 +1005,35 @@ async def test_unsupported_reasoning_effort_is_refused(make_provider: Callable[.
     silently dropped."""
     with pytest.raises(ValidationFailed, match="reasoning_effort"):
         make_provider().payload(ProviderCall(MODEL, MESSAGES, {"reasoning_effort": "minimal"}))
+
+
+# --- broken connections (the shared `HttpUpstream`, mapped for this provider) ---------------------
+
+
+async def test_connection_refused(make_provider: Callable[..., GeminiProvider]) -> None:
+    """Nothing listens at the base URL (`models.generateContent` / `streamGenerateContent`):
+    `upstream_unreachable`, retryable, naming the address, streamed or not."""
+    port = free_port()
+    for streamed in (True, False):
+        events = await run(make_provider(base_url=f"http://127.0.0.1:{port}"), stream=streamed)
+        failed = failure(events)
+        assert events == [failed]
+        assert failed.code == "upstream_unreachable" and failed.retryable
+        assert failed.message.startswith("gemini upstream") and f"127.0.0.1:{port}" in failed.message
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_upstream_that_never_answers(
+    upstream: TranscriptServer, make_provider: Callable[..., GeminiProvider], streamed: bool
+) -> None:
+    """The upstream accepts the request (`models.generateContent` / `streamGenerateContent`),
+    then says nothing: `upstream_timeout` after the read limit (streaming) or the total limit
+    (whole), retryable since nothing was told."""
+    upstream.play(silence)
+    began = time.monotonic()
+    events = await run(make_provider(read_timeout=0.3, total_timeout=0.3), stream=streamed)
+    assert time.monotonic() - began < 2
+    failed = failure(events)
+    assert events == [failed]
+    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.message.startswith("gemini upstream") and "0.3" in failed.message

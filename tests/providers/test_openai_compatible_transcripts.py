@@ -32,7 +32,15 @@ from promptdeck.domain.events import (
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.openai import OpenAIProvider
 from tests.support.postgres import free_port
-from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
+from tests.support.transcript_server import (
+    TranscriptServer,
+    failure,
+    fold,
+    respond,
+    silence,
+    stream,
+    unanswered_port,
+)
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -245,6 +253,56 @@ async def test_non_streaming_request_has_no_stream_fields_and_no_key_means_no_au
     assert seen.path == "/v1/chat/completions"
     assert "authorization" not in seen.headers
     assert seen.body == {"model": "gpt-test", "messages": MESSAGES, "temperature": 0}
+
+
+@pytest.mark.parametrize(
+    ("neutral", "wire"),
+    [
+        (
+            {"type": "json_schema", "name": "city", "schema": {"type": "object"}, "strict": True},
+            {
+                "type": "json_schema",
+                "json_schema": {"name": "city", "schema": {"type": "object"}, "strict": True},
+            },
+        ),
+        (
+            {"type": "json_schema", "schema": {"type": "object"}},
+            {"type": "json_schema", "json_schema": {"name": "response", "schema": {"type": "object"}}},
+        ),
+        ({"type": "json_object"}, {"type": "json_object"}),
+        ({"type": "text"}, {"type": "text"}),
+    ],
+    ids=["named-strict-schema", "unnamed-schema", "json-object", "text"],
+)
+async def test_response_format_mapping(
+    upstream: TranscriptServer,
+    make_provider: Callable[..., OpenAIProvider],
+    neutral: dict[str, Any],
+    wire: dict[str, Any],
+) -> None:
+    """OpenAI API reference, Create chat completion, and the Structured Outputs guide:
+    `response_format` is `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`
+    (`name` is required, so an unnamed schema is called `response`; `strict` only when given),
+    or `{"type": "json_object"}` / `{"type": "text"}` as they are."""
+    upstream.play(respond(200, ANSWER))
+    call = ProviderCall("gpt-test", MESSAGES, {}, stream=False, response_format=neutral)
+    assert fold([e async for e in make_provider().stream(call)]).failed is None
+    (seen,) = upstream.requests
+    assert seen.body == {"model": "gpt-test", "messages": MESSAGES, "response_format": wire}
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_reasoning_effort_is_passed_as_is(
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIProvider], streamed: bool
+) -> None:
+    """OpenAI API reference, Create chat completion: `reasoning_effort` (`low`/`medium`/`high`)
+    for reasoning models, a top-level field under its own name, passed without mapping."""
+    upstream.play(stream(ANSWER_STREAM) if streamed else respond(200, ANSWER))
+    folded = fold(await run(make_provider(), stream=streamed, reasoning_effort="high"))
+    assert folded.failed is None and folded.usage is not None and folded.usage.reasoning == 32
+    (seen,) = upstream.requests
+    assert seen.body["reasoning_effort"] == "high"
+    assert {k for k in seen.body if "reason" in k} == {"reasoning_effort"}
 
 
 # --- answers -------------------------------------------------------------------------------------
@@ -680,3 +738,22 @@ async def test_stream_that_trickles_past_the_total_limit(
     events = await run(make_provider(read_timeout=1.0, total_timeout=0.3))
     failed = failure(events)
     assert failed.code == "upstream_timeout" and "total" in failed.message
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_per_call_connect_timeout_replaces_the_configured_one(
+    make_provider: Callable[..., OpenAIProvider], streamed: bool
+) -> None:
+    """A variant's `timeouts.connect` reaches the provider as the call's `connect_timeout` and
+    replaces the configured connect limit: an upstream whose listener never accepts fails as
+    `upstream_unreachable` (retryable) after the call's 0.3 s, not the configured 10 s."""
+    with unanswered_port() as port:
+        provider = make_provider(base_url=f"http://127.0.0.1:{port}/v1", connect_timeout=10.0)
+        call = ProviderCall("gpt-test", MESSAGES, {}, stream=streamed, connect_timeout=0.3)
+        began = time.monotonic()
+        events = [event async for event in provider.stream(call)]
+        assert time.monotonic() - began < 3
+    failed = failure(events)
+    assert events == [failed]
+    assert failed.code == "upstream_unreachable" and failed.retryable
+    assert f"127.0.0.1:{port}" in failed.message

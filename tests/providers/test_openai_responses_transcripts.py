@@ -14,6 +14,7 @@ request the provider sends and the normalized events it produces.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ from promptdeck.domain.events import (
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.openai_responses import OpenAIResponsesProvider
 from tests.support.postgres import free_port
-from tests.support.transcript_server import TranscriptServer, failure, fold, respond, stream
+from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -850,3 +851,89 @@ async def test_stream_without_a_terminal_event(
     events = await run(make_provider())
     assert events[:-1] == ANSWER_EVENTS[:-2]
     assert failure(events).code == "upstream_stream_cut"
+
+
+# --- broken connections (the shared `HttpUpstream`, mapped for this provider) ---------------------
+
+
+async def test_connection_refused(make_provider: Callable[..., OpenAIResponsesProvider]) -> None:
+    """Nothing listens at the base URL (`POST /v1/responses`):
+    `upstream_unreachable`, retryable, naming the address, streamed or not."""
+    port = free_port()
+    for streamed in (True, False):
+        events = await run(make_provider(base_url=f"http://127.0.0.1:{port}/v1"), stream=streamed)
+        failed = failure(events)
+        assert events == [failed]
+        assert failed.code == "upstream_unreachable" and failed.retryable
+        assert (
+            failed.message.startswith("openai-responses upstream") and f"127.0.0.1:{port}" in failed.message
+        )
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_upstream_that_never_answers(
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIResponsesProvider], streamed: bool
+) -> None:
+    """The upstream accepts the request (`POST /v1/responses`), then says nothing:
+    `upstream_timeout` after the read limit (streaming) or the total limit (whole), retryable
+    since nothing was told."""
+    upstream.play(silence)
+    began = time.monotonic()
+    events = await run(make_provider(read_timeout=0.3, total_timeout=0.3), stream=streamed)
+    assert time.monotonic() - began < 2
+    failed = failure(events)
+    assert events == [failed]
+    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.message.startswith("openai-responses upstream") and "0.3" in failed.message
+
+
+# --- usage left out, and the payload -------------------------------------------------------------
+
+QUIET_ANSWER = response([MESSAGE], None)
+QUIET_STREAM = sse(QUIET_ANSWER, message_events(0, MESSAGE, "The capital", " of France is", " Paris."))
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+async def test_answer_without_usage_yields_no_usage_event(
+    upstream: TranscriptServer, make_provider: Callable[..., OpenAIResponsesProvider], streamed: bool
+) -> None:
+    """OpenAI API reference, the `Response` object: `usage` may be null (as in
+    `response.created`; some compatible servers never fill it). The answer still finishes, with
+    no `Usage` event, so the engine estimates the usage (`usage_estimated: true`)."""
+    upstream.play(stream(QUIET_STREAM) if streamed else respond(200, QUIET_ANSWER))
+    events = await run(make_provider(), stream=streamed)
+    folded = fold(events)
+    assert (folded.text, folded.stop, folded.usage) == ("The capital of France is Paris.", STOP, None)
+    assert not [e for e in events if isinstance(e, Usage)]
+
+
+def test_payload_is_the_exact_request_body(make_provider: Callable[..., OpenAIResponsesProvider]) -> None:
+    """OpenAI API reference, Create a model response: `payload()` is exactly the body a call
+    sends (`instructions`, `input`, `max_output_tokens`, `reasoning`, `tools`, `text.format`,
+    `store: false`), without sending it; a caller's raw body overrides are applied key by key."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    call = ProviderCall(
+        "o4-mini",
+        MESSAGES,
+        {"max_tokens": 100, "reasoning_effort": "low", "seed": 7},
+        stream=False,
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        response_format={"type": "json_schema", "name": "city", "schema": schema},
+    )
+    provider = make_provider()
+    payload = provider.payload(call)
+    assert payload == provider.request(call).body
+    assert payload == {
+        "model": "o4-mini",
+        "instructions": MESSAGES[0]["content"],
+        "input": [MESSAGES[1]],
+        "max_output_tokens": 100,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "tools": [{"type": "function", **WEATHER_TOOL, "strict": False}],
+        "tool_choice": "required",
+        "text": {"format": {"type": "json_schema", "name": "city", "schema": schema}},
+        "store": False,
+    }
+    overridden = ProviderCall("o4-mini", MESSAGES, stream=False, raw_overrides={"body": {"store": True}})
+    assert provider.payload(overridden)["store"] is True

@@ -13,7 +13,9 @@ stream is a real protocol failure, and every answer closes its connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -165,6 +167,30 @@ def stream(
 async def silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Accept the request, then never answer, until the client hangs up."""
     await reader.read()
+
+
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose accept queue is already full,
+    so a new connection attempt hangs (the kernel drops its SYN) until the client's connect
+    timeout: a connect timeout without any outside network."""
+    listener = socket.socket()
+    held: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(2):  # fill the queue; the second attempt already hangs
+            client = socket.socket()
+            client.settimeout(0.2)
+            with contextlib.suppress(OSError):
+                client.connect(("127.0.0.1", port))
+            held.append(client)
+        yield port
+    finally:
+        for client in held:
+            client.close()
+        listener.close()
 
 
 # --- what the caller ends up with ----------------------------------------------------------------
