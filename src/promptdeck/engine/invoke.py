@@ -20,6 +20,7 @@ import math
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -199,29 +200,32 @@ class Invocation:
                 held: Started | None = None  # sent only once the attempt has something to say
                 sent = False
                 failure: Failed | None = None
-                async for event in self._timed(candidate):
-                    if isinstance(event, Failed):
-                        failure = event
-                        break
-                    if isinstance(event, Started):
-                        held = event
-                        continue
-                    if not sent:
-                        self._serving(candidate)
-                        sent = True
-                    if held is not None:
-                        yield held
-                        held = None
-                    if isinstance(event, Finished):  # settled first: the caller stops reading at it
-                        breakers.succeeded(candidate.upstream)
-                        self._note(candidate, attempt, None, time.perf_counter() - began)
+                async with aclosing(self._timed(candidate)) as events:  # the upstream call ends here
+                    async for event in events:
+                        if isinstance(event, Failed):
+                            failure = event
+                            break
+                        if isinstance(event, Started):
+                            held = event
+                            continue
+                        if not sent:
+                            self._serving(candidate)
+                            sent = True
+                        if held is not None:
+                            yield held
+                            held = None
+                        if isinstance(event, Finished):  # settled first: the caller stops reading at it
+                            breakers.succeeded(candidate.upstream)
+                            self._note(candidate, attempt, None, time.perf_counter() - began)
+                            self._trying = None
+                            yield event
+                            return
                         yield event
-                        return
-                    yield event
                 failure = failure or Failed(
                     "provider_error", f"{candidate.provider.name} ended without an answer"
                 )
                 self._note(candidate, attempt, failure, time.perf_counter() - began)
+                self._trying = None
                 if failure.retryable:
                     breakers.failed(candidate.upstream, failure.message)
                 else:
@@ -246,7 +250,7 @@ class Invocation:
         delay = min(config.max_backoff_seconds, config.backoff_seconds * 2.0 ** (attempt - 1))
         return delay * (0.5 + random.random() / 2)  # jitter: replicas must not retry in step
 
-    async def _timed(self, candidate: Candidate) -> AsyncIterator[Event]:
+    async def _timed(self, candidate: Candidate) -> AsyncGenerator[Event, None]:
         """The provider's events within the variant's first-byte and total limits."""
         config = self._config
         first_byte = config.first_byte_timeout if candidate.call.stream else None
