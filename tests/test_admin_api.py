@@ -146,6 +146,7 @@ def test_deployments_and_moving_a_variant(deck: Deck) -> None:
                     "timeouts": {},
                     "retries": {"max_attempts": 2, "backoff_seconds": 0.5, "max_backoff_seconds": 8.0},
                     "fallbacks": [],
+                    "follows_latest": True,  # created with "latest": follows new versions
                 },
             }
         }

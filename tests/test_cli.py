@@ -201,3 +201,24 @@ def test_a_missing_api_key_or_server_is_a_clear_error(data_dir: Path, tmp_path: 
     for args in (("invoke", "summarize", "-i", "text=x"), ("push", str(file))):
         assert "error: set PROMPTDECK_API_KEY" in fails(env, *args)
         assert "error: cannot reach the server" in fails(env | {"PROMPTDECK_API_KEY": "pd_x"}, *args)
+
+
+def test_prune_applies_each_workspaces_retention(data_dir: Path) -> None:
+    env = cli_env(data_dir)
+    init_key(env)
+    assert json.loads(succeeds(env, "prune", "--json")) == {"deleted": {}}  # no retention period set
+    with sqlite3.connect(data_dir / "promptdeck.db") as db:
+        (workspace_id,) = db.execute("SELECT id FROM workspaces").fetchone()
+        db.execute("UPDATE workspaces SET retention_days = 7")
+        db.execute(
+            "INSERT INTO runs (id, request_id, workspace_id, dialect, deployment, streamed, output,"
+            " reasoning, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens,"
+            " reasoning_tokens, duration_ms, status, created_at)"
+            " VALUES ('r1', 'req_r1', ?, 'fetchhive', 'd', 0, '', '',"
+            " 0, 0, 0, 0, 0, 1.0, 'success', '2020-01-01 00:00:00.000000')",
+            (workspace_id,),
+        )
+    assert json.loads(succeeds(env, "prune", "--json", "--batch-size", "10")) == {
+        "deleted": {workspace_id: 1}
+    }
+    assert "pruned 0 run(s) in 1 workspace(s)" in succeeds(env, "prune")

@@ -81,6 +81,33 @@ def serve(
     _serve(settings, host or settings.host, port or settings.port)
 
 
+@app.command()
+def prune(
+    batch_size: int = typer.Option(1000, min=1, help="Runs deleted per transaction."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"deleted": {workspace id: runs}} only.'),
+) -> None:
+    """Delete runs older than each workspace's retention period (PUT /api/settings/retention),
+    with their metadata and feedback, in batches. The server also does this hourly."""
+    deleted = asyncio.run(_prune(Settings(), batch_size))
+    if as_json:
+        print(json.dumps({"deleted": deleted}))
+        return
+    total = sum(deleted.values())
+    out.print(f"pruned {total} run(s) in {len(deleted)} workspace(s) with a retention period")
+
+
+async def _prune(settings: Settings, batch_size: int) -> dict[str, int]:
+    from promptdeck.store.database import create_engine, migrate
+    from promptdeck.store.retention import RetentionStore
+
+    await asyncio.to_thread(migrate, settings.database_url)
+    db = create_engine(settings.database_url)
+    try:
+        return await RetentionStore(db).prune(batch_size=batch_size)
+    finally:
+        await db.dispose()
+
+
 def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 

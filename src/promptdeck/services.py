@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +22,11 @@ from promptdeck.store.credentials import CredentialStore, load_secret_key
 from promptdeck.store.database import create_engine
 from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.prices import PriceOverrides
+from promptdeck.store.retention import PRUNE_EVERY_SECONDS, RetentionStore
 from promptdeck.store.run_log import RunLog, run_dict
 from promptdeck.store.run_writer import RunWriter
+
+log = logging.getLogger("promptdeck.retention")
 
 
 @dataclass
@@ -38,6 +43,8 @@ class Services:
     credentials: CredentialStore
     prices: PriceOverrides
     feedback: FeedbackStore
+    retention: RetentionStore
+    _pruner: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -73,13 +80,29 @@ class Services:
             credentials,
             prices,
             FeedbackStore(db),
+            RetentionStore(db),
         )
 
     async def start(self) -> None:
         self.writer.start()
+        self._pruner = asyncio.create_task(self._prune_forever(), name="run-pruner")
+
+    async def _prune_forever(self, every: float = PRUNE_EVERY_SECONDS) -> None:
+        """Apply the workspaces' retention periods at start, then hourly."""
+        while True:
+            try:
+                await self.retention.prune()
+            except Exception:
+                log.exception("pruning old runs failed; trying again in %.0f s", every)
+            await asyncio.sleep(every)
 
     async def stop(self) -> None:
         """Drain the run writer first: no run is lost on a graceful shutdown."""
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
         await self.writer.stop()
         await self.access.record_last_used(self.keys.take_last_used())
         await self.providers.aclose()

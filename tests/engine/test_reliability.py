@@ -274,6 +274,8 @@ def test_a_fallback_with_its_own_version_sends_that_versions_messages(
         "inputs": {"text": {"type": "string"}, "audience": {"type": "string"}},
     }
     with deck.client() as client:
+        # pushed as "latest", the variant would follow version 2: pin it to version 1 first
+        assert client.put("/api/deployments/d/variants/default", json={"version": 1}).status_code == 200
         created = client.post("/api/prompts/d/versions", json=tuned)
         assert created.status_code == 201, created.text
         assert created.json()["number"] == 2

@@ -8,6 +8,7 @@ from datetime import datetime
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.prompts import PromptSpec
 from promptdeck.domain.reliability import VariantConfig
+from promptdeck.domain.traffic_split import choose, point
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,8 @@ class Deployment:
     default_variant: str
     variants: dict[str, Version] = field(default_factory=dict)
     configs: dict[str, VariantConfig] = field(default_factory=dict)
-    fallback_versions: dict[int, Version] = field(default_factory=dict)  # by number, as fallbacks name them
+    # Versions a variant config names by number (fallbacks, split arms), by number.
+    named_versions: dict[int, Version] = field(default_factory=dict)
 
     def config(self, variant: str) -> VariantConfig:
         return self.configs.get(variant) or VariantConfig()
@@ -44,3 +46,13 @@ class Deployment:
             known = ", ".join(sorted(self.variants)) or "none"
             raise NotFound(f"deployment {self.name!r} has no variant {name!r} (variants: {known})")
         return name, version
+
+    def serve(self, variant: str | None, end_user: str | None = None) -> tuple[str, Version]:
+        """Like `resolve`, but a variant that splits traffic picks one of its versions by
+        weight: the same one for the same end user, at random for a call without one."""
+        name, version = self.resolve(variant)
+        split = self.config(name).split
+        if not split:
+            return name, version
+        number = choose(split, point(self.name, name, end_user))
+        return name, self.named_versions.get(number, version)

@@ -36,6 +36,12 @@ class Conflict(PromptdeckError):
     code = "conflict"
 
 
+class UnsafePromotion(Conflict):
+    """A variant move that its callers' recent inputs say would break them."""
+
+    code = "unsafe_promotion"
+
+
 class PayloadTooLarge(PromptdeckError):
     code = "payload_too_large"
 
@@ -61,6 +67,7 @@ HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "conflict": 409,
+    "unsafe_promotion": 409,
     "payload_too_large": 413,
     "too_many_requests": 429,
     "provider_error": 502,

@@ -74,3 +74,8 @@ def check_flat_metadata(metadata: Any) -> dict[str, str | int | float | bool | N
                 "use only strings, numbers, booleans or null"
             )
     return metadata
+
+
+def value_fits(decl: InputSpec, value: Any) -> bool:
+    """Whether a value sent for an input has the type the input declares."""
+    return _type_ok(decl, value)

@@ -8,22 +8,39 @@ Stored per variant as JSON:
 
 Every field is optional. A fallback may name a version of the same prompt whose
 messages are tuned for that model; without one it reuses the variant's version.
+
+Two more keys live in the same JSON (see docs/lifecycle.md):
+
+    {"split": [{"version": 2, "weight": 90}, {"version": 3, "weight": 10}],
+     "follows_latest": true}
+
+`split` serves several versions of the prompt by weight (server-side A/B);
+`follows_latest` is set by the catalog when the variant was pointed at `latest`
+and is not set through the config endpoint.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from promptdeck.domain.errors import ValidationFailed
 
 DEFAULT_MAX_ATTEMPTS = 2  # one retry of a retryable failure, unless the variant says otherwise
+KNOWN_KEYS = ("timeouts", "retries", "fallbacks", "split", "follows_latest")
 
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
     model: str
     version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitArm:
+    version: int
+    weight: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +52,11 @@ class VariantConfig:
     backoff_seconds: float = 0.5
     max_backoff_seconds: float = 8.0
     fallbacks: tuple[Fallback, ...] = ()
+    split: tuple[SplitArm, ...] = ()
+    follows_latest: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data; `split` and `follows_latest` appear only when set."""
         timeouts = {
             name: value
             for name, value in (
@@ -46,7 +66,7 @@ class VariantConfig:
             )
             if value is not None
         }
-        return {
+        data: dict[str, Any] = {
             "timeouts": timeouts,
             "retries": {
                 "max_attempts": self.max_attempts,
@@ -58,6 +78,11 @@ class VariantConfig:
                 for f in self.fallbacks
             ],
         }
+        if self.split:
+            data["split"] = [{"version": a.version, "weight": a.weight} for a in self.split]
+        if self.follows_latest:
+            data["follows_latest"] = True
+        return data
 
 
 def parse_variant_config(raw: Any) -> VariantConfig:
@@ -66,9 +91,7 @@ def parse_variant_config(raw: Any) -> VariantConfig:
         return VariantConfig()
     if not isinstance(raw, dict):
         raise ValidationFailed("a variant config is an object with timeouts, retries and fallbacks")
-    problems: list[str] = [
-        f"{key}: unknown field" for key in raw if key not in ("timeouts", "retries", "fallbacks")
-    ]
+    problems: list[str] = [f"{key}: unknown field" for key in raw if key not in KNOWN_KEYS]
     timeouts = _section(raw, "timeouts", ("connect", "first_byte", "total"), problems)
     retries = _section(raw, "retries", ("max_attempts", "backoff_seconds", "max_backoff_seconds"), problems)
     for name, value in timeouts.items():
@@ -96,6 +119,10 @@ def parse_variant_config(raw: Any) -> VariantConfig:
             problems.append(f"fallbacks[{i}].version: expected a version number")
         else:
             fallbacks.append(Fallback(model, version))
+    split = _split(raw.get("split"), problems)
+    follows_latest = raw.get("follows_latest", False)
+    if not isinstance(follows_latest, bool):
+        problems.append("follows_latest: expected true or false")
     if problems:
         raise ValidationFailed("invalid variant config: " + "; ".join(problems), details=problems)
     return VariantConfig(
@@ -106,7 +133,36 @@ def parse_variant_config(raw: Any) -> VariantConfig:
         backoff_seconds=float(retries.get("backoff_seconds", 0.5)),
         max_backoff_seconds=float(retries.get("max_backoff_seconds", 8.0)),
         fallbacks=tuple(fallbacks),
+        split=split,
+        follows_latest=bool(follows_latest),
     )
+
+
+def _split(raw: Any, problems: list[str]) -> tuple[SplitArm, ...]:
+    """Weighted versions: whole version numbers, each once, weights >= 0 summing above 0."""
+    if raw is None or raw == []:
+        return ()
+    if not isinstance(raw, list):
+        problems.append("split: expected a list of {version, weight}")
+        return ()
+    arms: list[SplitArm] = []
+    before = len(problems)
+    for i, item in enumerate(raw):
+        version = item.get("version") if isinstance(item, dict) else None
+        weight = item.get("weight") if isinstance(item, dict) else None
+        if isinstance(item, dict) and set(item) - {"version", "weight"}:
+            problems.append(f"split[{i}]: unknown field (known: version, weight)")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            problems.append(f"split[{i}].version: expected a version number")
+        elif any(a.version == version for a in arms):
+            problems.append(f"split[{i}].version: version {version} is listed twice")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
+            problems.append(f"split[{i}].weight: expected a number of 0 or more")
+        elif isinstance(version, int) and not isinstance(version, bool):
+            arms.append(SplitArm(version, float(weight)))
+    if len(problems) == before and sum(a.weight for a in arms) <= 0:
+        problems.append("split: the weights must add up to more than 0")
+    return tuple(arms)
 
 
 def _section(raw: dict[str, Any], name: str, known: tuple[str, ...], problems: list[str]) -> dict[str, Any]:

@@ -403,7 +403,7 @@ class Engine:
             if deployment is None:
                 raise NotFound(f"no deployment named {request.deployment!r}")
             record.deployment_id = deployment.id
-            record.variant, version = deployment.resolve(request.variant)
+            record.variant, version = deployment.serve(request.variant, request.end_user)
             record.version_id, record.version_number = version.id, version.number
             record.model = request.model or version.spec.model
             config = deployment.config(record.variant)
@@ -426,7 +426,7 @@ class Engine:
             raise ValidationFailed("invalid parameters: " + "; ".join(problems), details=problems)
         candidates = [await self._candidate(request, version, request.model or version.spec.model, config, 0)]
         for position, fallback in enumerate(config.fallbacks, start=1):
-            tuned = deployment.fallback_versions.get(fallback.version) if fallback.version else None
+            tuned = deployment.named_versions.get(fallback.version) if fallback.version else None
             try:
                 candidates.append(
                     await self._candidate(request, tuned or version, fallback.model, config, position)

@@ -14,14 +14,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptdeck.domain.deployments import Deployment, Version
-from promptdeck.domain.errors import Conflict, NotFound, ValidationFailed
+from promptdeck.domain.errors import Conflict, NotFound, UnsafePromotion, ValidationFailed
+from promptdeck.domain.promotion import RECENT_RUNS, describe, promotion_risks
 from promptdeck.domain.promptfile import check_document
 from promptdeck.domain.prompts import InputSpec, Message, PromptSpec, check_slug, parse_spec
 from promptdeck.domain.reliability import parse_variant_config
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
+from promptdeck.store.variant_runs import recent_inputs, version_stats
 
 LATEST = "latest"
+FOLLOW_NOTE = "latest"  # the note of a move made because a new version was created
 
 
 def _spec(row: Any) -> PromptSpec:
@@ -149,7 +152,20 @@ class CatalogStore:
         spec = parse_spec(raw_spec)
         async with self.engine.begin() as conn:
             prompt = await self._require_prompt(conn, workspace_id, slug)
-            return await self._insert_version(conn, prompt, spec, note, author)
+            version = await self._insert_version(conn, prompt, spec, note, author)
+            await self._move_followers(conn, prompt, version, author)
+            return version
+
+    async def _move_followers(self, conn: AsyncConnection, prompt: Any, version: Version, actor: str) -> None:
+        """Point every variant that follows `latest` (of any deployment of this prompt) at `version`."""
+        rows = await conn.execute(
+            sa.select(variants.c.deployment_id, variants.c.name, variants.c.config)
+            .join(deployments, deployments.c.id == variants.c.deployment_id)
+            .where(deployments.c.prompt_id == prompt.id)
+        )
+        for row in rows.all():
+            if isinstance(row.config, dict) and row.config.get("follows_latest"):
+                await self._move(conn, row.deployment_id, row.name, version.id, actor, FOLLOW_NOTE)
 
     async def _insert_version(
         self, conn: AsyncConnection, prompt: Any, spec: PromptSpec, note: str, author: str
@@ -249,7 +265,9 @@ class CatalogStore:
                 )
                 for variant, target in variant_versions.items():
                     version = await self._target_version(conn, prompt, target)
-                    await self._move(conn, deployment_id, variant, version.id, actor, "created")
+                    await self._move(
+                        conn, deployment_id, variant, version.id, actor, "created", target == LATEST
+                    )
         except IntegrityError as exc:  # created concurrently between the check and the insert
             raise Conflict(f"a deployment named {name!r} already exists") from exc
         return await self.load_deployment(workspace_id, name)
@@ -290,9 +308,17 @@ class CatalogStore:
         return await self._version_by_number(conn, prompt, target)
 
     async def _move(
-        self, conn: AsyncConnection, deployment_id: str, variant: str, version_id: str, actor: str, note: str
+        self,
+        conn: AsyncConnection,
+        deployment_id: str,
+        variant: str,
+        version_id: str,
+        actor: str,
+        note: str,
+        follows_latest: bool | None = None,
     ) -> str | None:
-        """Point a variant at a version (creating the variant if new); returns the previous version id."""
+        """Point a variant at a version (creating the variant if new); returns the previous version id.
+        `follows_latest` sets or clears the variant's following of new versions (None: unchanged)."""
         check_slug(variant, "variant name")
         row = (
             await conn.execute(
@@ -311,10 +337,19 @@ class CatalogStore:
                     name=variant,
                     version_id=version_id,
                     updated_at=now,
+                    config={"follows_latest": True} if follows_latest else None,
                 )
             )
         else:
             variant_id, previous = str(row.id), str(row.version_id)
+            config = dict(row.config) if isinstance(row.config, dict) else {}
+            if follows_latest is not None and bool(config.get("follows_latest")) != follows_latest:
+                config.pop("follows_latest", None)
+                if follows_latest:
+                    config["follows_latest"] = True
+                await conn.execute(
+                    variants.update().where(variants.c.id == variant_id).values(config=config or None)
+                )
             if previous == version_id:
                 return previous
             await conn.execute(
@@ -343,15 +378,137 @@ class CatalogStore:
         target: int | str,
         actor: str = "",
         note: str = "",
+        force: bool = False,
+        reason: str = "",
     ) -> Deployment:
+        """Move a variant, refusing a move its callers' recent inputs say is unsafe unless forced
+        (with a reason, kept in the move's note)."""
         async with self.engine.begin() as conn:
             row = await self._deployment_row(conn, workspace_id, deployment)
             if row is None:
                 raise NotFound(f"no deployment {deployment!r} in this workspace")
             prompt = (await conn.execute(sa.select(prompts).where(prompts.c.id == row.prompt_id))).one()
             version = await self._target_version(conn, prompt, target)
-            await self._move(conn, row.id, variant, version.id, actor, note)
+            note = await self._check_promotion(conn, workspace_id, row, variant, version, note, force, reason)
+            await self._move(conn, row.id, variant, version.id, actor, note, target == LATEST)
         return await self.load_deployment(workspace_id, deployment)
+
+    async def _check_promotion(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        deployment: Any,
+        variant: str,
+        version: Version,
+        note: str,
+        force: bool,
+        reason: str,
+    ) -> str:
+        """The note to record; raises `UnsafePromotion` for an unforced risky move."""
+        if force and not reason.strip():
+            raise ValidationFailed("a forced move needs a reason (it is kept in the variant's history)")
+        current_row = (
+            await conn.execute(
+                sa.select(prompt_versions)
+                .join(variants, variants.c.version_id == prompt_versions.c.id)
+                .where(variants.c.deployment_id == deployment.id, variants.c.name == variant)
+            )
+        ).first()
+        if current_row is not None and current_row.id == version.id:
+            return note
+        current = _spec(current_row) if current_row is not None else None
+        recent = await recent_inputs(conn, workspace_id, deployment.name, variant, RECENT_RUNS)
+        risks = promotion_risks(current, version.spec, recent)
+        if not risks:
+            return note
+        if not force:
+            raise UnsafePromotion(
+                f"moving {deployment.name}/{variant} to version {version.number} would break its callers: "
+                f'{describe(risks)}. Send "force": true with a "reason" to move it anyway',
+                details={"version": version.number, "inputs": risks},
+            )
+        forced = f"forced: {reason.strip()}"
+        return f"{note} ({forced})" if note else forced
+
+    async def history(self, workspace_id: str, deployment: str, variant: str) -> list[dict[str, Any]]:
+        """A variant's moves, newest first: who (the key's name), when, from and to which version."""
+        async with self.engine.connect() as conn:
+            variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
+            return await self._history(conn, variant_id)
+
+    async def _variant_id(
+        self, conn: AsyncConnection, workspace_id: str, deployment: str, variant: str
+    ) -> str:
+        row = await self._deployment_row(conn, workspace_id, deployment)
+        if row is None:
+            raise NotFound(f"no deployment {deployment!r} in this workspace")
+        found = (
+            await conn.execute(
+                sa.select(variants.c.id).where(variants.c.deployment_id == row.id, variants.c.name == variant)
+            )
+        ).first()
+        if found is None:
+            raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
+        return str(found.id)
+
+    async def _history(
+        self, conn: AsyncConnection, variant_id: str, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        source = prompt_versions.alias("source")
+        target = prompt_versions.alias("target")
+        query = (
+            sa.select(variant_moves, source.c.number.label("from_number"), target.c.number.label("to_number"))
+            .outerjoin(source, source.c.id == variant_moves.c.from_version_id)
+            .join(target, target.c.id == variant_moves.c.to_version_id)
+            .where(variant_moves.c.variant_id == variant_id)
+            .order_by(variant_moves.c.created_at.desc(), variant_moves.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            {
+                "id": r.id,
+                "actor": r.actor,
+                "created_at": r.created_at,
+                "from_version": r.from_number,
+                "to_version": r.to_number,
+                "from_version_id": r.from_version_id,
+                "to_version_id": r.to_version_id,
+                "note": r.note,
+            }
+            for r in await conn.execute(query)
+        ]
+
+    async def rollback(
+        self, workspace_id: str, deployment: str, variant: str, actor: str = "", note: str = ""
+    ) -> Deployment:
+        """Move a variant back to the version it pointed at before its last move; recorded as a
+        move (so a second rollback undoes the first). It no longer follows `latest`."""
+        async with self.engine.begin() as conn:
+            variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
+            last = await self._history(conn, variant_id, limit=1)
+            if not last or last[0]["from_version_id"] is None:
+                raise Conflict(
+                    f"{deployment}/{variant} has never been moved since it was created: "
+                    "there is no earlier version to roll back to"
+                )
+            previous = last[0]
+            row = await self._deployment_row(conn, workspace_id, deployment)
+            label = f"rollback from version {previous['to_version']}"
+            await self._move(
+                conn,
+                row.id,
+                variant,
+                previous["from_version_id"],
+                actor,
+                f"{label}: {note}" if note else label,
+                False,
+            )
+        return await self.load_deployment(workspace_id, deployment)
+
+    async def variant_stats(self, workspace_id: str, deployment: str, variant: str) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            await self._variant_id(conn, workspace_id, deployment, variant)
+            return await version_stats(conn, workspace_id, deployment, variant)
 
     async def list_deployments(self, workspace_id: str) -> list[Deployment]:
         async with self.engine.connect() as conn:
@@ -384,14 +541,15 @@ class CatalogStore:
         resolved = {r.variant: _version(r, r.slug) for r in rows}
         configs = {r.variant: parse_variant_config(r.config) for r in rows if r.config}
         numbers = {f.version for c in configs.values() for f in c.fallbacks if f.version is not None}
-        fallback_versions = {}
+        numbers |= {arm.version for c in configs.values() for arm in c.split}
+        named_versions = {}
         if numbers:
             found = await conn.execute(
                 sa.select(prompt_versions, prompts.c.slug)
                 .join(prompts, prompts.c.id == prompt_versions.c.prompt_id)
                 .where(prompt_versions.c.prompt_id == row.prompt_id, prompt_versions.c.number.in_(numbers))
             )
-            fallback_versions = {v.number: _version(v, v.slug) for v in found}
+            named_versions = {v.number: _version(v, v.slug) for v in found}
         return Deployment(
             row.id,
             workspace_id,
@@ -400,29 +558,43 @@ class CatalogStore:
             row.default_variant,
             resolved,
             configs,
-            fallback_versions,
+            named_versions,
         )
 
     async def set_variant_config(
         self, workspace_id: str, deployment: str, variant: str, raw: Any
     ) -> Deployment:
-        """Set a variant's timeouts, retries and fallbacks; fallback versions must exist."""
+        """Set a variant's timeouts, retries, fallbacks and traffic split; the versions they name
+        must be versions of the deployment's prompt. Whether the variant follows `latest` is
+        kept as it is: only moves change it."""
         config = parse_variant_config(raw)
         async with self.engine.begin() as conn:
             row = await self._deployment_row(conn, workspace_id, deployment)
             if row is None:
                 raise NotFound(f"no deployment {deployment!r} in this workspace")
             prompt = (await conn.execute(sa.select(prompts).where(prompts.c.id == row.prompt_id))).one()
-            for fallback in config.fallbacks:
-                if fallback.version is not None:
-                    await self._version_by_number(conn, prompt, fallback.version)
-            result = await conn.execute(
+            for number in [f.version for f in config.fallbacks] + [a.version for a in config.split]:
+                if number is not None:
+                    await self._version_by_number(conn, prompt, number)
+            stored = (
+                await conn.execute(
+                    sa.select(variants.c.config).where(
+                        variants.c.deployment_id == row.id, variants.c.name == variant
+                    )
+                )
+            ).first()
+            if stored is None:
+                raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
+            follows = isinstance(stored.config, dict) and bool(stored.config.get("follows_latest"))
+            data = config.to_dict()
+            data.pop("follows_latest", None)
+            if follows:
+                data["follows_latest"] = True
+            await conn.execute(
                 variants.update()
                 .where(variants.c.deployment_id == row.id, variants.c.name == variant)
-                .values(config=config.to_dict())
+                .values(config=data)
             )
-            if result.rowcount == 0:
-                raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
         return await self.load_deployment(workspace_id, deployment)
 
     # ── prompts as code ──────────────────────────────────────────────────────
@@ -465,7 +637,9 @@ class CatalogStore:
                     deployment_id = row.id
                 for variant, target in variant_targets.items():
                     version = await self._target_version(conn, prompt, target)
-                    previous = await self._move(conn, deployment_id, variant, version.id, actor, "push")
+                    previous = await self._move(
+                        conn, deployment_id, variant, version.id, actor, "push", target == LATEST
+                    )
                     report.moves.append(
                         {
                             "deployment": deployment_name,
@@ -474,6 +648,8 @@ class CatalogStore:
                             "changed": previous != version.id,
                         }
                     )
+            if report.version_created:  # after the file's own moves, so they are reported as its own
+                await self._move_followers(conn, prompt, latest, actor)
         return report
 
 

@@ -1,5 +1,6 @@
-"""Feedback on runs (Vellum's completion actuals): what the answer should have been and how good
-it was, attached to a run by its id. Also finds runs by the caller's external id."""
+"""Feedback on runs (Vellum's completion actuals, and the admin API's feedback): how good the
+answer was (a quality score 0..1, thumbs up or down), what it should have been, and free
+metadata, attached to a run by its id. Also finds runs by the caller's external id."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ class FeedbackStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def add(self, workspace_id: str, items: list[dict[str, Any]]) -> None:
-        """Store feedback items in one transaction. Each has `run_id` and any of `quality`,
-        `text`, `metadata`, `timestamp`. They are listed later in the order given."""
+    async def add(self, workspace_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store feedback items in one transaction and return them as stored. Each has `run_id`
+        and any of `quality`, `thumbs`, `text`, `metadata`, `timestamp`. They are listed later
+        in the order given."""
         now = utcnow()
         rows = [
             {
@@ -27,6 +29,7 @@ class FeedbackStore:
                 "run_id": item["run_id"],
                 "workspace_id": workspace_id,
                 "quality": item.get("quality"),
+                "thumbs": item.get("thumbs"),
                 "text": item.get("text"),
                 "metadata": item.get("metadata"),
                 "timestamp": item.get("timestamp"),
@@ -35,9 +38,10 @@ class FeedbackStore:
             for position, item in enumerate(items)
         ]
         if not rows:
-            return
+            return []
         async with self.engine.begin() as conn:
             await conn.execute(feedback.insert(), rows)
+        return [{k: v for k, v in row.items() if k != "workspace_id"} for row in rows]
 
     async def for_run(self, workspace_id: str, run_id: str) -> list[dict[str, Any]]:
         """A run's feedback, oldest first."""

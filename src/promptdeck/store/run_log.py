@@ -1,19 +1,36 @@
-"""Reading the run log: newest first with keyset cursors, and single runs."""
+"""Reading the run log: filtered and sorted pages with keyset cursors, exports fetched page by
+page, the metadata keys in use, and single runs."""
 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.errors import NotFound, ValidationFailed
-from promptdeck.domain.runs import RunRecord
-from promptdeck.store.tables import runs
+from promptdeck.domain.run_filters import Order, RunFilters, Sort
+from promptdeck.domain.runs import RunRecord, utcnow
+from promptdeck.store.run_metadata import KEY_MAX, TEXT_MAX
+from promptdeck.store.tables import run_metadata, runs
 
 MAX_PAGE = 200
+EXPORT_PAGE = 500
+KEYS_WINDOW = timedelta(days=7)  # metadata keys are those seen in the last 7 days
+MAX_KEYS = 100
+EXAMPLES_PER_KEY = 5
+
+# What each sort orders by. Runs without a known cost sort as if it were -1 (below free ones).
+SORT_KEYS: dict[str, Any] = {
+    "time": runs.c.created_at,
+    "latency": runs.c.duration_ms,
+    "cost": sa.func.coalesce(runs.c.cost, -1.0),
+    "tokens": runs.c.input_tokens + runs.c.output_tokens,
+}
 
 
 def _aware(value: datetime) -> datetime:
@@ -21,46 +38,187 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def encode_cursor(created_at: datetime, run_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{_aware(created_at).isoformat()}|{run_id}".encode()).decode()
+def encode_cursor(sort: str, order: str, value: Any, run_id: str) -> str:
+    if isinstance(value, datetime):
+        value = _aware(value).isoformat()
+    raw = orjson.dumps({"s": sort, "o": order, "v": value, "i": run_id})
+    return base64.urlsafe_b64encode(raw).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, str]:
+    """The (sort value, id) a cursor points after; it must come from the same sort and order."""
     try:
-        when, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(when), run_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed("cursor is not one this server gave out") from exc
+        data = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        value, run_id = data["v"], data["i"]
+        if not isinstance(run_id, str) or data["s"] not in SORT_KEYS:
+            raise ValueError
+        if data["s"] == "time":
+            value = datetime.fromisoformat(value)
+        elif not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        raise ValidationFailed("cursor: not one this server gave out") from exc
+    if (data["s"], data["o"]) != (sort, order):
+        raise ValidationFailed(
+            f"cursor: it continues sort={data['s']}&order={data['o']}, not sort={sort}&order={order}"
+        )
+    return value, run_id
 
 
 def run_dict(row: Any) -> dict[str, Any]:
-    data = dict(row._mapping) if not isinstance(row, RunRecord) else row.as_row()
+    # plain str keys (SQLAlchemy's are a str subclass, which orjson refuses as keys)
+    data = {str(k): v for k, v in row._mapping.items()} if not isinstance(row, RunRecord) else row.as_row()
     data["created_at"] = _aware(data["created_at"])
     return data
+
+
+def filtered(workspace_id: str, filters: RunFilters) -> sa.Select[Any]:
+    """The workspace's runs that match every filter (AND)."""
+    query = sa.select(runs).where(runs.c.workspace_id == workspace_id)
+    equal = {
+        runs.c.deployment: filters.deployment,
+        runs.c.variant: filters.variant,
+        runs.c.version_number: filters.version,
+        runs.c.model: filters.model,
+        runs.c.provider: filters.provider,
+        runs.c.status: filters.status,
+        runs.c.end_user: filters.user,
+    }
+    for column, wanted in equal.items():
+        if wanted is not None:
+            query = query.where(column == wanted)
+    if filters.since is not None:
+        query = query.where(runs.c.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(runs.c.created_at < filters.until)
+    if filters.q is not None:
+        query = query.where(
+            sa.or_(
+                sa.cast(runs.c.inputs, sa.Text).icontains(filters.q, autoescape=True),
+                runs.c.output.icontains(filters.q, autoescape=True),
+            )
+        )
+    for condition in filters.meta:
+        sub = sa.select(run_metadata.c.run_id).where(
+            run_metadata.c.workspace_id == workspace_id, run_metadata.c.key == condition.key[:KEY_MAX]
+        )
+        if condition.op == "eq":
+            sub = sub.where(run_metadata.c.value_text == (condition.text or "")[:TEXT_MAX])
+        elif condition.op == "gt":
+            sub = sub.where(run_metadata.c.value_num > condition.number)
+        elif condition.op == "lt":
+            sub = sub.where(run_metadata.c.value_num < condition.number)
+        if filters.since is not None:  # narrows the metadata index's range as well
+            sub = sub.where(run_metadata.c.created_at >= filters.since)
+        if filters.until is not None:
+            sub = sub.where(run_metadata.c.created_at < filters.until)
+        query = query.where(runs.c.id.in_(sub))
+    return query
+
+
+def ordered(query: sa.Select[Any], sort: Sort, order: Order, after: tuple[Any, str] | None) -> sa.Select[Any]:
+    """Sorted by (sort value, id), starting after a cursor's position."""
+    key = SORT_KEYS[sort]
+    if after is not None:
+        value, run_id = after
+        if order == "desc":
+            query = query.where(sa.or_(key < value, sa.and_(key == value, runs.c.id < run_id)))
+        else:
+            query = query.where(sa.or_(key > value, sa.and_(key == value, runs.c.id > run_id)))
+    if order == "desc":
+        return query.order_by(key.desc(), runs.c.id.desc())
+    return query.order_by(key.asc(), runs.c.id.asc())
+
+
+def sort_value(row: Any, sort: str) -> Any:
+    if sort == "time":
+        return _aware(row.created_at)
+    if sort == "latency":
+        return float(row.duration_ms)
+    if sort == "cost":
+        return float(row.cost) if row.cost is not None else -1.0
+    return int(row.input_tokens) + int(row.output_tokens)
 
 
 class RunLog:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def page(self, workspace_id: str, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
-        """Runs newest first. The cursor is a position (time, id), so runs that arrive while a
-        caller pages never shift or repeat what it sees."""
+    async def page(
+        self,
+        workspace_id: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        filters: RunFilters | None = None,
+        sort: Sort = "time",
+        order: Order = "desc",
+    ) -> dict[str, Any]:
+        """One page of matching runs. The cursor is a position (sort value, id), so runs that
+        arrive while a caller pages never shift or repeat what it sees."""
         limit = max(1, min(limit, MAX_PAGE))
-        query = sa.select(runs).where(runs.c.workspace_id == workspace_id)
-        if cursor:
-            when, run_id = decode_cursor(cursor)
-            query = query.where(
-                sa.or_(runs.c.created_at < when, sa.and_(runs.c.created_at == when, runs.c.id < run_id))
-            )
-        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
+        after = decode_cursor(cursor, sort, order) if cursor else None
+        query = ordered(filtered(workspace_id, filters or RunFilters()), sort, order, after).limit(limit + 1)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         items = [run_dict(r) for r in rows[:limit]]
-        next_cursor = (
-            encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-        )
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(sort, order, sort_value(last, sort), last.id)
         return {"data": items, "next_cursor": next_cursor}
+
+    async def iterate(
+        self,
+        workspace_id: str,
+        filters: RunFilters,
+        sort: Sort = "time",
+        order: Order = "desc",
+        page_size: int = EXPORT_PAGE,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every matching run, fetched a page at a time by keyset (for exports)."""
+        after: tuple[Any, str] | None = None
+        while True:
+            query = ordered(filtered(workspace_id, filters), sort, order, after).limit(page_size)
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+            for row in rows:
+                yield run_dict(row)
+            if len(rows) < page_size:
+                return
+            after = (sort_value(rows[-1], sort), rows[-1].id)
+
+    async def metadata_keys(self, workspace_id: str, now: datetime | None = None) -> dict[str, Any]:
+        """The metadata keys of the last KEYS_WINDOW's runs, most used first, each with how many
+        runs carry it and its most common values."""
+        since = (now or utcnow()) - KEYS_WINDOW
+        in_window = sa.and_(run_metadata.c.workspace_id == workspace_id, run_metadata.c.created_at >= since)
+        count = sa.func.count().label("count")
+        async with self.engine.connect() as conn:
+            keys = (
+                await conn.execute(
+                    sa.select(run_metadata.c.key, count)
+                    .where(in_window)
+                    .group_by(run_metadata.c.key)
+                    .order_by(count.desc(), run_metadata.c.key)
+                    .limit(MAX_KEYS)
+                )
+            ).all()
+            data = []
+            for key, runs_with_key in keys:
+                value_count = sa.func.count().label("count")
+                examples = (
+                    await conn.execute(
+                        sa.select(run_metadata.c.value_text, value_count)
+                        .where(in_window, run_metadata.c.key == key)
+                        .group_by(run_metadata.c.value_text)
+                        .order_by(value_count.desc(), run_metadata.c.value_text)
+                        .limit(EXAMPLES_PER_KEY)
+                    )
+                ).all()
+                data.append(
+                    {"key": key, "count": int(runs_with_key), "examples": [e.value_text for e in examples]}
+                )
+        return {"data": data, "since": since}
 
     async def get(self, workspace_id: str, run_id: str) -> dict[str, Any]:
         """One run by its id or its request id."""

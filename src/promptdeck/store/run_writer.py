@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.runs import RunRecord
-from promptdeck.store.tables import runs
+from promptdeck.store.run_metadata import metadata_rows
+from promptdeck.store.tables import run_metadata, runs
 
 log = logging.getLogger("promptdeck.writer")
 
@@ -119,9 +120,9 @@ class RunWriter:
 
     async def _write(self, batch: list[RunRecord]) -> None:
         started = time.perf_counter()
-        if not await self._insert_with_retries([r.as_row() for r in batch]):
+        if not await self._insert_with_retries(batch):
             for record in batch:  # isolate the row(s) the database refuses
-                if not await self._insert_with_retries([record.as_row()], delays=(0.05,)):
+                if not await self._insert_with_retries([record], delays=(0.05,)):
                     self.metrics.failed += 1
                     log.error("run %s could not be written", record.request_id)
                 else:
@@ -137,12 +138,17 @@ class RunWriter:
                 await self.after_batch()
 
     async def _insert_with_retries(
-        self, rows: list[dict[str, object]], delays: tuple[float, ...] = RETRY_DELAYS
+        self, records: list[RunRecord], delays: tuple[float, ...] = RETRY_DELAYS
     ) -> bool:
+        """Insert runs and their metadata rows, in one transaction."""
+        rows = [r.as_row() for r in records]
+        meta = [m for r in records for m in metadata_rows(r)]
         for attempt in range(len(delays) + 1):
             try:
                 async with self.engine.begin() as conn:
                     await conn.execute(runs.insert(), rows)
+                    if meta:
+                        await conn.execute(run_metadata.insert(), meta)
                 return True
             except Exception as exc:
                 if attempt == len(delays):

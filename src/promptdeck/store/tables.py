@@ -35,6 +35,7 @@ workspaces = sa.Table(
     sa.Column("id", Id, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("retention_days", sa.Integer),  # runs older than this are pruned; NULL: kept forever
 )
 
 api_keys = sa.Table(
@@ -160,6 +161,10 @@ runs = sa.Table(
     sa.Column("api_key_id", Id),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_runs_workspace_created", "workspace_id", "created_at", "id"),
+    # The run log's most selective filters; the others narrow what these (or the time index) find.
+    sa.Index("ix_runs_workspace_deployment_created", "workspace_id", "deployment", "created_at"),
+    sa.Index("ix_runs_workspace_status_created", "workspace_id", "status", "created_at"),
+    sa.Index("ix_runs_workspace_end_user_created", "workspace_id", "end_user", "created_at"),
     # Vellum's external ids are unique per workspace; runs without one (NULL) never collide.
     sa.Index("uq_runs_workspace_external_id", "workspace_id", "external_id", unique=True),
 )
@@ -171,11 +176,28 @@ feedback = sa.Table(
     sa.Column("run_id", Id, nullable=False),  # no foreign key: a run may still be on its way to the writer
     sa.Column("workspace_id", Id, nullable=False),
     sa.Column("quality", sa.Float),  # 0 (worst) .. 1 (best)
+    sa.Column("thumbs", sa.String(4)),  # "up" | "down"
     sa.Column("text", sa.Text),  # what the answer should have been
     sa.Column("metadata", sa.JSON),
     sa.Column("timestamp", Timestamp),  # when the caller collected it
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_feedback_workspace_run", "workspace_id", "run_id", "created_at"),
+)
+
+# A run's metadata, one row per key, so it can be filtered on with an index on either database.
+# Written with the run, in the same transaction. `value_text` is the value as text (cut to
+# META_TEXT_MAX characters); `value_num` holds it as well when it is a number (or a numeric string).
+run_metadata = sa.Table(
+    "run_metadata",
+    metadata,
+    sa.Column("run_id", Id, primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("workspace_id", Id, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("value_text", sa.String(256), nullable=False),
+    sa.Column("value_num", sa.Float),
+    sa.Index("ix_run_metadata_text", "workspace_id", "key", "value_text", "created_at"),
+    sa.Index("ix_run_metadata_num", "workspace_id", "key", "value_num"),
 )
 
 provider_credentials = sa.Table(

@@ -1,0 +1,143 @@
+"""What `GET /api/runs` (and its export) can ask for: filters, metadata conditions and a sort.
+Parsed from query parameters here, checked all at once; every problem names its parameter."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from promptdeck.domain.errors import ValidationFailed
+
+Sort = Literal["time", "latency", "cost", "tokens"]
+Order = Literal["desc", "asc"]
+SORTS: tuple[str, ...] = ("time", "latency", "cost", "tokens")
+ORDERS: tuple[str, ...] = ("desc", "asc")
+STATUSES: tuple[str, ...] = ("success", "error")
+
+
+@dataclass(frozen=True)
+class MetaCondition:
+    """`key:value` (equals), `key` (exists), `key>n` / `key<n` (numeric, strict)."""
+
+    key: str
+    op: Literal["eq", "exists", "gt", "lt"]
+    text: str | None = None
+    number: float | None = None
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    deployment: str | None = None
+    variant: str | None = None
+    version: int | None = None
+    model: str | None = None
+    provider: str | None = None
+    status: str | None = None
+    user: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    meta: tuple[MetaCondition, ...] = field(default_factory=tuple)
+
+
+def parse_meta(condition: str) -> MetaCondition:
+    """One `meta=` condition. The first of `:`, `>`, `<` splits key from value."""
+    positions = [(condition.find(sep), sep) for sep in (":", ">", "<") if sep in condition]
+    if not positions:
+        if not condition.strip():
+            raise ValueError("expected key, key:value, key>number or key<number")
+        return MetaCondition(condition, "exists")
+    at, sep = min(positions)
+    key, value = condition[:at], condition[at + 1 :]
+    if not key:
+        raise ValueError(f"no key before {sep!r} in {condition!r}")
+    if sep == ":":
+        return MetaCondition(key, "eq", text=value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{key}{sep} needs a number; got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{key}{sep} needs a finite number; got {value!r}")
+    return MetaCondition(key, "gt" if sep == ">" else "lt", number=number)
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time; without a zone it is UTC. A trailing `Z` is accepted."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    when = datetime.fromisoformat(text)
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def parse_filters(
+    *,
+    deployment: str | None = None,
+    variant: str | None = None,
+    version: str | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    status: str | None = None,
+    user: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    q: str | None = None,
+    meta: list[str] | None = None,
+) -> RunFilters:
+    problems: list[str] = []
+    number: int | None = None
+    if version is not None:
+        try:
+            number = int(version)
+            if number < 1:
+                raise ValueError
+        except ValueError:
+            problems.append(f"version: expected a version number (1, 2, ...); got {version!r}")
+    if status is not None and status not in STATUSES:
+        problems.append(f"status: expected one of {', '.join(STATUSES)}; got {status!r}")
+    times: dict[str, datetime | None] = {"since": None, "until": None}
+    for name, given in (("since", since), ("until", until)):
+        if given is not None:
+            try:
+                times[name] = parse_time(given)
+            except ValueError:
+                problems.append(
+                    f"{name}: expected an ISO 8601 time, e.g. 2026-01-31T12:00:00Z; got {given!r}"
+                )
+    conditions: list[MetaCondition] = []
+    for given in meta or []:
+        try:
+            conditions.append(parse_meta(given))
+        except ValueError as exc:
+            problems.append(f"meta: {exc}")
+    if q is not None and not q.strip():
+        problems.append("q: expected some text to search for")
+    if problems:
+        raise ValidationFailed("invalid run filters: " + "; ".join(problems), details=problems)
+    return RunFilters(
+        deployment=deployment,
+        variant=variant,
+        version=number,
+        model=model,
+        provider=provider,
+        status=status,
+        user=user,
+        since=times["since"],
+        until=times["until"],
+        q=q,
+        meta=tuple(conditions),
+    )
+
+
+def check_sort(sort: str, order: str) -> tuple[Sort, Order]:
+    problems = []
+    if sort not in SORTS:
+        problems.append(f"sort: expected one of {', '.join(SORTS)}; got {sort!r}")
+    if order not in ORDERS:
+        problems.append(f"order: expected one of {', '.join(ORDERS)}; got {order!r}")
+    if problems:
+        raise ValidationFailed("invalid run sort: " + "; ".join(problems), details=problems)
+    return sort, order  # type: ignore[return-value]

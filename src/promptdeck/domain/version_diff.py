@@ -1,0 +1,70 @@
+"""What changed between two versions of a prompt: a unified diff to read, and a list to act on.
+
+Each version is rendered as plain lines (model, params, inputs, messages with their text
+as written, tools, tool_choice, response_format) and compared with `difflib`. The
+structured list names each changed part by a path such as `model`, `params.temperature`,
+`inputs.text`, `messages[1]` or `tools`, with its value before and after (None: absent).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import orjson
+
+from promptdeck.domain.prompts import OPTIONAL_PARTS, PromptSpec
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def render_lines(spec: PromptSpec) -> list[str]:
+    data = spec.to_dict()
+    lines = [f"model: {spec.model}", "params:"]
+    lines += [f"  {name}: {_json(value)}" for name, value in sorted(data["params"].items())]
+    lines.append("inputs:")
+    lines += [f"  {name}: {_json(decl)}" for name, decl in sorted(data["inputs"].items())]
+    lines.append("messages:")
+    for i, message in enumerate(spec.messages):
+        lines.append(f"  [{i}] {message.role}:")
+        lines += [f"    {line}" for line in message.content.splitlines() or [""]]
+    for part in OPTIONAL_PARTS:
+        value = data.get(part)
+        if value is not None:
+            lines.append(f"{part}: {_json(value)}")
+    return lines
+
+
+def unified(old: PromptSpec, new: PromptSpec, old_label: str, new_label: str) -> str:
+    return "\n".join(
+        difflib.unified_diff(render_lines(old), render_lines(new), old_label, new_label, lineterm="")
+    )
+
+
+def changes(old: PromptSpec, new: PromptSpec) -> list[dict[str, Any]]:
+    """Every changed part: `{"part", "change": added|removed|changed, "from", "to"}`."""
+    a, b = old.to_dict(), new.to_dict()
+    found: list[dict[str, Any]] = []
+
+    def note(part: str, before: Any, after: Any) -> None:
+        if before == after:
+            return
+        kind = "added" if before is None else "removed" if after is None else "changed"
+        found.append({"part": part, "change": kind, "from": before, "to": after})
+
+    note("model", a["model"], b["model"])
+    for section in ("params", "inputs"):
+        for key in sorted(set(a[section]) | set(b[section])):
+            note(f"{section}.{key}", a[section].get(key), b[section].get(key))
+    old_messages, new_messages = a["messages"], b["messages"]
+    for i in range(max(len(old_messages), len(new_messages))):
+        note(
+            f"messages[{i}]",
+            old_messages[i] if i < len(old_messages) else None,
+            new_messages[i] if i < len(new_messages) else None,
+        )
+    for part in OPTIONAL_PARTS:
+        note(part, a.get(part), b.get(part))
+    return found
