@@ -336,14 +336,22 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
             "prompt_created": True,
             "version": 1,
             "version_created": True,
-            "variants": [{"deployment": "greet", "variant": "default", "version": 1, "changed": True}],
+            "variants": [
+                {
+                    "deployment": "greet",
+                    "variant": "default",
+                    "version": 1,
+                    "changed": True,
+                    "from_version": None,
+                }
+            ],
             "changed": True,
         }
         second = ok(client.post("/api/push", json=doc))
         assert second["changed"] is False
         assert (second["prompt_created"], second["version_created"], second["version"]) == (False, False, 1)
         assert second["variants"] == [
-            {"deployment": "greet", "variant": "default", "version": 1, "changed": False}
+            {"deployment": "greet", "variant": "default", "version": 1, "changed": False, "from_version": 1}
         ]
 
         edited = document("greet", "Hi there {{name}}", {"greet": {"default": "latest"}})
@@ -354,14 +362,15 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
             "variant": "default",
             "version": 2,
             "changed": True,
+            "from_version": 1,
         }
 
         rollback = document("greet", "Hi there {{name}}", {"greet": {"default": 1, "beta": "latest"}})
         fourth = ok(client.post("/api/push", json=rollback))
         assert fourth["version_created"] is False and fourth["changed"] is True
         assert fourth["variants"] == [
-            {"deployment": "greet", "variant": "default", "version": 1, "changed": True},
-            {"deployment": "greet", "variant": "beta", "version": 2, "changed": True},
+            {"deployment": "greet", "variant": "default", "version": 1, "changed": True, "from_version": 2},
+            {"deployment": "greet", "variant": "beta", "version": 2, "changed": True, "from_version": None},
         ]
         assert ok(client.post("/api/push", json=rollback))["changed"] is False
 

@@ -1,4 +1,4 @@
-"""The `promptdeck` command: init, serve, quickstart, push, invoke."""
+"""The `promptdeck` command: init, serve, quickstart, push, pull, export, import, invoke."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from promptdeck.cli_lifecycle import register as register_lifecycle
 from promptdeck.config import Settings
 from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.promptfile import load_prompt_file
@@ -195,29 +196,136 @@ def _check(response: httpx.Response) -> Any:
 
 @app.command()
 def push(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A prompt file (YAML)."),
+    path: Path = typer.Argument(
+        ..., exists=True, help="A prompt file (YAML), or a folder of them (*.yaml, *.yml, recursively)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Publish even if the prompt has versions newer than a file's `version`."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would change; change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the server's report as JSON."),
 ) -> None:
-    """Create or update a prompt from a file: a new version only if the content changed,
-    then move the named variants. Safe to run again."""
-    try:
-        document = load_prompt_file(file.read_text(), str(file))
-    except PromptdeckError as exc:
-        _fail(exc.message)
+    """Create or update prompts from files: a new version only if the content changed,
+    then move the named variants. Safe to run again. A folder is applied all or nothing."""
+    files = _prompt_files(path)
+    documents, problems = [], []
+    for file in files:
+        try:
+            documents.append(load_prompt_file(file.read_text(), str(file)))
+        except PromptdeckError as exc:
+            problems.append(exc.message)
+    if problems:
+        _fail("\n".join(problems))
+    if not files:
+        _fail(f"no prompt files (*.yaml, *.yml) in {path}")
+    params = {"force": "true" if force else "false", "dry_run": "true" if dry_run else "false"}
     try:
         with _client() as client:
-            report = _check(client.post("/api/push", json=document))
+            if path.is_dir():
+                body = {"documents": documents, "names": [str(f) for f in files]}
+                result = _check(client.post("/api/push/batch", json=body, params=params))
+            else:
+                result = _check(client.post("/api/push", json=documents[0], params=params))
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the server: {exc}")
     if as_json:
-        print(json.dumps(report))
+        print(json.dumps(result))
         return
-    prompt = report["prompt"]
-    out.print(f"prompt {prompt}: " + ("created" if report["prompt_created"] else "exists"))
-    out.print(f"version {report['version']}: " + ("created" if report["version_created"] else "unchanged"))
+    if not path.is_dir():
+        _print_report(result, dry_run, "")
+    else:
+        for file, report in zip(files, result["reports"], strict=True):
+            out.print(f"{file}:", highlight=False)
+            _print_report(report, dry_run, "  ")
+    if dry_run:
+        out.print("dry run: nothing was changed")
+
+
+def _prompt_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _print_report(report: dict[str, Any], dry_run: bool, indent: str) -> None:
+    done = "will be created" if dry_run else "created"
+    lines = [
+        f"prompt {report['prompt']}: " + (done if report["prompt_created"] else "exists"),
+        f"version {report['version']}: " + (done if report["version_created"] else "unchanged"),
+    ]
     for move in report["variants"]:
-        state = "moved" if move["changed"] else "unchanged"
-        out.print(f"{move['deployment']}@{move['variant']} -> version {move['version']}: {state}")
+        target = f"{move['deployment']}@{move['variant']}"
+        if not move["changed"]:
+            lines.append(f"{target} -> version {move['version']}: unchanged")
+        elif not dry_run:
+            lines.append(f"{target} -> version {move['version']}: moved")
+        elif move.get("from_version") is None:
+            lines.append(f"{target}: will be created at version {move['version']}")
+        else:
+            lines.append(f"{target}: will move from version {move['from_version']} to {move['version']}")
+    for line in lines:
+        out.print(indent + line, highlight=False)
+
+
+@app.command()
+def pull(
+    folder: Path = typer.Argument(..., file_okay=False, help="Folder to write <slug>.yaml files into."),
+) -> None:
+    """Write every prompt of the workspace (its newest version and the variants serving it)
+    as DIR/<slug>.yaml; pushing them back changes nothing."""
+    from promptdeck.domain.prompt_sync import dump_prompt_file
+
+    try:
+        with _client() as client:
+            documents = _check(client.get("/api/pull"))["documents"]
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the server: {exc}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for document in documents:
+        file = folder / f"{document['prompt']}.yaml"
+        file.write_text(dump_prompt_file(document), encoding="utf-8")
+        out.print(f"{file}: version {document['version']}", highlight=False)
+
+
+@app.command("export")
+def export_workspace(file: Path = typer.Argument(..., dir_okay=False, help="The .tar.gz to write.")) -> None:
+    """Save the workspace's prompts (every version), deployments and variants in one archive.
+    Runs, API keys and provider credentials are not included."""
+    try:
+        with _client() as client:
+            response = client.get("/api/export")
+            if response.status_code >= 400:
+                _check(response)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the server: {exc}")
+    file.write_bytes(response.content)
+    out.print(f"exported the workspace to {file}", highlight=False)
+
+
+@app.command("import")
+def import_workspace(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An archive from `export`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the server's report as JSON."),
+) -> None:
+    """Recreate an exported workspace's prompts, versions and deployments in this one: all or
+    nothing, refused if any prompt slug or deployment name already exists here."""
+    try:
+        with _client() as client:
+            result = _check(
+                client.post(
+                    "/api/import", content=file.read_bytes(), headers={"Content-Type": "application/gzip"}
+                )
+            )
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the server: {exc}")
+    if as_json:
+        print(json.dumps(result))
+        return
+    counts = result["imported"]
+    out.print(
+        f"imported {counts['prompts']} prompt(s), {counts['versions']} version(s), "
+        f"{counts['deployments']} deployment(s), {counts['variants']} variant(s)"
+    )
 
 
 @app.command()
@@ -269,6 +377,9 @@ def _print_stream(response: httpx.Response) -> None:
             print()
             _fail(event["message"])
     print()
+
+
+register_lifecycle(app, _client, _check, _fail)
 
 
 def main() -> None:

@@ -209,3 +209,17 @@ deploy:
         "p.yaml:10: deploy.summarize-v2.beta: expected 'latest' or a version number; got 'nope'",
         "p.yaml:12: deploy.2fast.default: expected 'latest' or a version number; got 0",
     ]
+
+
+def test_prompt_files_take_the_template_and_input_settings() -> None:
+    from promptdeck.domain.promptfile import document_problems
+
+    base = {"prompt": "p", "model": "local/m", "messages": [{"role": "user", "content": "{{ text }}"}]}
+    assert document_problems({**base, "template_syntax": "jinja2", "extra_inputs": "forbid"}) == []
+    assert document_problems({**base, "undeclared_variables": "refuse", "inputs": {"text": "string"}}) == []
+    assert document_problems({**base, "undeclared_variables": "refuse"}) == [
+        "inputs.text: used in the messages but not declared (this prompt refuses undeclared variables)"
+    ]
+    assert document_problems({**base, "undeclared_variables": "never"})[0].startswith(
+        "undeclared_variables: expected one of declare, refuse"
+    )

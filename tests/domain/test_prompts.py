@@ -185,7 +185,8 @@ def test_numeric_params_are_finite_and_in_range(name: str, value: float) -> None
     [
         (
             {"x": {"type": "float"}},
-            "inputs.x.type: expected one of string, number, integer, boolean, json; got 'float'",
+            "inputs.x.type: expected one of string, number, integer, boolean, json, chat_history; "
+            "got 'float'",
         ),
         ({"x": {"required": "yes"}}, "inputs.x.required: expected true or false"),
         ({"x": {"description": 5}}, "inputs.x.description: expected a string"),

@@ -6,22 +6,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.input_types import schema_problems, type_ok
 from promptdeck.domain.prompts import InputSpec, Message, PromptSpec
-from promptdeck.domain.templating import render
-
-_TYPE_CHECKS: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
-}
+from promptdeck.domain.templating import (
+    JINJA2,
+    TemplateProblem,
+    path_exists,
+    paths_in,
+    render,
+    render_jinja,
+    whole_placeholder,
+)
 
 
 def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Values to render with: given ones, then defaults. Lists every problem at once."""
+    """Values to render with: given ones, then defaults. Lists every problem at once: missing
+    inputs, wrong types, schema violations (with their JSON paths), unexpected inputs (when
+    the version forbids extras) and dotted paths the values do not have."""
     values: dict[str, Any] = dict(given)
     missing: list[str] = []
     wrong: list[str] = []
+    schema: list[str] = []
     for name, decl in spec.inputs.items():
         if name not in values or values[name] is None:
             if decl.default is not None:
@@ -29,10 +34,22 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
             elif decl.required:
                 missing.append(name)
             else:  # optional, no default: renders as nothing rather than as a literal placeholder
-                values[name] = ""
+                values[name] = [] if decl.type == "chat_history" else ""
             continue
         if not _type_ok(decl, values[name]):
             wrong.append(f"{name} (expected {decl.type}, got {type(values[name]).__name__})")
+        elif decl.type == "json" and decl.schema is not None:
+            schema += [f"{name}: {p}" for p in schema_problems(decl.schema, values[name])]
+    unexpected = [name for name in given if name not in spec.inputs] if spec.extra_inputs == "forbid" else []
+    bad = set(missing) | {w.split(" ", 1)[0] for w in wrong}
+    paths = [
+        ".".join(steps)
+        for steps in paths_in(m.content for m in spec.messages)
+        if spec.template_syntax != JINJA2
+        and steps[0] in values
+        and steps[0] not in bad
+        and not path_exists(values[steps[0]], steps[1:])
+    ]
     problems = []
     if missing:
         problems.append(
@@ -40,22 +57,52 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
         )
     if wrong:
         problems.append("wrong input type: " + ", ".join(wrong))
+    if schema:
+        problems.append("schema violation: " + "; ".join(schema))
+    if unexpected:
+        problems.append(
+            "unexpected input"
+            + ("s" if len(unexpected) > 1 else "")
+            + " (this version forbids extras): "
+            + ", ".join(unexpected)
+        )
+    if paths:
+        problems.append("missing path" + ("s" if len(paths) > 1 else "") + " in inputs: " + ", ".join(paths))
     if problems:
-        raise ValidationFailed("; ".join(problems), details={"missing": missing, "wrong_type": wrong})
+        details: dict[str, Any] = {"missing": missing, "wrong_type": wrong}
+        for key, found in (("schema", schema), ("unexpected", unexpected), ("paths", paths)):
+            if found:
+                details[key] = found
+        raise ValidationFailed("; ".join(problems), details=details)
     return values
 
 
 def _type_ok(decl: InputSpec, value: Any) -> bool:
-    accepted = _TYPE_CHECKS.get(decl.type)
-    if accepted is None:  # json accepts anything
-        return True
-    if decl.type != "boolean" and isinstance(value, bool):
-        return False
-    return isinstance(value, accepted)
+    return type_ok(decl.type, value)
 
 
 def render_messages(spec: PromptSpec, values: Mapping[str, Any]) -> list[Message]:
-    return [Message(m.role, render(m.content, values)) for m in spec.messages]
+    """The version's messages with `values` filled in. A message that is exactly `{{ name }}` of a
+    chat_history input is replaced by that history's messages. Jinja2 templates render in the
+    sandbox with limits; that can take up to a second, so async callers use a worker thread."""
+    histories = {name for name, decl in spec.inputs.items() if decl.type == "chat_history"}
+    out: list[Message] = []
+    problems: list[str] = []
+    for index, message in enumerate(spec.messages):
+        slot = whole_placeholder(message.content)
+        if slot in histories and isinstance(values.get(slot), list):
+            out.extend(Message(str(m["role"]), str(m["content"])) for m in values[slot])
+            continue
+        if spec.template_syntax == JINJA2:
+            try:
+                out.append(Message(message.role, render_jinja(message.content, values, index)))
+            except TemplateProblem as exc:
+                problems.append(str(exc))
+        else:
+            out.append(Message(message.role, render(message.content, values)))
+    if problems:
+        raise ValidationFailed("template error: " + "; ".join(problems), details={"template": problems})
+    return out
 
 
 def check_flat_metadata(metadata: Any) -> dict[str, str | int | float | bool | None]:

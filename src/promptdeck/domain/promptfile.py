@@ -8,10 +8,11 @@ from typing import Any
 import yaml
 
 from promptdeck.domain.errors import ValidationFailed
-from promptdeck.domain.prompts import check_slug, parse_spec
+from promptdeck.domain.prompts import UNDECLARED_VARIABLES, check_slug, parse_spec
 
 TOP_LEVEL = (
     "prompt",
+    "version",
     "name",
     "description",
     "note",
@@ -22,6 +23,9 @@ TOP_LEVEL = (
     "tools",
     "tool_choice",
     "response_format",
+    "template_syntax",
+    "extra_inputs",
+    "undeclared_variables",
     "deploy",
 )
 # A path step is a key (deployment and variant names may hold "-" and start with a digit) or `[n]`.
@@ -68,10 +72,18 @@ def document_problems(data: dict[str, Any]) -> list[str]:
         check_slug(data.get("prompt"), "prompt")
     except ValidationFailed as exc:
         problems.append(f"prompt: {exc.message}")
+    undeclared = data.get("undeclared_variables")
+    if undeclared is not None and undeclared not in UNDECLARED_VARIABLES:
+        problems.append(
+            f"undeclared_variables: expected one of {', '.join(UNDECLARED_VARIABLES)}; got {undeclared!r}"
+        )
     try:
-        parse_spec(data)
+        parse_spec(data, undeclared)
     except ValidationFailed as exc:
         problems.extend(exc.details if isinstance(exc.details, list) else [exc.message])
+    version = data.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        problems.append(f"version: expected the version number the file was pulled from; got {version!r}")
     problems.extend(_deploy_problems(data.get("deploy")))
     return problems
 

@@ -16,10 +16,22 @@ from typing import Any
 import orjson
 
 from promptdeck.domain.errors import ValidationFailed
-from promptdeck.domain.templating import variables_in
+from promptdeck.domain.input_types import schema_error, value_problems
+from promptdeck.domain.templating import (
+    DEFAULT_SYNTAX,
+    JINJA2,
+    TEMPLATE_SYNTAXES,
+    jinja_problems,
+    jinja_variables,
+    paths_in,
+    variables_in,
+    whole_placeholder,
+)
 
 ROLES = ("system", "user", "assistant")
-INPUT_TYPES = ("string", "number", "integer", "boolean", "json")
+INPUT_TYPES = ("string", "number", "integer", "boolean", "json", "chat_history")
+EXTRA_INPUTS = ("allow", "forbid")
+UNDECLARED_VARIABLES = ("declare", "refuse")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
 # Parameter name -> (accepted Python types, lower bound, upper bound)
@@ -51,6 +63,7 @@ class InputSpec:
     required: bool = True
     default: Any = None
     description: str = ""
+    schema: dict[str, Any] | None = None  # JSON Schema a `json` input's value must satisfy
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "required": self.required}
@@ -58,6 +71,8 @@ class InputSpec:
             out["default"] = self.default
         if self.description:
             out["description"] = self.description
+        if self.schema is not None:
+            out["schema"] = self.schema
         return out
 
 
@@ -70,9 +85,12 @@ class PromptSpec:
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    template_syntax: str = DEFAULT_SYNTAX
+    extra_inputs: str = "allow"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data; the optional parts appear only when set, so older versions keep their hash."""
+        """Plain data; the optional parts appear only when set (or, for `template_syntax` and
+        `extra_inputs`, when not the default), so older versions keep their hash."""
         data: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in self.messages],
@@ -82,6 +100,10 @@ class PromptSpec:
         for name in OPTIONAL_PARTS:
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
+        if self.template_syntax != DEFAULT_SYNTAX:
+            data["template_syntax"] = self.template_syntax
+        if self.extra_inputs != "allow":
+            data["extra_inputs"] = self.extra_inputs
         return data
 
     @property
@@ -102,10 +124,12 @@ def check_slug(value: Any, what: str) -> str:
     return value
 
 
-def parse_spec(raw: Any) -> PromptSpec:
+def parse_spec(raw: Any, undeclared: str | None = "declare") -> PromptSpec:
     """Build a spec from plain data (API body or prompt file), listing every problem at once.
 
-    Variables used in the messages but not declared become required strings.
+    Variables used in the messages but not declared become required inputs (strings; `json`
+    when read with a dotted path or from a Jinja2 template) when `undeclared` is "declare",
+    and are refused when it is "refuse".
     """
     if not isinstance(raw, dict):
         raise ValidationFailed("a prompt version must be an object")
@@ -156,11 +180,38 @@ def parse_spec(raw: Any) -> PromptSpec:
     tool_choice = _tool_choice(raw.get("tool_choice"), tools, problems)
     response_format = _response_format(raw.get("response_format"), problems)
 
+    syntax = raw.get("template_syntax") or DEFAULT_SYNTAX
+    if syntax not in TEMPLATE_SYNTAXES:
+        problems.append(f"template_syntax: expected one of {', '.join(TEMPLATE_SYNTAXES)}; got {syntax!r}")
+        syntax = DEFAULT_SYNTAX
+    extra = raw.get("extra_inputs") or "allow"
+    if extra not in EXTRA_INPUTS:
+        problems.append(f"extra_inputs: expected one of {', '.join(EXTRA_INPUTS)}; got {extra!r}")
+    texts = [m.content for m in messages]
+    syntax_errors = jinja_problems(m.content for m in messages) if syntax == JINJA2 else []
+    problems.extend(syntax_errors)
+    jinja_broken = bool(syntax_errors)
+    used: dict[str, str] = {}  # name -> the type it is declared with when undeclared
+    if syntax == JINJA2 and not jinja_broken:
+        used = dict.fromkeys(jinja_variables(texts), "json")
+    elif syntax == DEFAULT_SYNTAX:
+        dotted = {steps[0] for steps in paths_in(texts)}
+        used = {name: "json" if name in dotted else "string" for name in variables_in(texts)}
+    for m in messages:
+        if (slot := whole_placeholder(m.content)) is not None:
+            used.setdefault(slot, "string")
+    undeclared_names = [name for name in used if name not in inputs]
+    if undeclared_names and undeclared == "refuse":
+        problems.extend(
+            f"inputs.{name}: used in the messages but not declared (this prompt refuses undeclared variables)"
+            for name in undeclared_names
+        )
+
     if problems:
         raise ValidationFailed("invalid prompt version: " + "; ".join(problems), details=problems)
 
-    for name in variables_in(m.content for m in messages):
-        inputs.setdefault(name, InputSpec())
+    for name in undeclared_names:
+        inputs[name] = InputSpec(type=used[name])
     return PromptSpec(
         model=model,
         messages=tuple(messages),
@@ -169,6 +220,8 @@ def parse_spec(raw: Any) -> PromptSpec:
         tools=tools,
         tool_choice=tool_choice,
         response_format=response_format,
+        template_syntax=syntax,
+        extra_inputs=extra,
     )
 
 
@@ -271,4 +324,17 @@ def _parse_input(name: Any, decl: Any) -> tuple[InputSpec | None, list[str]]:
     description = decl.get("description", "") or ""
     if not isinstance(description, str):
         return None, [f"inputs.{name}.description: expected a string"]
-    return InputSpec(type=kind, required=required, default=default, description=description), []
+    schema = decl.get("schema")
+    if schema is not None:
+        if kind != "json":
+            return None, [f"inputs.{name}.schema: only a json input takes a schema"]
+        if not isinstance(schema, dict):
+            return None, [f"inputs.{name}.schema: expected a JSON Schema object"]
+        if error := schema_error(schema):
+            return None, [f"inputs.{name}.schema: not a valid JSON Schema: {error}"]
+    spec = InputSpec(type=kind, required=required, default=default, description=description, schema=schema)
+    if default is not None:
+        errors = [f"inputs.{name}.default: {p}" for p in value_problems(spec.type, spec.schema, default)]
+        if errors:
+            return None, errors
+    return spec, []

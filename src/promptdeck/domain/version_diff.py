@@ -15,6 +15,9 @@ import orjson
 
 from promptdeck.domain.prompts import OPTIONAL_PARTS, PromptSpec
 
+# parts shown only when set (or, for the last two, when not the default)
+DIFFED_PARTS = (*OPTIONAL_PARTS, "template_syntax", "extra_inputs")
+
 
 def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
@@ -30,7 +33,7 @@ def render_lines(spec: PromptSpec) -> list[str]:
     for i, message in enumerate(spec.messages):
         lines.append(f"  [{i}] {message.role}:")
         lines += [f"    {line}" for line in message.content.splitlines() or [""]]
-    for part in OPTIONAL_PARTS:
+    for part in DIFFED_PARTS:
         value = data.get(part)
         if value is not None:
             lines.append(f"{part}: {_json(value)}")
@@ -65,6 +68,6 @@ def changes(old: PromptSpec, new: PromptSpec) -> list[dict[str, Any]]:
             old_messages[i] if i < len(old_messages) else None,
             new_messages[i] if i < len(new_messages) else None,
         )
-    for part in OPTIONAL_PARTS:
+    for part in DIFFED_PARTS:
         note(part, a.get(part), b.get(part))
     return found

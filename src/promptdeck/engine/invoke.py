@@ -40,6 +40,7 @@ from promptdeck.domain.inputs import render_messages, resolve_inputs
 from promptdeck.domain.prompts import param_problems
 from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
+from promptdeck.domain.templating import JINJA2
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.circuit import CircuitBreakers
 from promptdeck.engine.pricing import Price, PriceList
@@ -439,9 +440,13 @@ class Engine:
         self, request: InvokeRequest, version: Version, model_id: str, config: VariantConfig, position: int
     ) -> Candidate:
         values = resolve_inputs(version.spec, request.inputs)
-        messages: list[dict[str, Any]] = [
-            {"role": m.role, "content": m.content} for m in render_messages(version.spec, values)
-        ] + (request.messages or [])
+        if version.spec.template_syntax == JINJA2:  # may run up to its time limit: off the event loop
+            rendered = await asyncio.to_thread(render_messages, version.spec, values)
+        else:
+            rendered = render_messages(version.spec, values)
+        messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in rendered] + (
+            request.messages or []
+        )
         provider, model = self.providers.pick(model_id)
         credential = None
         if provider.name != "local":

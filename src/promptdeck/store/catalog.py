@@ -6,6 +6,8 @@ ever half-applied.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +16,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptdeck.domain.deployments import Deployment, Version
-from promptdeck.domain.errors import Conflict, NotFound, UnsafePromotion, ValidationFailed
+from promptdeck.domain.errors import (
+    Conflict,
+    NotFound,
+    PromptdeckError,
+    UnsafePromotion,
+    ValidationFailed,
+)
 from promptdeck.domain.promotion import RECENT_RUNS, describe, promotion_risks
 from promptdeck.domain.promptfile import check_document
-from promptdeck.domain.prompts import InputSpec, Message, PromptSpec, check_slug, parse_spec
+from promptdeck.domain.prompts import (
+    UNDECLARED_VARIABLES,
+    InputSpec,
+    Message,
+    PromptSpec,
+    check_slug,
+    parse_spec,
+)
 from promptdeck.domain.reliability import parse_variant_config
 from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.domain.templating import DEFAULT_SYNTAX
 from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
 from promptdeck.store.variant_runs import recent_inputs, version_stats
 
@@ -36,6 +52,8 @@ def _spec(row: Any) -> PromptSpec:
         tools=row.tools,
         tool_choice=row.tool_choice,
         response_format=row.response_format,
+        template_syntax=row.template_syntax or DEFAULT_SYNTAX,
+        extra_inputs=row.extra_inputs or "allow",
     )
 
 
@@ -84,19 +102,60 @@ class CatalogStore:
     # ── prompts ──────────────────────────────────────────────────────────────
 
     async def create_prompt(
-        self, workspace_id: str, slug: str, name: str = "", description: str = ""
+        self,
+        workspace_id: str,
+        slug: str,
+        name: str = "",
+        description: str = "",
+        undeclared_variables: str = "declare",
     ) -> dict[str, Any]:
         check_slug(slug, "prompt slug")
+        check_undeclared_variables(undeclared_variables)
         try:
             async with self.engine.begin() as conn:
                 if await self._prompt_row(conn, workspace_id, slug) is not None:
                     raise Conflict(f"a prompt with slug {slug!r} already exists")
-                return await self._insert_prompt(conn, workspace_id, slug, name, description)
+                return await self._insert_prompt(
+                    conn, workspace_id, slug, name, description, undeclared_variables
+                )
         except IntegrityError as exc:  # created by a concurrent request between check and insert
             raise Conflict(f"a prompt with slug {slug!r} already exists") from exc
 
+    async def update_prompt(self, workspace_id: str, slug: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a prompt's name, description or `undeclared_variables` setting (versions stay)."""
+        unknown = sorted(set(changes) - {"name", "description", "undeclared_variables"})
+        if unknown:
+            raise ValidationFailed(f"cannot change {', '.join(unknown)} of a prompt")
+        if "undeclared_variables" in changes:
+            check_undeclared_variables(changes["undeclared_variables"])
+        for key in ("name", "description"):
+            if key in changes and not isinstance(changes[key], str):
+                raise ValidationFailed(f"{key}: expected a string")
+        async with self.engine.begin() as conn:
+            row = await self._require_prompt(conn, workspace_id, slug)
+            if changes:
+                await conn.execute(prompts.update().where(prompts.c.id == row.id).values(**changes))
+        return await self.get_prompt(workspace_id, slug)
+
+    async def _undeclared_mode(self, conn: AsyncConnection, prompt: Any, document: dict[str, Any]) -> str:
+        """A pushed file's `undeclared_variables` (stored on the prompt), else the prompt's own."""
+        wanted = document.get("undeclared_variables")
+        if wanted is not None and wanted != prompt.undeclared_variables:
+            check_undeclared_variables(wanted)
+            await conn.execute(
+                prompts.update().where(prompts.c.id == prompt.id).values(undeclared_variables=wanted)
+            )
+            return str(wanted)
+        return str(prompt.undeclared_variables or "declare")
+
     async def _insert_prompt(
-        self, conn: AsyncConnection, workspace_id: str, slug: str, name: str, description: str
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        slug: str,
+        name: str,
+        description: str,
+        undeclared_variables: str = "declare",
     ) -> dict[str, Any]:
         values = {
             "id": new_id(),
@@ -105,6 +164,7 @@ class CatalogStore:
             "name": name or slug,
             "description": description,
             "created_at": utcnow(),
+            "undeclared_variables": undeclared_variables,
         }
         await conn.execute(prompts.insert().values(**values))
         return values
@@ -149,9 +209,10 @@ class CatalogStore:
     async def create_version(
         self, workspace_id: str, slug: str, raw_spec: Any, note: str = "", author: str = ""
     ) -> Version:
-        spec = parse_spec(raw_spec)
+        parse_spec(raw_spec)  # the version's own problems first, before looking the prompt up
         async with self.engine.begin() as conn:
             prompt = await self._require_prompt(conn, workspace_id, slug)
+            spec = parse_spec(raw_spec, prompt.undeclared_variables)
             version = await self._insert_version(conn, prompt, spec, note, author)
             await self._move_followers(conn, prompt, version, author)
             return version
@@ -189,6 +250,8 @@ class CatalogStore:
             "tools": spec.tools,
             "tool_choice": spec.tool_choice,
             "response_format": spec.response_format,
+            "template_syntax": data.get("template_syntax"),
+            "extra_inputs": data.get("extra_inputs"),
             "content_hash": spec.content_hash,
             "note": note,
             "author": author,
@@ -599,58 +662,133 @@ class CatalogStore:
 
     # ── prompts as code ──────────────────────────────────────────────────────
 
-    async def push(self, workspace_id: str, document: dict[str, Any], actor: str = "") -> PushReport:
+    async def push(
+        self,
+        workspace_id: str,
+        document: dict[str, Any],
+        actor: str = "",
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> PushReport:
         """Apply one prompt file: create the prompt if new, add a version only if the content
-        changed, and move the named variants. Idempotent; all or nothing."""
-        check_document(document)
+        changed, and move the named variants. Idempotent; all or nothing. See `push_many`."""
+        return (await self.push_many(workspace_id, [document], actor, force=force, dry_run=dry_run))[0]
+
+    async def push_many(
+        self,
+        workspace_id: str,
+        documents: list[dict[str, Any]],
+        actor: str = "",
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        names: list[str] | None = None,
+    ) -> list[PushReport]:
+        """Apply prompt files in order, in one transaction: all of them or none.
+
+        A file that records the `version` it was pulled from is refused (`Conflict`) when the
+        prompt has a newer version and the file would publish another on top of it, unless
+        `force`. With `dry_run` the same work is done and rolled back: the reports are the plan."""
+        for index, document in enumerate(documents):
+            with _naming(names, index):
+                check_document(document)
+        reports: list[PushReport] = []
+        async with self.engine.connect() as conn:
+            transaction = await conn.begin()
+            try:
+                for index, document in enumerate(documents):
+                    with _naming(names, index):
+                        reports.append(await self._apply(conn, workspace_id, document, actor, force))
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if dry_run:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
+        return reports
+
+    async def _apply(
+        self, conn: AsyncConnection, workspace_id: str, document: dict[str, Any], actor: str, force: bool
+    ) -> PushReport:
         slug, spec, deploy = document["prompt"], parse_spec(document), document.get("deploy") or {}
         report = PushReport(prompt=slug)
-        async with self.engine.begin() as conn:
-            prompt = await self._prompt_row(conn, workspace_id, slug)
-            if prompt is None:
-                await self._insert_prompt(
-                    conn,
-                    workspace_id,
-                    slug,
-                    str(document.get("name") or ""),
-                    str(document.get("description") or ""),
+        prompt = await self._prompt_row(conn, workspace_id, slug)
+        if prompt is None:
+            await self._insert_prompt(
+                conn,
+                workspace_id,
+                slug,
+                str(document.get("name") or ""),
+                str(document.get("description") or ""),
+            )
+            prompt = await self._require_prompt(conn, workspace_id, slug)
+            report.prompt_created = True
+        if await self._undeclared_mode(conn, prompt, document) == "refuse":
+            spec = parse_spec(document, "refuse")
+        latest = await self._latest_version(conn, prompt)
+        if latest is None or latest.spec.content_hash != spec.content_hash:
+            based_on = document.get("version")
+            if latest is not None and isinstance(based_on, int) and based_on < latest.number and not force:
+                raise Conflict(
+                    f"prompt {slug!r} has version {latest.number} on the server, newer than the version "
+                    f"{based_on} this file was pulled from: pull it again and merge, or push with --force",
+                    details={"prompt": slug, "file_version": based_on, "server_version": latest.number},
                 )
-                prompt = await self._require_prompt(conn, workspace_id, slug)
-                report.prompt_created = True
-            latest = await self._latest_version(conn, prompt)
-            if latest is None or latest.spec.content_hash != spec.content_hash:
-                latest = await self._insert_version(
-                    conn, prompt, spec, str(document.get("note") or ""), actor
+            latest = await self._insert_version(conn, prompt, spec, str(document.get("note") or ""), actor)
+            report.version_created = True
+        report.version = latest.number
+        for deployment_name, variant_targets in deploy.items():
+            check_slug(deployment_name, "deployment name")
+            row = await self._deployment_row(conn, workspace_id, deployment_name)
+            if row is None:
+                deployment_id = await self._insert_deployment(
+                    conn, workspace_id, deployment_name, prompt.id, next(iter(variant_targets))
                 )
-                report.version_created = True
-            report.version = latest.number
-            for deployment_name, variant_targets in deploy.items():
-                check_slug(deployment_name, "deployment name")
-                row = await self._deployment_row(conn, workspace_id, deployment_name)
-                if row is None:
-                    deployment_id = await self._insert_deployment(
-                        conn, workspace_id, deployment_name, prompt.id, next(iter(variant_targets))
-                    )
-                elif row.prompt_id != prompt.id:
-                    raise Conflict(f"deployment {deployment_name!r} already serves another prompt")
-                else:
-                    deployment_id = row.id
-                for variant, target in variant_targets.items():
-                    version = await self._target_version(conn, prompt, target)
-                    previous = await self._move(
-                        conn, deployment_id, variant, version.id, actor, "push", target == LATEST
-                    )
-                    report.moves.append(
-                        {
-                            "deployment": deployment_name,
-                            "variant": variant,
-                            "version": version.number,
-                            "changed": previous != version.id,
-                        }
-                    )
-            if report.version_created:  # after the file's own moves, so they are reported as its own
-                await self._move_followers(conn, prompt, latest, actor)
+            elif row.prompt_id != prompt.id:
+                raise Conflict(f"deployment {deployment_name!r} already serves another prompt")
+            else:
+                deployment_id = row.id
+            for variant, target in variant_targets.items():
+                version = await self._target_version(conn, prompt, target)
+                previous = await self._move(
+                    conn, deployment_id, variant, version.id, actor, "push", target == LATEST
+                )
+                report.moves.append(
+                    {
+                        "deployment": deployment_name,
+                        "variant": variant,
+                        "version": version.number,
+                        "changed": previous != version.id,
+                        "from_version": await self._number_of(conn, previous),
+                    }
+                )
+        if report.version_created:  # after the file's own moves, so they are reported as its own
+            await self._move_followers(conn, prompt, latest, actor)
         return report
+
+    async def _number_of(self, conn: AsyncConnection, version_id: str | None) -> int | None:
+        if version_id is None:
+            return None
+        found = await conn.execute(
+            sa.select(prompt_versions.c.number).where(prompt_versions.c.id == version_id)
+        )
+        return found.scalar_one_or_none()
+
+
+@contextmanager
+def _naming(names: list[str] | None, index: int) -> Iterator[None]:
+    """With several documents, an error says which one it is about (the file's name if given)."""
+    if names is None:
+        yield
+        return
+    try:
+        yield
+    except PromptdeckError as exc:
+        exc.message = f"{names[index]}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
 
 
 def _prompt_dict(row: Any) -> dict[str, Any]:
@@ -659,8 +797,17 @@ def _prompt_dict(row: Any) -> dict[str, Any]:
         "slug": row.slug,
         "name": row.name,
         "description": row.description,
+        "undeclared_variables": row.undeclared_variables,
         "created_at": row.created_at,
     }
+
+
+def check_undeclared_variables(value: Any) -> str:
+    if value not in UNDECLARED_VARIABLES:
+        raise ValidationFailed(
+            f"undeclared_variables: expected one of {', '.join(UNDECLARED_VARIABLES)}; got {value!r}"
+        )
+    return str(value)
 
 
 def v_summary(version: Version) -> dict[str, Any]:

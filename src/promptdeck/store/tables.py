@@ -61,6 +61,8 @@ prompts = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("description", sa.Text, nullable=False, default=""),
     sa.Column("created_at", Timestamp, nullable=False),
+    # what a new version's undeclared template variables become: "declare" (required inputs) or "refuse"
+    sa.Column("undeclared_variables", sa.String(10), nullable=False, server_default="declare"),
     sa.UniqueConstraint("workspace_id", "slug"),
 )
 
@@ -77,6 +79,8 @@ prompt_versions = sa.Table(
     sa.Column("tools", sa.JSON),
     sa.Column("tool_choice", sa.JSON),
     sa.Column("response_format", sa.JSON),
+    sa.Column("template_syntax", sa.String(20)),  # NULL: the default `{{ name }}` syntax
+    sa.Column("extra_inputs", sa.String(10)),  # NULL: "allow"
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("note", sa.Text, nullable=False, default=""),
     sa.Column("author", sa.String(200), nullable=False, default=""),

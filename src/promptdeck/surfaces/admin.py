@@ -29,6 +29,7 @@ from promptdeck.domain.version_diff import changes, unified
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.store.catalog import deployment_dict, v_summary
+from promptdeck.store.workspace_archive import WorkspaceArchive
 from promptdeck.surfaces.callers import admin_caller, admin_gate, services
 from promptdeck.surfaces.http import dialect_route, dumps
 
@@ -48,6 +49,15 @@ class PromptIn(BaseModel):
     slug: str
     name: str = ""
     description: str = ""
+    undeclared_variables: str = Field(
+        "declare", description="template variables a new version does not declare: declare or refuse"
+    )
+
+
+class PromptPatch(BaseModel):
+    name: str | None = None
+    description: str | None = None
+    undeclared_variables: str | None = Field(None, description="declare or refuse")
 
 
 class VersionIn(BaseModel):
@@ -58,6 +68,8 @@ class VersionIn(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    template_syntax: str | None = Field(None, description="default ({{ name }}) or jinja2")
+    extra_inputs: str | None = Field(None, description="allow (default) or forbid inputs not declared")
     note: str = ""
 
 
@@ -119,13 +131,21 @@ async def list_prompts(request: Request, caller: Caller = Admin) -> dict[str, An
 @router.post("/prompts", status_code=201)
 async def create_prompt(body: PromptIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
     return await services(request).catalog.create_prompt(
-        caller.workspace_id, body.slug, body.name, body.description
+        caller.workspace_id, body.slug, body.name, body.description, body.undeclared_variables
     )
 
 
 @router.get("/prompts/{slug}")
 async def get_prompt(slug: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
     return await services(request).catalog.get_prompt(caller.workspace_id, slug)
+
+
+@router.patch("/prompts/{slug}", summary="Change a prompt's name, description or undeclared_variables")
+async def update_prompt(
+    slug: str, body: PromptPatch, request: Request, caller: Caller = Admin
+) -> dict[str, Any]:
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    return await services(request).catalog.update_prompt(caller.workspace_id, slug, changes)
 
 
 @router.get("/prompts/{slug}/versions")
@@ -338,12 +358,77 @@ async def delete_price(model: str, request: Request, caller: Caller = Admin) -> 
 
 
 @router.post("/push", summary="Apply a prompt file (prompts as code); idempotent")
-async def push(document: dict[str, Any], request: Request, caller: Caller = Admin) -> dict[str, Any]:
+async def push(
+    document: dict[str, Any],
+    request: Request,
+    caller: Caller = Admin,
+    force: bool = Query(False, description="publish even over versions newer than the file's `version`"),
+    dry_run: bool = Query(False, description="report what would change, and change nothing"),
+) -> dict[str, Any]:
     app = services(request)
-    report = await app.catalog.push(caller.workspace_id, document, actor=caller.key_name)
-    if report.changed:
+    report = await app.catalog.push(
+        caller.workspace_id, document, actor=caller.key_name, force=force, dry_run=dry_run
+    )
+    if report.changed and not dry_run:
         app.catalog_changed()
     return report.to_dict()
+
+
+class PushBatchIn(BaseModel):
+    documents: list[dict[str, Any]]
+    names: list[str] | None = Field(None, description="one per document (e.g. file names), for errors")
+
+
+@router.post("/push/batch", summary="Apply several prompt files in one transaction: all or none")
+async def push_batch(
+    body: PushBatchIn,
+    request: Request,
+    caller: Caller = Admin,
+    force: bool = Query(False, description="publish even over versions newer than a file's `version`"),
+    dry_run: bool = Query(False, description="report what would change, and change nothing"),
+) -> dict[str, Any]:
+    if body.names is not None and len(body.names) != len(body.documents):
+        raise ValidationFailed("names: expected one name per document")
+    app = services(request)
+    reports = await app.catalog.push_many(
+        caller.workspace_id, body.documents, caller.key_name, force=force, dry_run=dry_run, names=body.names
+    )
+    changed = any(r.changed for r in reports)
+    if changed and not dry_run:
+        app.catalog_changed()
+    return {"reports": [r.to_dict() for r in reports], "changed": changed, "dry_run": dry_run}
+
+
+@router.get("/pull", summary="Every prompt as the prompt-file document that reproduces it")
+async def pull(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    archive = WorkspaceArchive(services(request).catalog)
+    return {"documents": await archive.pull_documents(caller.workspace_id)}
+
+
+@router.get(
+    "/export",
+    summary="The workspace's prompts, versions, deployments and variants as a .tar.gz",
+    response_class=Response,
+)
+async def export_workspace(request: Request, caller: Caller = Admin) -> Response:
+    archive = WorkspaceArchive(services(request).catalog)
+    return Response(
+        await archive.export_archive(caller.workspace_id),
+        media_type="application/gzip",
+        headers={"Content-Disposition": 'attachment; filename="promptdeck-workspace.tar.gz"'},
+    )
+
+
+@router.post(
+    "/import", summary="Recreate an exported workspace's prompts and deployments here: all or nothing"
+)
+async def import_workspace(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    app = services(request)
+    counts = await WorkspaceArchive(app.catalog).import_archive(
+        caller.workspace_id, await request.body(), actor=caller.key_name
+    )
+    app.catalog_changed()
+    return {"imported": counts}
 
 
 @router.get("/keys")

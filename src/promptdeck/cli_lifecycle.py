@@ -1,0 +1,126 @@
+"""CLI commands for a prompt's lifecycle — diff, move, rollback, history, split, stats —
+each a thin call to the admin API (`PROMPTDECK_URL`, `PROMPTDECK_API_KEY`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+Client = Callable[[], httpx.Client]
+Check = Callable[[httpx.Response], Any]
+Fail = Callable[[str], None]
+
+
+def register(app: typer.Typer, client: Client, check: Check, fail: Fail) -> None:
+    """Add the lifecycle commands to the `promptdeck` command."""
+    out = Console(soft_wrap=True)
+
+    def call(method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            with client() as http:
+                return check(http.request(method, path, **kwargs))
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the server: {exc}")
+
+    def variant_path(deployment: str, variant: str) -> str:
+        return f"/api/deployments/{deployment}/variants/{variant}"
+
+    @app.command()
+    def diff(
+        prompt: str = typer.Argument(..., help="The prompt's slug."),
+        old: int = typer.Argument(..., help="A version number."),
+        new: int = typer.Argument(..., help="Another version number."),
+    ) -> None:
+        """Show what changed between two versions of a prompt, as a unified diff."""
+        answer = call("GET", f"/api/prompts/{prompt}/diff", params={"from": old, "to": new})
+        print("identical" if answer["identical"] else answer["diff"], end="" if answer["diff"] else "\n")
+
+    @app.command()
+    def move(
+        deployment: str = typer.Argument(...),
+        variant: str = typer.Argument(...),
+        version: str = typer.Argument(..., help="A version number, or 'latest' to follow the newest."),
+        note: str = typer.Option("", help="Why, kept in the variant's history."),
+        force: bool = typer.Option(False, help="Move even if recent callers' inputs say it is unsafe."),
+        reason: str = typer.Option("", help="With --force: why the move is safe anyway."),
+    ) -> None:
+        """Point a variant at a version (refused when recent callers would break, unless forced)."""
+        target: int | str = "latest" if version == "latest" else _number(version, fail)
+        body = {"version": target, "note": note, "force": force, "reason": reason}
+        answer = call("PUT", variant_path(deployment, variant), json=body)
+        out.print(f"{deployment}@{variant} -> version {answer['variants'][variant]['version']}")
+
+    @app.command()
+    def rollback(
+        deployment: str = typer.Argument(...),
+        variant: str = typer.Argument(...),
+        note: str = typer.Option("", help="Why, kept in the variant's history."),
+    ) -> None:
+        """Move a variant back to the version it served before its last move."""
+        answer = call("POST", variant_path(deployment, variant) + "/rollback", json={"note": note})
+        out.print(f"{deployment}@{variant} -> version {answer['variants'][variant]['version']}")
+
+    @app.command()
+    def history(deployment: str = typer.Argument(...), variant: str = typer.Argument(...)) -> None:
+        """A variant's moves, newest first."""
+        table = Table("when", "who", "from", "to", "note")
+        for move_ in call("GET", variant_path(deployment, variant) + "/history")["data"]:
+            from_version = "" if move_["from_version"] is None else str(move_["from_version"])
+            table.add_row(
+                move_["created_at"], move_["actor"], from_version, str(move_["to_version"]), move_["note"]
+            )
+        out.print(table)
+
+    @app.command()
+    def split(
+        deployment: str = typer.Argument(...),
+        variant: str = typer.Argument(...),
+        weights: list[str] = typer.Argument(..., help="VERSION=WEIGHT pairs, e.g. 2=90 3=10; 'off' to stop."),
+    ) -> None:
+        """Split a variant's traffic across versions by weight (sticky per end user)."""
+        arms = [] if weights == ["off"] else [_arm(item, fail) for item in weights]
+        current = call("GET", f"/api/deployments/{deployment}")["variants"].get(variant)
+        if current is None:
+            fail(f"deployment {deployment!r} has no variant {variant!r}")
+        config = {k: v for k, v in current["config"].items() if k in ("timeouts", "retries", "fallbacks")}
+        answer = call("PUT", variant_path(deployment, variant) + "/config", json={**config, "split": arms})
+        out.print(json.dumps(answer["variants"][variant]["config"].get("split") or "no split"))
+
+    @app.command()
+    def stats(deployment: str = typer.Argument(...), variant: str = typer.Argument(...)) -> None:
+        """Per version of a variant: runs, error rate, latency, tokens, cost, feedback."""
+        table = Table("version", "runs", "error rate", "mean latency ms", "tokens", "cost USD", "feedback")
+        for row in call("GET", variant_path(deployment, variant) + "/stats")["data"]:
+            table.add_row(
+                str(row["version"]),
+                str(row["runs"]),
+                f"{row['error_rate']:.1%}",
+                "" if row["mean_latency_ms"] is None else f"{row['mean_latency_ms']:.0f}",
+                str(row.get("input_tokens", 0) + row.get("output_tokens", 0)),
+                "" if row.get("cost") is None else f"{row['cost']:.6f}",
+                "" if row.get("mean_feedback_score") is None else f"{row['mean_feedback_score']:.2f}",
+            )
+        out.print(table)
+
+
+def _number(text: str, fail: Fail) -> int:
+    if not text.isdigit():
+        fail(f"a version is a number or 'latest'; got {text!r}")
+    return int(text)
+
+
+def _arm(item: str, fail: Fail) -> dict[str, Any]:
+    version, sep, weight = item.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return {"version": int(version), "weight": float(weight)}
+    except ValueError:
+        fail(f"a split is VERSION=WEIGHT, e.g. 2=90; got {item!r}")
+        raise  # fail() exits; this keeps the type checker sure of it
