@@ -453,3 +453,23 @@ def test_a_split_variant_serves_each_user_one_version_and_reports_stats_per_vers
         assert by_version[1]["mean_latency_ms"] > 0
         assert by_version[1]["cost"] is None or by_version[1]["cost"] >= 0
         assert error(client.get("/api/deployments/fast/variants/nope/stats"), 404)["code"] == "not_found"
+
+
+def test_latest_is_the_newest_version_for_every_dialect(deck: Deck) -> None:
+    """`latest` (Vellum's `LATEST`) serves the prompt's newest version even when no variant
+    follows it; a variant actually named `latest` would take precedence."""
+    with deck.client() as client:
+        assert (
+            client.put("/api/deployments/summarize/variants/default", json={"version": 1}).status_code == 200
+        )
+        version = {
+            "model": "local/smollm2-135m-instruct",
+            "messages": [{"role": "user", "content": "Hi {{text}}"}],
+        }
+        assert client.post("/api/prompts/summarize/versions", json=version).status_code == 201
+        body = {"deployment": "summarize", "variant": "latest", "inputs": {"text": "x"}}
+        # A missing input fails before the model is called, but the run records what was resolved.
+        missing = client.post("/v1/prompt/invoke", json={**body, "inputs": {}})
+        assert missing.status_code == 422
+    runs = deck.runs()
+    assert runs[0]["variant"] == "latest" and runs[0]["version_number"] == 2

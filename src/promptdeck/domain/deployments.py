@@ -10,6 +10,8 @@ from promptdeck.domain.prompts import PromptSpec
 from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.traffic_split import choose, point
 
+LATEST = "latest"  # a release tag every deployment has: the prompt's newest version
+
 
 @dataclass(frozen=True, slots=True)
 class Version:
@@ -34,6 +36,7 @@ class Deployment:
     configs: dict[str, VariantConfig] = field(default_factory=dict)
     # Versions a variant config names by number (fallbacks, split arms), by number.
     named_versions: dict[int, Version] = field(default_factory=dict)
+    newest: Version | None = None  # the prompt's newest version: what `latest` serves
 
     def config(self, variant: str) -> VariantConfig:
         return self.configs.get(variant) or VariantConfig()
@@ -42,6 +45,8 @@ class Deployment:
         """The variant to serve (the default when none is named) and its version."""
         name = variant or self.default_variant
         version = self.variants.get(name)
+        if version is None and name.lower() == LATEST and self.newest is not None:
+            return LATEST, self.newest  # no variant of that name: the newest version, always
         if version is None:
             known = ", ".join(sorted(self.variants)) or "none"
             raise NotFound(f"deployment {self.name!r} has no variant {name!r} (variants: {known})")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from promptdeck.domain.deployments import Deployment, Version
+from promptdeck.domain.deployments import LATEST, Deployment, Version
 from promptdeck.domain.errors import (
     Conflict,
     NotFound,
@@ -39,7 +39,6 @@ from promptdeck.domain.templating import DEFAULT_SYNTAX
 from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
 from promptdeck.store.variant_runs import recent_inputs, version_stats
 
-LATEST = "latest"
 FOLLOW_NOTE = "latest"  # the note of a move made because a new version was created
 
 
@@ -613,6 +612,7 @@ class CatalogStore:
                 .where(prompt_versions.c.prompt_id == row.prompt_id, prompt_versions.c.number.in_(numbers))
             )
             named_versions = {v.number: _version(v, v.slug) for v in found}
+        prompt = (await conn.execute(sa.select(prompts).where(prompts.c.id == row.prompt_id))).one()
         return Deployment(
             row.id,
             workspace_id,
@@ -622,6 +622,7 @@ class CatalogStore:
             resolved,
             configs,
             named_versions,
+            await self._latest_version(conn, prompt),
         )
 
     async def set_variant_config(

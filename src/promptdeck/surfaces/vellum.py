@@ -3,7 +3,8 @@
 
 Choices where Vellum is silent (docs/dialects.md says the same for callers):
 
-* `release_tag` `LATEST` (or none) is the deployment's default variant; any other tag names a variant.
+* `release_tag` `LATEST` (or none) is promptdeck's `latest`: the prompt's newest version (a variant
+  named `latest`, if the deployment has one); any other tag names a variant.
 * CHAT_HISTORY inputs are appended, in order, after the version's own messages; they are not
   template variables.
 * `execution_id` is the run's id written as a UUID; look-ups take it with or without dashes.
@@ -537,7 +538,7 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution,
                 caller=caller,
                 dialect="vellum",
                 deployment=name,
-                variant=None if parsed.release_tag == LATEST else parsed.release_tag,
+                variant=parsed.release_tag,  # LATEST: the newest version (Deployment.resolve)
                 inputs=parsed.inputs,
                 stream=stream,
                 metadata=parsed.metadata,
@@ -769,7 +770,7 @@ async def provider_payload(request: Request) -> Response:
     parsed = parse_execution(await json_body(request), "deployment_id", "deployment_name", payload=True)
     name = await deployment_name(request, caller, parsed)
     app = services(request)
-    variant = None if parsed.release_tag == LATEST else parsed.release_tag
+    variant = parsed.release_tag
     invoke = InvokeRequest(
         caller=caller,
         dialect="vellum",
