@@ -36,7 +36,15 @@ from promptdeck.domain.events import (
 from promptdeck.providers.anthropic import AnthropicProvider
 from promptdeck.providers.base import ProviderCall
 from tests.support.postgres import free_port
-from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
+from tests.support.transcript_server import (
+    TranscriptServer,
+    failure,
+    fold,
+    provider_maker,
+    respond,
+    silence,
+    stream,
+)
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -217,17 +225,8 @@ async def upstream() -> AsyncIterator[TranscriptServer]:
 
 @pytest.fixture
 async def make_provider(upstream: TranscriptServer) -> AsyncIterator[Callable[..., AnthropicProvider]]:
-    made: list[AnthropicProvider] = []
-
-    def make(**options: Any) -> AnthropicProvider:
-        base_url = options.pop("base_url", upstream.base_url)
-        provider = AnthropicProvider(base_url, options.pop("api_key", KEY), **options)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+    async with provider_maker(AnthropicProvider, upstream.base_url, KEY) as make:
+        yield make
 
 
 async def run(

@@ -36,7 +36,15 @@ from promptdeck.domain.events import (
 from promptdeck.providers.azure import AzureOpenAIProvider
 from promptdeck.providers.base import ProviderCall
 from tests.support.postgres import free_port
-from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
+from tests.support.transcript_server import (
+    TranscriptServer,
+    failure,
+    fold,
+    provider_maker,
+    respond,
+    silence,
+    stream,
+)
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -274,17 +282,8 @@ async def upstream() -> AsyncIterator[TranscriptServer]:
 
 @pytest.fixture
 async def make_provider(upstream: TranscriptServer) -> AsyncIterator[Callable[..., AzureOpenAIProvider]]:
-    made: list[AzureOpenAIProvider] = []
-
-    def make(**options: Any) -> AzureOpenAIProvider:
-        endpoint = options.pop("endpoint", upstream.base_url)
-        provider = AzureOpenAIProvider(endpoint, options.pop("api_key", KEY), **options)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+    async with provider_maker(AzureOpenAIProvider, upstream.base_url, KEY, url_option="endpoint") as make:
+        yield make
 
 
 async def run(provider: AzureOpenAIProvider, stream: bool = True, **fields: Any) -> list[Event]:

@@ -38,7 +38,16 @@ from promptdeck.domain.events import (
 from promptdeck.providers.base import REASONING_BUDGETS, ProviderCall
 from promptdeck.providers.gemini import GeminiProvider
 from tests.support.postgres import free_port
-from tests.support.transcript_server import Folded, TranscriptServer, failure, fold, respond, silence, stream
+from tests.support.transcript_server import (
+    Folded,
+    TranscriptServer,
+    failure,
+    fold,
+    provider_maker,
+    respond,
+    silence,
+    stream,
+)
 
 MODEL = "gemini-2.5-flash"
 KEY = "AIzaSyTest-key"
@@ -168,17 +177,8 @@ async def upstream() -> AsyncIterator[TranscriptServer]:
 
 @pytest.fixture
 async def make_provider(upstream: TranscriptServer) -> AsyncIterator[Callable[..., GeminiProvider]]:
-    made: list[GeminiProvider] = []
-
-    def make(**options: Any) -> GeminiProvider:
-        base_url = options.pop("base_url", upstream.base_url)
-        provider = GeminiProvider(base_url, options.pop("api_key", KEY), **options)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+    async with provider_maker(GeminiProvider, upstream.base_url, KEY) as make:
+        yield make
 
 
 async def run(provider: GeminiProvider, stream: bool = True, **fields: Any) -> list[Event]:

@@ -36,6 +36,7 @@ from tests.support.transcript_server import (
     TranscriptServer,
     failure,
     fold,
+    provider_maker,
     respond,
     silence,
     stream,
@@ -198,17 +199,8 @@ async def upstream() -> AsyncIterator[TranscriptServer]:
 
 @pytest.fixture
 async def make_provider(upstream: TranscriptServer) -> AsyncIterator[Callable[..., OpenAIProvider]]:
-    made: list[OpenAIProvider] = []
-
-    def make(**options: Any) -> OpenAIProvider:
-        base_url = options.pop("base_url", upstream.base_url)
-        provider = OpenAIProvider(base_url, options.pop("api_key", "sk-test"), **options)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+    async with provider_maker(OpenAIProvider, upstream.base_url, "sk-test") as make:
+        yield make
 
 
 async def run(provider: OpenAIProvider, stream: bool = True, **params: Any) -> list[Event]:

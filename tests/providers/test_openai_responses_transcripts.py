@@ -38,7 +38,15 @@ from promptdeck.domain.events import (
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.openai_responses import OpenAIResponsesProvider
 from tests.support.postgres import free_port
-from tests.support.transcript_server import TranscriptServer, failure, fold, respond, silence, stream
+from tests.support.transcript_server import (
+    TranscriptServer,
+    failure,
+    fold,
+    provider_maker,
+    respond,
+    silence,
+    stream,
+)
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -287,20 +295,9 @@ async def upstream() -> AsyncIterator[TranscriptServer]:
 
 
 @pytest.fixture
-async def make_provider(
-    upstream: TranscriptServer,
-) -> AsyncIterator[Callable[..., OpenAIResponsesProvider]]:
-    made: list[OpenAIResponsesProvider] = []
-
-    def make(**options: Any) -> OpenAIResponsesProvider:
-        base_url = options.pop("base_url", upstream.base_url)
-        provider = OpenAIResponsesProvider(base_url, options.pop("api_key", "sk-test"), **options)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+async def make_provider(upstream: TranscriptServer) -> AsyncIterator[Callable[..., OpenAIResponsesProvider]]:
+    async with provider_maker(OpenAIResponsesProvider, upstream.base_url, "sk-test") as make:
+        yield make
 
 
 async def run(provider: OpenAIResponsesProvider, stream: bool = True, **fields: Any) -> list[Event]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -33,6 +33,7 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
+from promptdeck.providers.http_upstream import HttpUpstream
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -125,6 +126,30 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:  # a vendor's own status, such as Anthropic's 529
         return "Unknown"
+
+
+P = TypeVar("P", bound=HttpUpstream)
+
+
+@contextlib.asynccontextmanager
+async def provider_maker(
+    cls: type[P], base_url: str, key: str, url_option: str = "base_url"
+) -> AsyncIterator[Callable[..., P]]:
+    """Builds providers of `cls` aimed at a transcript server (or wherever the option named
+    `url_option` says) with `key` unless `api_key=` is given, and closes them all afterwards."""
+    made: list[P] = []
+
+    def make(**options: Any) -> P:
+        url = options.pop(url_option, base_url)
+        provider = cls(url, options.pop("api_key", key), **options)  # type: ignore[call-arg]
+        made.append(provider)
+        return provider
+
+    try:
+        yield make
+    finally:
+        for provider in made:
+            await provider.aclose()
 
 
 def respond(status: int, body: dict[str, Any] | bytes, content_type: str = "application/json") -> Reply:
