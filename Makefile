@@ -24,13 +24,17 @@ $(VENV)/.test: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/promptdeck quickstart
 
-# PostgreSQL for the test suite: installed from Debian's packages when missing (needs root).
+# PostgreSQL and Chromium for the test suite (the console's browser tests drive Debian's Chromium):
+# installed from Debian's packages when missing (needs root).
 services:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing PostgreSQL from Debian's packages"; \
-	    (apt-get install -y -q postgresql >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null)); \
-	  else echo "PostgreSQL is not installed: its tests will be skipped (they fail under CI=true)"; fi; \
+	    echo "installing$$missing from Debian's packages"; \
+	    (apt-get install -y -q $$missing >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)); \
+	  else echo "not installed:$$missing (their tests are skipped locally and fail under CI=true)"; fi; \
 	fi
 
 lint: $(VENV)/.test
