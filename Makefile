@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # llama.cpp builds from source once (~5 min on 2 cores); pip's wheel cache makes later installs fast.
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
 
-.PHONY: run test lint typecheck bench services clean
+.PHONY: run test lint typecheck bench bench-logs bench-console services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ test: $(VENV)/.test services lint
 
 bench: $(VENV)/.test
 	$(BIN)/python bench/gateway_overhead.py
+
+# The run log at a million runs, on SQLite and PostgreSQL (about an hour; docs/performance.md).
+bench-logs: $(VENV)/.test
+	$(BIN)/python bench/run_log_scale.py
+
+# the console's pages with 100,000 runs, on SQLite and PostgreSQL (a few minutes)
+bench-console: $(VENV)/.test services
+	$(BIN)/python bench/console_pages.py --postgres
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

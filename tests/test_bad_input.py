@@ -362,7 +362,7 @@ UNKNOWN_PATHS = [
     ("POST", "/v1/invoke/", 404, "not_found"),
     ("POST", "/v1/prompts/invoke", 404, "not_found"),
     ("GET", "/v1/nope", 404, "not_found"),
-    ("GET", "/", 404, "not_found"),
+    ("GET", "/v1/", 404, "not_found"),  # "/" itself is the console
     ("GET", "/docs/", 404, "not_found"),
     ("GET", "/v1/prompt/invoke", 405, "method_not_allowed"),
     ("PUT", "/v1/invoke", 405, "method_not_allowed"),

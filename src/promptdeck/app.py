@@ -12,8 +12,18 @@ from starlette.types import ASGIApp
 from promptdeck import __version__
 from promptdeck.config import Settings
 from promptdeck.services import Services
-from promptdeck.surfaces import admin, fetchhive, openai_chat, openai_wire, traceport, vellum
+from promptdeck.surfaces import (
+    admin,
+    analytics,
+    fetchhive,
+    openai_chat,
+    openai_wire,
+    playground,
+    traceport,
+    vellum,
+)
 from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, as_error
+from promptdeck.web.console import is_console_path, mount_console, not_found_page
 
 # Path prefix -> the error shape its callers' clients understand (Fetch Hive's elsewhere).
 ERROR_SHAPES: tuple[tuple[str, ErrorRenderer], ...] = (
@@ -52,11 +62,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(traceport.router)
     app.include_router(vellum.router)
     app.include_router(admin.router)
+    app.include_router(analytics.router)
+    app.include_router(playground.router)
+    mount_console(app)  # the web console's pages and /static/
 
     @app.exception_handler(StarletteHTTPException)
     async def not_routed(request: Request, exc: StarletteHTTPException) -> Response:
         """Unknown paths and methods, answered in the shape of the dialect whose paths they resemble."""
         path = request.url.path
+        if is_console_path(path):
+            return await not_found_page(request, exc)
         render = next((r for prefix, r in ERROR_SHAPES if path.startswith(prefix)), fetchhive.render_error)
         error = as_error(exc)
         error.message = f"{request.method} {request.url.path}: {error.message} (the API is listed at /docs)"

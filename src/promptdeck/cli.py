@@ -57,16 +57,75 @@ async def _bootstrap(settings: Settings, key_file: Path | None = None) -> tuple[
         await db.dispose()
 
 
+async def _ensure_owner(
+    settings: Settings, workspace_id: str, email: str, password_file: Path | None = None
+) -> tuple[str, str | None]:
+    """Create the console's first owner, with a one-time password, when the workspace has no
+    member; returns (owner email, that password or None when the owner existed already).
+    With `password_file`, the password is saved there and shown again while it is unchanged."""
+    from promptdeck.domain.members import one_time_password
+    from promptdeck.store.console_members import MemberStore
+    from promptdeck.store.database import create_engine
+
+    db = create_engine(settings.database_url)
+    try:
+        members = MemberStore(db)
+        owner = await members.first_owner(workspace_id)
+        if owner is not None:
+            saved = password_file.read_text().strip() if password_file and password_file.exists() else ""
+            if saved and owner.must_change_password and await members.still_has_password(owner, saved):
+                return owner.email, saved
+            if password_file is not None:
+                password_file.unlink(missing_ok=True)  # changed since: no longer worth keeping
+            return owner.email, None
+        password = one_time_password()
+        owner = await members.create(workspace_id, email, password, "owner", must_change_password=True)
+        if password_file is not None:
+            password_file.parent.mkdir(parents=True, exist_ok=True)
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+        return owner.email, password
+    finally:
+        await db.dispose()
+
+
+def _owner_email_default() -> str:
+    return os.environ.get("PROMPTDECK_OWNER_EMAIL", "owner@localhost")
+
+
 @app.command()
-def init(as_json: bool = typer.Option(False, "--json", help='Print {"api_key": ...} only.')) -> None:
-    """Migrate the database, create the first workspace if none, and print a new admin key."""
+def init(
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"api_key": ..., "email": ..., "password": ...} only.'
+    ),
+    email: str = typer.Option(
+        None, help="The first console owner's email (default PROMPTDECK_OWNER_EMAIL or owner@localhost)."
+    ),
+) -> None:
+    """Migrate the database, create the first workspace if none, print a new admin key, and
+    create the console's first owner (with a one-time password) if there is no member."""
     settings = Settings()
-    _, secret = asyncio.run(_bootstrap(settings))
+
+    async def go() -> tuple[str, str, str | None]:
+        workspace_id, secret = await _bootstrap(settings)
+        owner, password = await _ensure_owner(settings, workspace_id, email or _owner_email_default())
+        return secret, owner, password
+
+    try:
+        secret, owner, password = asyncio.run(go())
+    except PromptdeckError as exc:
+        _fail(exc.message)
     if as_json:
-        print(json.dumps({"api_key": secret}))
+        print(json.dumps({"api_key": secret, "email": owner, "password": password}))
+        return
+    out.print(f"Database ready: {settings.database_url}")
+    out.print(f"Admin API key (shown once): [bold]{secret}[/bold]")
+    if password is None:
+        out.print(f"Console owner: {owner} (already exists; their password is unchanged)")
     else:
-        out.print(f"Database ready: {settings.database_url}")
-        out.print(f"Admin API key (shown once): [bold]{secret}[/bold]")
+        out.print(
+            f"Console owner: {owner}, one-time password: [bold]{password}[/bold] (change it at first sign-in)"
+        )
 
 
 @app.command()
@@ -137,13 +196,21 @@ def quickstart(
     host, port = host or settings.host, port or settings.port
     if not example.is_file():
         _fail(f"no prompt file at {example}; run from the repository root or pass --example FILE")
-    key = asyncio.run(_seed(settings, example))
+    key, owner, password = asyncio.run(_seed(settings, example))
     url = f"http://{host}:{port}"
+    if password is None:
+        sign_in = f"{owner} (your own password)"
+    else:
+        sign_in = (
+            f"{owner}, one-time password [bold]{password}[/bold]\n"
+            f"                  (saved in {settings.data_dir / 'dev-owner-password'} until you change it)"
+        )
     body = '{"deployment": "summarize", "inputs": {"text": "The quick brown fox jumps over the lazy dog."}}'
     out.print(
         f"""
 [bold green]promptdeck is starting at {url}[/bold green]
   admin API key : [bold]{key}[/bold]  (saved in {settings.data_dir / "dev-admin-key"})
+  console       : {url}/  sign in as {sign_in}
   API docs      : {url}/docs
 
 Try it:
@@ -160,18 +227,22 @@ inputs={{'text': 'The quick brown fox jumps over the lazy dog.'}})['response'])"
     _serve(settings, host, port)
 
 
-async def _seed(settings: Settings, example: Path) -> str:
+async def _seed(settings: Settings, example: Path) -> tuple[str, str, str | None]:
+    """(admin key, console owner's email, their one-time password while it is unchanged)."""
     from promptdeck.store.catalog import CatalogStore
     from promptdeck.store.database import create_engine
 
     workspace_id, key = await _bootstrap(settings, settings.data_dir / "dev-admin-key")
+    owner, password = await _ensure_owner(
+        settings, workspace_id, _owner_email_default(), settings.data_dir / "dev-owner-password"
+    )
     document = load_prompt_file(example.read_text(), str(example))
     db = create_engine(settings.database_url)
     try:
         await CatalogStore(db).push(workspace_id, document, actor="quickstart")
     finally:
         await db.dispose()
-    return key
+    return key, owner, password
 
 
 def _client() -> httpx.Client:

@@ -12,19 +12,24 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.config import Settings
+from promptdeck.domain.errors import NotFound
 from promptdeck.engine.auth import KeyCheck
 from promptdeck.engine.invoke import Engine
 from promptdeck.providers.base import Providers
 from promptdeck.providers.registry import build_providers
-from promptdeck.store.access import AccessStore
+from promptdeck.store.access import AccessStore, ApiKey
 from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.console_members import MemberStore
+from promptdeck.store.console_sessions import SessionStore
 from promptdeck.store.credentials import CredentialStore, load_secret_key
 from promptdeck.store.database import create_engine
+from promptdeck.store.end_users import EndUsers
 from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.retention import PRUNE_EVERY_SECONDS, RetentionStore
 from promptdeck.store.run_log import RunLog, run_dict
 from promptdeck.store.run_writer import RunWriter
+from promptdeck.store.usage_report import UsageReport
 
 log = logging.getLogger("promptdeck.retention")
 
@@ -44,6 +49,10 @@ class Services:
     prices: PriceOverrides
     feedback: FeedbackStore
     retention: RetentionStore
+    members: MemberStore
+    console_sessions: SessionStore
+    usage: UsageReport
+    end_users: EndUsers
     _pruner: asyncio.Task[None] | None = None
 
     @classmethod
@@ -79,8 +88,12 @@ class Services:
             engine,
             credentials,
             prices,
-            FeedbackStore(db),
+            FeedbackStore(db, writer.pending_run),
             RetentionStore(db),
+            members=MemberStore(db),
+            console_sessions=SessionStore(db),
+            usage=UsageReport(db),
+            end_users=EndUsers(db),
         )
 
     async def start(self) -> None:
@@ -92,6 +105,7 @@ class Services:
         while True:
             try:
                 await self.retention.prune()
+                await self.console_sessions.end_expired()
             except Exception:
                 log.exception("pruning old runs failed; trying again in %.0f s", every)
             await asyncio.sleep(every)
@@ -126,3 +140,30 @@ class Services:
 
     def catalog_changed(self) -> None:
         self.engine.forget_deployments()
+
+    # Changes the admin API and the console's settings both make (one implementation).
+
+    async def list_providers(self, workspace_id: str) -> list[dict[str, Any]]:
+        """The configured providers, each with its stored credential's details (never the secret)."""
+        stored = {c["provider"]: c for c in await self.credentials.list(workspace_id)}
+        return [{"name": name, "credential": stored.get(name)} for name in self.providers.names]
+
+    async def store_credential(
+        self, workspace_id: str, provider: str, api_key: str, base_url: str | None
+    ) -> dict[str, Any]:
+        if provider not in self.providers.names or provider == "local":
+            raise NotFound(
+                f"no provider {provider!r} takes credentials (providers: {', '.join(self.providers.names)})"
+            )
+        stored = await self.credentials.put(workspace_id, provider, api_key, base_url)
+        self.engine.forget_provider_settings()
+        return stored
+
+    async def delete_credential(self, workspace_id: str, provider: str) -> None:
+        await self.credentials.delete(workspace_id, provider)
+        self.engine.forget_provider_settings()
+
+    async def revoke_key(self, workspace_id: str, key_id: str) -> ApiKey:
+        key = await self.access.revoke_key(workspace_id, key_id)
+        self.keys.forget()
+        return key

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.prompts import PromptSpec
@@ -11,6 +11,7 @@ from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.traffic_split import choose, point
 
 LATEST = "latest"  # a release tag every deployment has: the prompt's newest version
+DRAFT = 0  # the number of a version not saved (the playground's draft); it has no id either
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,11 @@ class Version:
     note: str
     author: str
     created_at: datetime
+
+    @property
+    def saved(self) -> bool:
+        """False for an unsaved draft: it has no id or number a run could point at."""
+        return self.number != DRAFT
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +67,14 @@ class Deployment:
             return name, version
         number = choose(split, point(self.name, name, end_user))
         return name, self.named_versions.get(number, version)
+
+
+def draft_version(spec: PromptSpec, prompt_slug: str, author: str) -> Version:
+    """An unsaved draft as a version the engine can run (the playground's)."""
+    return Version("", "", prompt_slug, DRAFT, spec, "", author, datetime.now(UTC))
+
+
+def standalone(workspace_id: str, name: str, version: Version) -> Deployment:
+    """A deployment of one version, outside the catalog: how the playground runs a draft or a
+    saved version through the engine with the default reliability rules."""
+    return Deployment("", workspace_id, name, version.prompt_id, "default", {"default": version})

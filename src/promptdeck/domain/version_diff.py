@@ -71,3 +71,15 @@ def changes(old: PromptSpec, new: PromptSpec) -> list[dict[str, Any]]:
     for part in DIFFED_PARTS:
         note(part, a.get(part), b.get(part))
     return found
+
+
+def report(slug: str, old_number: int, old: PromptSpec, new_number: int, new: PromptSpec) -> dict[str, Any]:
+    """The whole comparison the admin API answers and the console's diff page shows."""
+    return {
+        "prompt": slug,
+        "from": old_number,
+        "to": new_number,
+        "identical": old.content_hash == new.content_hash,
+        "diff": unified(old, new, f"{slug}@{old_number}", f"{slug}@{new_number}"),
+        "changes": changes(old, new),
+    }

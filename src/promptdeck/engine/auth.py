@@ -16,10 +16,26 @@ INVALID = "Invalid access."
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    key_id: str
+    """An API key, or a console member signed in with a session cookie (`member_email` set,
+    `key_id` None). `actor` is who a change is recorded as: the member's email or the key's name."""
+
+    key_id: str | None
     workspace_id: str
     scopes: tuple[str, ...]
     key_name: str
+    member_email: str | None = None
+    role: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.member_email or self.key_name
+
+    @classmethod
+    def member(cls, workspace_id: str, email: str, role: str) -> Caller:
+        """A console member: owners hold the `admin` scope, editors and viewers `read` (the admin
+        gate checks their role per route)."""
+        scopes = ("admin",) if role == "owner" else ("invoke", "read")
+        return cls(None, workspace_id, scopes, email, member_email=email, role=role)
 
 
 class KeyCheck:

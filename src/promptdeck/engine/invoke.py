@@ -307,7 +307,7 @@ class Invocation:
         record.provider = candidate.provider.name
         self._priced_as = candidate.model_id
         if candidate.version.id != record.version_id:  # a fallback with its own version answered
-            record.version_id, record.version_number = candidate.version.id, candidate.version.number
+            _stamp_version(record, candidate.version)
             record.messages = candidate.messages
 
     _priced_as: str | None = None
@@ -337,6 +337,11 @@ class Invocation:
             record.cost, record.price_known = self._engine.prices.cost(model_id, usage, override)
             if record.price_known:
                 break
+
+
+def _stamp_version(record: RunRecord, version: Version) -> None:
+    """The run's version: a saved one's id and number; an unsaved draft has neither."""
+    record.version_id, record.version_number = (version.id, version.number) if version.saved else (None, None)
 
 
 def _missing(usage: Usage | None, text: list[str], reasoning: list[str]) -> bool:
@@ -383,9 +388,11 @@ class Engine:
         )
         self.overrides: TtlCache[str, dict[str, Price]] = TtlCache(price_overrides.all, cache_ttl)
 
-    async def start(self, request: InvokeRequest) -> Invocation:
+    async def start(self, request: InvokeRequest, snapshot: Deployment | None = None) -> Invocation:
         """Resolve and check everything; raises before any provider call if the request is bad.
-        A refused request is still logged as a failed run."""
+        A refused request is still logged as a failed run. `snapshot` serves a deployment the
+        catalog does not hold (the playground's, `deployments.standalone`): nothing is looked
+        up, and the run names no deployment id or variant."""
         started = time.perf_counter()
         record = RunRecord(
             workspace_id=request.caller.workspace_id,
@@ -400,14 +407,17 @@ class Engine:
             api_key_id=request.caller.key_id,
         )
         try:
-            deployment = await self.deployments.get((request.caller.workspace_id, request.deployment))
+            deployment = snapshot or await self.deployments.get(
+                (request.caller.workspace_id, request.deployment)
+            )
             if deployment is None:
                 raise NotFound(f"no deployment named {request.deployment!r}")
-            record.deployment_id = deployment.id
-            record.variant, version = deployment.serve(request.variant, request.end_user)
-            record.version_id, record.version_number = version.id, version.number
+            record.deployment_id = None if snapshot else deployment.id
+            variant, version = deployment.serve(request.variant, request.end_user)
+            record.variant = None if snapshot else variant
+            _stamp_version(record, version)
             record.model = request.model or version.spec.model
-            config = deployment.config(record.variant)
+            config = deployment.config(variant)
             candidates = await self._candidates(request, deployment, version, config)
             record.messages = candidates[0].messages
             record.provider = candidates[0].provider.name

@@ -1,6 +1,7 @@
 """Run retention: each workspace may keep its runs for a number of days; older runs are
 deleted, with their metadata and feedback, a batch of ids per transaction so that no
-transaction holds a lock for long."""
+transaction holds a lock for long. The usage rollups and end users (store/usage_rollups.py)
+are aggregates kept apart from the runs and are left alone: analytics outlive the runs."""
 
 from __future__ import annotations
 

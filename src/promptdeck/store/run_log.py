@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptdeck.domain.errors import NotFound, ValidationFailed
 from promptdeck.domain.run_filters import Order, RunFilters, Sort
 from promptdeck.domain.runs import RunRecord, utcnow
-from promptdeck.store.run_metadata import KEY_MAX, TEXT_MAX
+from promptdeck.store.run_log_plan import SORT_KEYS, page_statement
 from promptdeck.store.tables import run_metadata, runs
 
 MAX_PAGE = 200
@@ -23,14 +23,6 @@ EXPORT_PAGE = 500
 KEYS_WINDOW = timedelta(days=7)  # metadata keys are those seen in the last 7 days
 MAX_KEYS = 100
 EXAMPLES_PER_KEY = 5
-
-# What each sort orders by. Runs without a known cost sort as if it were -1 (below free ones).
-SORT_KEYS: dict[str, Any] = {
-    "time": runs.c.created_at,
-    "latency": runs.c.duration_ms,
-    "cost": sa.func.coalesce(runs.c.cost, -1.0),
-    "tokens": runs.c.input_tokens + runs.c.output_tokens,
-}
 
 
 def _aware(value: datetime) -> datetime:
@@ -72,64 +64,6 @@ def run_dict(row: Any) -> dict[str, Any]:
     return data
 
 
-def filtered(workspace_id: str, filters: RunFilters) -> sa.Select[Any]:
-    """The workspace's runs that match every filter (AND)."""
-    query = sa.select(runs).where(runs.c.workspace_id == workspace_id)
-    equal = {
-        runs.c.deployment: filters.deployment,
-        runs.c.variant: filters.variant,
-        runs.c.version_number: filters.version,
-        runs.c.model: filters.model,
-        runs.c.provider: filters.provider,
-        runs.c.status: filters.status,
-        runs.c.end_user: filters.user,
-    }
-    for column, wanted in equal.items():
-        if wanted is not None:
-            query = query.where(column == wanted)
-    if filters.since is not None:
-        query = query.where(runs.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(runs.c.created_at < filters.until)
-    if filters.q is not None:
-        query = query.where(
-            sa.or_(
-                sa.cast(runs.c.inputs, sa.Text).icontains(filters.q, autoescape=True),
-                runs.c.output.icontains(filters.q, autoescape=True),
-            )
-        )
-    for condition in filters.meta:
-        sub = sa.select(run_metadata.c.run_id).where(
-            run_metadata.c.workspace_id == workspace_id, run_metadata.c.key == condition.key[:KEY_MAX]
-        )
-        if condition.op == "eq":
-            sub = sub.where(run_metadata.c.value_text == (condition.text or "")[:TEXT_MAX])
-        elif condition.op == "gt":
-            sub = sub.where(run_metadata.c.value_num > condition.number)
-        elif condition.op == "lt":
-            sub = sub.where(run_metadata.c.value_num < condition.number)
-        if filters.since is not None:  # narrows the metadata index's range as well
-            sub = sub.where(run_metadata.c.created_at >= filters.since)
-        if filters.until is not None:
-            sub = sub.where(run_metadata.c.created_at < filters.until)
-        query = query.where(runs.c.id.in_(sub))
-    return query
-
-
-def ordered(query: sa.Select[Any], sort: Sort, order: Order, after: tuple[Any, str] | None) -> sa.Select[Any]:
-    """Sorted by (sort value, id), starting after a cursor's position."""
-    key = SORT_KEYS[sort]
-    if after is not None:
-        value, run_id = after
-        if order == "desc":
-            query = query.where(sa.or_(key < value, sa.and_(key == value, runs.c.id < run_id)))
-        else:
-            query = query.where(sa.or_(key > value, sa.and_(key == value, runs.c.id > run_id)))
-    if order == "desc":
-        return query.order_by(key.desc(), runs.c.id.desc())
-    return query.order_by(key.asc(), runs.c.id.asc())
-
-
 def sort_value(row: Any, sort: str) -> Any:
     if sort == "time":
         return _aware(row.created_at)
@@ -157,8 +91,10 @@ class RunLog:
         arrive while a caller pages never shift or repeat what it sees."""
         limit = max(1, min(limit, MAX_PAGE))
         after = decode_cursor(cursor, sort, order) if cursor else None
-        query = ordered(filtered(workspace_id, filters or RunFilters()), sort, order, after).limit(limit + 1)
         async with self.engine.connect() as conn:
+            query, _ = await page_statement(
+                conn, workspace_id, filters or RunFilters(), sort, order, after, limit + 1
+            )
             rows = (await conn.execute(query)).all()
         items = [run_dict(r) for r in rows[:limit]]
         next_cursor = None
@@ -178,8 +114,8 @@ class RunLog:
         """Every matching run, fetched a page at a time by keyset (for exports)."""
         after: tuple[Any, str] | None = None
         while True:
-            query = ordered(filtered(workspace_id, filters), sort, order, after).limit(page_size)
             async with self.engine.connect() as conn:
+                query, _ = await page_statement(conn, workspace_id, filters, sort, order, after, page_size)
                 rows = (await conn.execute(query)).all()
             for row in rows:
                 yield run_dict(row)

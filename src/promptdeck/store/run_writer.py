@@ -2,7 +2,8 @@
 
 A bounded queue gives backpressure (a full queue makes callers wait a little
 instead of growing without bound); failed batches are retried, then split so
-one bad row cannot sink the others; `stop()` drains everything.
+one bad row cannot sink the others; `stop()` drains everything. Each batch's usage rollups
+(store/usage_rollups.py) are written in the batch's own transaction.
 """
 
 from __future__ import annotations
@@ -13,16 +14,27 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.runs import RunRecord
 from promptdeck.store.run_metadata import metadata_rows
 from promptdeck.store.tables import run_metadata, runs
+from promptdeck.store.usage_rollups import MetadataCaps, RollupBatch, write_rollups
 
 log = logging.getLogger("promptdeck.writer")
 
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch as the database takes it: run rows, metadata rows and rollup sums."""
+
+    rows: list[dict[str, Any]]
+    meta: list[dict[str, Any]]
+    rollup: RollupBatch
 
 
 @dataclass
@@ -52,6 +64,7 @@ class RunWriter:
         self._task: asyncio.Task[None] | None = None
         self._overflow: set[asyncio.Task[None]] = set()
         self.pending: dict[str, RunRecord] = {}  # queued, not yet written: readable by request id
+        self._metadata_caps = MetadataCaps()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="run-writer")
@@ -70,6 +83,10 @@ class RunWriter:
                 task.add_done_callback(self._overflow.discard)
                 raise
 
+    def pending_run(self, run_id: str) -> RunRecord | None:
+        """A queued run, not yet written, by its id (`pending` is keyed by request id)."""
+        return next((r for r in list(self.pending.values()) if r.id == run_id), None)
+
     def snapshot(self) -> WriterMetrics:
         """The writer's counters, with the queue length as of now."""
         return replace(self.metrics, queued=self._queue.qsize())
@@ -86,73 +103,100 @@ class RunWriter:
 
     async def flush(self) -> None:
         """Wait until every run queued so far is written (for tests and the CLI)."""
-        while self._queue.qsize() or self._busy:  # noqa: ASYNC110 - polling is fine for a rare call
+        while self._queue.qsize() or self._in_flight:  # noqa: ASYNC110 - polling is fine for a rare call
             await asyncio.sleep(0.01)
 
-    _busy = False
+    _in_flight = 0  # batches taken off the queue and not written yet
 
     async def _run(self) -> None:
+        """Take batches off the queue and write them in order. A batch is prepared (rows and
+        rollup sums, in Python) while the one before it is being written, so the two overlap."""
         closing = False
-        while not closing:
-            first = await self._queue.get()
-            if first is None:
-                break
-            self._busy = True
-            batch = [first]
-            deadline = time.monotonic() + self.flush_seconds
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    timeout = deadline - time.monotonic()
-                    if timeout <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), timeout)
-                    except TimeoutError:
-                        break
-                if item is None:
-                    closing = True
+        writing: asyncio.Task[None] | None = None
+        try:
+            while not closing:
+                first = await self._queue.get()
+                if first is None:
                     break
-                batch.append(item)
-            await self._write(batch)
-            self._busy = False
+                self._in_flight += 1
+                batch = [first]
+                deadline = time.monotonic() + self.flush_seconds
+                while len(batch) < self.batch_size:
+                    try:
+                        item = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        timeout = deadline - time.monotonic()
+                        if timeout <= 0:
+                            break
+                        try:
+                            item = await asyncio.wait_for(self._queue.get(), timeout)
+                        except TimeoutError:
+                            break
+                    if item is None:
+                        closing = True
+                        break
+                    batch.append(item)
+                prepared = self._prepare(batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(batch, prepared))
+        finally:
+            if writing is not None:
+                await writing
 
-    async def _write(self, batch: list[RunRecord]) -> None:
-        started = time.perf_counter()
-        if not await self._insert_with_retries(batch):
-            for record in batch:  # isolate the row(s) the database refuses
-                if not await self._insert_with_retries([record], delays=(0.05,)):
-                    self.metrics.failed += 1
-                    log.error("run %s could not be written", record.request_id)
-                else:
-                    self.metrics.written += 1
-        else:
-            self.metrics.written += len(batch)
-        for record in batch:
-            self.pending.pop(record.request_id, None)
-        self.metrics.batches += 1
-        self.metrics.last_batch_ms = (time.perf_counter() - started) * 1000
-        if self.after_batch is not None:
-            with contextlib.suppress(Exception):
-                await self.after_batch()
-
-    async def _insert_with_retries(
-        self, records: list[RunRecord], delays: tuple[float, ...] = RETRY_DELAYS
-    ) -> bool:
-        """Insert runs and their metadata rows, in one transaction."""
+    def _prepare(self, records: list[RunRecord]) -> PreparedBatch:
         rows = [r.as_row() for r in records]
         meta = [m for r in records for m in metadata_rows(r)]
+        rollup = RollupBatch()
+        try:
+            rollup.add_runs(records, meta, self._metadata_caps)
+        except Exception:  # a run the rollups cannot take must not keep the others from the log
+            rollup = RollupBatch()
+            for record in records:
+                try:
+                    rollup.add_runs([record], metadata_rows(record), self._metadata_caps)
+                except Exception:
+                    log.exception("run %s is written without usage rollups", record.request_id)
+        return PreparedBatch(rows, meta, rollup)
+
+    async def _write(self, batch: list[RunRecord], prepared: PreparedBatch) -> None:
+        try:
+            started = time.perf_counter()
+            if not await self._insert_with_retries(prepared):
+                for record in batch:  # isolate the row(s) the database refuses
+                    if not await self._insert_with_retries(self._prepare([record]), delays=(0.05,)):
+                        self.metrics.failed += 1
+                        log.error("run %s could not be written", record.request_id)
+                    else:
+                        self.metrics.written += 1
+            else:
+                self.metrics.written += len(batch)
+            for record in batch:
+                self.pending.pop(record.request_id, None)
+            self.metrics.batches += 1
+            self.metrics.last_batch_ms = (time.perf_counter() - started) * 1000
+            if self.after_batch is not None:
+                with contextlib.suppress(Exception):
+                    await self.after_batch()
+        finally:
+            self._in_flight -= 1
+
+    async def _insert_with_retries(
+        self, prepared: PreparedBatch, delays: tuple[float, ...] = RETRY_DELAYS
+    ) -> bool:
+        """Insert runs and their metadata rows, and add them to the usage rollups, in one
+        transaction."""
         for attempt in range(len(delays) + 1):
             try:
                 async with self.engine.begin() as conn:
-                    await conn.execute(runs.insert(), rows)
-                    if meta:
-                        await conn.execute(run_metadata.insert(), meta)
+                    await conn.execute(runs.insert(), prepared.rows)
+                    if prepared.meta:
+                        await conn.execute(run_metadata.insert(), prepared.meta)
+                    await write_rollups(conn, prepared.rollup)
                 return True
             except Exception as exc:
                 if attempt == len(delays):
-                    log.warning("writing %d run(s) failed: %s", len(rows), exc)
+                    log.warning("writing %d run(s) failed: %s", len(prepared.rows), exc)
                     return False
                 await asyncio.sleep(delays[attempt])
         return False

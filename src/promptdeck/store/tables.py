@@ -169,6 +169,17 @@ runs = sa.Table(
     sa.Index("ix_runs_workspace_deployment_created", "workspace_id", "deployment", "created_at"),
     sa.Index("ix_runs_workspace_status_created", "workspace_id", "status", "created_at"),
     sa.Index("ix_runs_workspace_end_user_created", "workspace_id", "end_user", "created_at"),
+    # The latency, cost and tokens sorts: a page walks one of these and stops after `limit` matches
+    # (docs/performance.md). The expressions are store/run_log.py's SORT_KEYS, written the same way.
+    sa.Index("ix_runs_workspace_latency", "workspace_id", "duration_ms", "id", "created_at"),
+    sa.Index("ix_runs_workspace_cost", "workspace_id", sa.text("coalesce(cost, -1.0)"), "id", "created_at"),
+    sa.Index(
+        "ix_runs_workspace_tokens",
+        "workspace_id",
+        sa.text("(input_tokens + output_tokens)"),
+        "id",
+        "created_at",
+    ),
     # Vellum's external ids are unique per workspace; runs without one (NULL) never collide.
     sa.Index("uq_runs_workspace_external_id", "workspace_id", "external_id", unique=True),
 )
@@ -201,7 +212,15 @@ run_metadata = sa.Table(
     sa.Column("value_text", sa.String(256), nullable=False),
     sa.Column("value_num", sa.Float),
     sa.Index("ix_run_metadata_text", "workspace_id", "key", "value_text", "created_at"),
-    sa.Index("ix_run_metadata_num", "workspace_id", "key", "value_num"),
+    # Only the numeric values (a tenth of the rows at most, usually): `key>n` and `key<n` imply it.
+    sa.Index(
+        "ix_run_metadata_numbers",
+        "workspace_id",
+        "key",
+        "value_num",
+        sqlite_where=sa.text("value_num IS NOT NULL"),
+        postgresql_where=sa.text("value_num IS NOT NULL"),
+    ),
 )
 
 provider_credentials = sa.Table(
@@ -228,4 +247,121 @@ price_overrides = sa.Table(
     sa.Column("cache_write_per_mtok", sa.Float),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("workspace_id", "model"),
+)
+
+# --- console: members who sign in to the web console, their sessions, and invitations ---
+
+console_members = sa.Table(
+    "console_members",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False, index=True),  # lower-cased
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("password_hash", sa.String(200), nullable=False),  # argon2id
+    sa.Column("role", sa.String(10), nullable=False),  # owner | editor | viewer
+    sa.Column("must_change_password", sa.Boolean, nullable=False, default=False),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_sign_in_at", Timestamp),
+    sa.Column("disabled_at", Timestamp),  # a disabled member cannot sign in
+    sa.UniqueConstraint("workspace_id", "email"),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie's token
+    sa.Column("member_id", Id, sa.ForeignKey("console_members.id"), nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_seen_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),  # absolute end, whatever the activity
+)
+
+console_invites = sa.Table(
+    "console_invites",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # SHA-256 of the link's token
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False, index=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("role", sa.String(10), nullable=False),
+    sa.Column("invited_by", sa.String(320), nullable=False),  # the inviting member's email
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("accepted_at", Timestamp),
+)
+
+# --- usage analytics: hourly rollups kept by the run writer in the runs' own transaction, and
+# added to by feedback (store/usage_rollups.py; dimensions in domain/usage_dimensions.py). Every
+# writer adds to these rows with INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, so
+# replicas writing the same hour add up. Pruning runs leaves them alone. ---
+
+USAGE_COUNTERS = (
+    "runs",
+    "errors",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost",  # USD, of the runs whose price was known
+    "latency_ms_sum",
+    "ttft_ms_sum",
+    "ttft_count",  # runs with a time to first token
+    "feedback_count",  # feedback items
+    "feedback_scored",  # feedback items with a score
+    "feedback_score_sum",
+    "thumbs_up",
+    "thumbs_down",
+)
+_FLOAT_COUNTERS = {"cost", "latency_ms_sum", "ttft_ms_sum", "feedback_score_sum"}
+
+
+def _counter_columns(names: tuple[str, ...]) -> list[sa.Column[Any]]:
+    return [
+        sa.Column(name, sa.Float if name in _FLOAT_COUNTERS else sa.BigInteger, nullable=False)
+        for name in names
+    ]
+
+
+usage_rollups = sa.Table(
+    "usage_rollups",
+    metadata,
+    sa.Column("workspace_id", Id, primary_key=True),
+    sa.Column("dimension", sa.String(80), primary_key=True),  # all, deployment, ..., meta:<key>
+    sa.Column("bucket_start", Timestamp, primary_key=True),  # the UTC hour
+    sa.Column("value", sa.String(256), primary_key=True),  # "" for runs with none
+    *_counter_columns(USAGE_COUNTERS),
+    # one value's hours (an end user's usage, one deployment's series)
+    sa.Index("ix_usage_rollups_value", "workspace_id", "dimension", "value", "bucket_start"),
+    sqlite_with_rowid=False,  # SQLite keeps the rows in the primary key's tree: one tree per upsert
+)
+
+# Latency histograms (domain/latency_histogram.py) of the same rows but the `user` dimension.
+usage_latency_bins = sa.Table(
+    "usage_latency_bins",
+    metadata,
+    sa.Column("workspace_id", Id, primary_key=True),
+    sa.Column("dimension", sa.String(80), primary_key=True),
+    sa.Column("bucket_start", Timestamp, primary_key=True),
+    sa.Column("value", sa.String(256), primary_key=True),
+    sa.Column("bin", sa.SmallInteger, primary_key=True),
+    sa.Column("runs", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+END_USER_COUNTERS = ("runs", "errors", "input_tokens", "output_tokens", "cost")
+
+# One row per end user ever seen: first and last run (min / max on upsert) and totals.
+end_users = sa.Table(
+    "end_users",
+    metadata,
+    sa.Column("workspace_id", Id, primary_key=True),
+    sa.Column("end_user", sa.String(200), primary_key=True),
+    sa.Column("first_seen", Timestamp, nullable=False),
+    sa.Column("last_seen", Timestamp, nullable=False),
+    *_counter_columns(END_USER_COUNTERS),
+    sa.Index("ix_end_users_workspace_last_seen", "workspace_id", "last_seen"),
+    sqlite_with_rowid=False,
 )

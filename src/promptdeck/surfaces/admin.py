@@ -20,12 +20,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from pydantic_core import to_json, to_jsonable_python
 
-from promptdeck.domain.errors import HTTP_STATUS, Forbidden, NotFound, PromptdeckError, ValidationFailed
+from promptdeck.domain.errors import HTTP_STATUS, Forbidden, PromptdeckError, ValidationFailed
 from promptdeck.domain.keys import allows
 from promptdeck.domain.reliability import parse_variant_config
 from promptdeck.domain.run_filters import RunFilters, check_sort, parse_filters
 from promptdeck.domain.runs import utcnow
-from promptdeck.domain.version_diff import changes, unified
+from promptdeck.domain.version_diff import report
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.store.catalog import deployment_dict, v_summary
@@ -160,7 +160,7 @@ async def create_version(
 ) -> dict[str, Any]:
     app = services(request)
     version = await app.catalog.create_version(
-        caller.workspace_id, slug, body.model_dump(), note=body.note, author=caller.key_name
+        caller.workspace_id, slug, body.model_dump(), note=body.note, author=caller.actor
     )
     app.catalog_changed()
     return v_summary(version)
@@ -182,14 +182,7 @@ async def diff_versions(
     catalog = services(request).catalog
     old = await catalog.get_version(caller.workspace_id, slug, from_)
     new = await catalog.get_version(caller.workspace_id, slug, to)
-    return {
-        "prompt": slug,
-        "from": from_,
-        "to": to,
-        "identical": old.spec.content_hash == new.spec.content_hash,
-        "diff": unified(old.spec, new.spec, f"{slug}@{from_}", f"{slug}@{to}"),
-        "changes": changes(old.spec, new.spec),
-    }
+    return report(slug, from_, old.spec, to, new.spec)
 
 
 @router.get("/deployments")
@@ -210,7 +203,7 @@ async def create_deployment(body: DeploymentIn, request: Request, caller: Caller
         body.prompt,
         dict(body.variants),
         body.default_variant,
-        caller.key_name,
+        caller.actor,
     )
     app.catalog_changed()
     return deployment_dict(deployment)
@@ -233,7 +226,7 @@ async def move_variant(
         name,
         variant,
         body.version,
-        caller.key_name,
+        caller.actor,
         body.note,
         force=body.force,
         reason=body.reason,
@@ -262,7 +255,7 @@ async def rollback_variant(
 ) -> dict[str, Any]:
     app = services(request)
     note = body.note if body else ""
-    deployment = await app.catalog.rollback(caller.workspace_id, name, variant, caller.key_name, note)
+    deployment = await app.catalog.rollback(caller.workspace_id, name, variant, caller.actor, note)
     app.catalog_changed()
     return deployment_dict(deployment)
 
@@ -304,35 +297,21 @@ async def provider_payload(
 
 @router.get("/providers", summary="The configured providers, and which have a stored credential")
 async def list_providers(request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    app = services(request)
-    stored = {c["provider"]: c for c in await app.credentials.list(caller.workspace_id)}
-    return {
-        "data": [
-            {"name": name, "credential": stored.get(name)}  # never the secret itself
-            for name in app.providers.names
-        ]
-    }
+    return {"data": await services(request).list_providers(caller.workspace_id)}  # never a secret
 
 
 @router.put("/providers/{provider}/credential", summary="Store this workspace's credential (write-only)")
 async def put_credential(
     provider: str, body: CredentialIn, request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
-    app = services(request)
-    if provider not in app.providers.names or provider == "local":
-        raise NotFound(
-            f"no provider {provider!r} takes credentials (providers: {', '.join(app.providers.names)})"
-        )
-    stored = await app.credentials.put(caller.workspace_id, provider, body.api_key, body.base_url)
-    app.engine.forget_provider_settings()
-    return stored
+    return await services(request).store_credential(
+        caller.workspace_id, provider, body.api_key, body.base_url
+    )
 
 
 @router.delete("/providers/{provider}/credential", status_code=204)
 async def delete_credential(provider: str, request: Request, caller: Caller = Admin) -> Response:
-    app = services(request)
-    await app.credentials.delete(caller.workspace_id, provider)
-    app.engine.forget_provider_settings()
+    await services(request).delete_credential(caller.workspace_id, provider)
     return Response(status_code=204)
 
 
@@ -367,7 +346,7 @@ async def push(
 ) -> dict[str, Any]:
     app = services(request)
     report = await app.catalog.push(
-        caller.workspace_id, document, actor=caller.key_name, force=force, dry_run=dry_run
+        caller.workspace_id, document, actor=caller.actor, force=force, dry_run=dry_run
     )
     if report.changed and not dry_run:
         app.catalog_changed()
@@ -391,7 +370,7 @@ async def push_batch(
         raise ValidationFailed("names: expected one name per document")
     app = services(request)
     reports = await app.catalog.push_many(
-        caller.workspace_id, body.documents, caller.key_name, force=force, dry_run=dry_run, names=body.names
+        caller.workspace_id, body.documents, caller.actor, force=force, dry_run=dry_run, names=body.names
     )
     changed = any(r.changed for r in reports)
     if changed and not dry_run:
@@ -425,7 +404,7 @@ async def export_workspace(request: Request, caller: Caller = Admin) -> Response
 async def import_workspace(request: Request, caller: Caller = Admin) -> dict[str, Any]:
     app = services(request)
     counts = await WorkspaceArchive(app.catalog).import_archive(
-        caller.workspace_id, await request.body(), actor=caller.key_name
+        caller.workspace_id, await request.body(), actor=caller.actor
     )
     app.catalog_changed()
     return {"imported": counts}
@@ -446,10 +425,7 @@ async def create_key(body: KeyIn, request: Request, caller: Caller = Admin) -> d
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(key_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    app = services(request)
-    key = await app.access.revoke_key(caller.workspace_id, key_id)
-    app.keys.forget()
-    return key.to_dict()
+    return (await services(request).revoke_key(caller.workspace_id, key_id)).to_dict()
 
 
 class FeedbackIn(BaseModel):

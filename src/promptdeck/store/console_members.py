@@ -1,0 +1,392 @@
+"""Console members (email + argon2 password + role) and the invitations that create them.
+
+Passwords are hashed with argon2id off the event loop. Signing in with an unknown email
+still costs one hash, so the answer's timing does not tell which emails exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from promptdeck.domain.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from promptdeck.domain.members import (
+    INVITE_LIFETIME,
+    LOCKOUT,
+    MAX_FAILED_SIGN_INS,
+    check_password,
+    check_role,
+    normalize_email,
+)
+from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.store.tables import console_invites, console_members, console_sessions
+
+HASHER = PasswordHasher()
+WRONG_CREDENTIALS = "That email and password do not match a member."
+# Verified against when the email is unknown, so both answers take one hash's time.
+_DUMMY_HASH = HASHER.hash(secrets.token_hex(16))
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    workspace_id: str
+    email: str
+    name: str
+    role: str
+    must_change_password: bool
+    failed_attempts: int
+    locked_until: datetime | None
+    created_at: datetime
+    last_sign_in_at: datetime | None
+    disabled_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "role": self.role,
+            "must_change_password": self.must_change_password,
+            "created_at": self.created_at,
+            "last_sign_in_at": self.last_sign_in_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    token_hash: str
+    workspace_id: str
+    email: str
+    role: str
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+
+
+def member_from_row(row: Any) -> Member:
+    return Member(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        email=row.email,
+        name=row.name,
+        role=row.role,
+        must_change_password=bool(row.must_change_password),
+        failed_attempts=int(row.failed_attempts),
+        locked_until=row.locked_until,
+        created_at=row.created_at,
+        last_sign_in_at=row.last_sign_in_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(HASHER.hash, check_password(password))
+
+
+async def _verify(password_hash: str, password: str) -> bool:
+    def verify() -> bool:
+        try:
+            return HASHER.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(verify)
+
+
+class MemberStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def count(self, workspace_id: str) -> int:
+        async with self.engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(console_members.c.workspace_id == workspace_id)
+            return int((await conn.execute(query)).scalar_one())
+
+    async def create(
+        self,
+        workspace_id: str,
+        email: str,
+        password: str,
+        role: str,
+        name: str = "",
+        must_change_password: bool = False,
+    ) -> Member:
+        email = normalize_email(email)
+        values: dict[str, Any] = {
+            "id": new_id(),
+            "workspace_id": workspace_id,
+            "email": email,
+            "name": name.strip()[:200],
+            "password_hash": await hash_password(password),
+            "role": check_role(role),
+            "must_change_password": must_change_password,
+            "failed_attempts": 0,
+            "locked_until": None,
+            "created_at": utcnow(),
+            "last_sign_in_at": None,
+            "disabled_at": None,
+        }
+        async with self.engine.begin() as conn:
+            await self._refuse_duplicate(conn, workspace_id, email)
+            await conn.execute(console_members.insert().values(**values))
+        return member_from_row(_Row(values))
+
+    async def _refuse_duplicate(self, conn: AsyncConnection, workspace_id: str, email: str) -> None:
+        found = await conn.execute(
+            sa.select(console_members.c.id).where(
+                console_members.c.workspace_id == workspace_id, console_members.c.email == email
+            )
+        )
+        if found.first() is not None:
+            raise Conflict(f"{email} is already a member of this workspace")
+
+    async def get(self, workspace_id: str, member_id: str) -> Member:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(console_members).where(
+                        console_members.c.id == member_id, console_members.c.workspace_id == workspace_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"no member {member_id!r} in this workspace")
+        return member_from_row(row)
+
+    async def list(self, workspace_id: str) -> list[Member]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(console_members)
+                .where(console_members.c.workspace_id == workspace_id)
+                .order_by(console_members.c.created_at, console_members.c.email)
+            )
+            return [member_from_row(r) for r in rows]
+
+    async def sign_in(self, email: str, password: str) -> Member:
+        """The member these credentials name; counts failures and locks the member for
+        LOCKOUT after MAX_FAILED_SIGN_INS of them in a row. An email that is a member of
+        several workspaces signs in to the oldest membership."""
+        try:
+            email = normalize_email(email)
+        except ValidationFailed:
+            email = ""
+        now = utcnow()
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(console_members)
+                    .where(console_members.c.email == email, console_members.c.disabled_at.is_(None))
+                    .order_by(console_members.c.created_at)
+                    .limit(1)
+                )
+            ).first()
+        if row is None:
+            await _verify(_DUMMY_HASH, password)
+            raise Unauthorized(WRONG_CREDENTIALS)
+        member = member_from_row(row)
+        if member.locked_until is not None and member.locked_until > now:
+            await _verify(_DUMMY_HASH, password)
+            raise Forbidden(_locked_message(member.locked_until, now))
+        if not await _verify(row.password_hash, password):
+            await self._count_failure(member)
+            failures = member.failed_attempts + 1
+            if failures >= MAX_FAILED_SIGN_INS:
+                raise Forbidden(
+                    f"{WRONG_CREDENTIALS} That was {MAX_FAILED_SIGN_INS} failed attempts in a row: "
+                    + _locked_message(now + LOCKOUT, now)
+                )
+            left = MAX_FAILED_SIGN_INS - failures
+            raise Unauthorized(
+                f"{WRONG_CREDENTIALS} {left} more failed attempt{'s' if left > 1 else ''} "
+                f"lock{'s' if left == 1 else ''} this member for {LOCKOUT.seconds // 60} minutes."
+            )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                console_members.update()
+                .where(console_members.c.id == member.id)
+                .values(failed_attempts=0, locked_until=None, last_sign_in_at=now)
+            )
+        return replace(member, failed_attempts=0, locked_until=None, last_sign_in_at=now)
+
+    async def _count_failure(self, member: Member) -> None:
+        async with self.engine.begin() as conn:
+            failures = console_members.c.failed_attempts + 1
+            await conn.execute(
+                console_members.update()
+                .where(console_members.c.id == member.id)
+                .values(
+                    failed_attempts=sa.case((failures >= MAX_FAILED_SIGN_INS, 0), else_=failures),
+                    locked_until=sa.case(
+                        (failures >= MAX_FAILED_SIGN_INS, utcnow() + LOCKOUT),
+                        else_=console_members.c.locked_until,
+                    ),
+                )
+            )
+
+    async def first_owner(self, workspace_id: str) -> Member | None:
+        members = [m for m in await self.list(workspace_id) if m.role == "owner"]
+        return members[0] if members else None
+
+    async def still_has_password(self, member: Member, password: str) -> bool:
+        """Whether `password` is still this member's (for `quickstart` showing its saved one)."""
+        async with self.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    sa.select(console_members.c.password_hash).where(console_members.c.id == member.id)
+                )
+            ).scalar_one_or_none()
+        return stored is not None and await _verify(stored, password)
+
+    async def change_password(
+        self, member: Member, new_password: str, current_password: str | None, keep_session: str | None
+    ) -> None:
+        """Set a new password (checking the current one unless it is `None`, as after an
+        invite) and end the member's other sessions."""
+        if current_password is not None:
+            async with self.engine.connect() as conn:
+                stored = (
+                    await conn.execute(
+                        sa.select(console_members.c.password_hash).where(console_members.c.id == member.id)
+                    )
+                ).scalar_one()
+            if not await _verify(stored, current_password):
+                raise ValidationFailed("current password: that is not your current password")
+            if new_password == current_password:
+                raise ValidationFailed("new password: choose a password different from the current one")
+        new_hash = await hash_password(new_password)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                console_members.update()
+                .where(console_members.c.id == member.id)
+                .values(password_hash=new_hash, must_change_password=False)
+            )
+            others = console_sessions.c.member_id == member.id
+            if keep_session is not None:
+                others &= console_sessions.c.id != keep_session
+            await conn.execute(console_sessions.delete().where(others))
+
+    async def set_role(self, workspace_id: str, member_id: str, role: str) -> Member:
+        check_role(role)
+        async with self.engine.begin() as conn:
+            member = await self._locked_member(conn, workspace_id, member_id)
+            if member.role == "owner" and role != "owner":
+                await self._refuse_last_owner(conn, workspace_id, "demote")
+            await conn.execute(
+                console_members.update().where(console_members.c.id == member_id).values(role=role)
+            )
+        return await self.get(workspace_id, member_id)
+
+    async def remove(self, workspace_id: str, member_id: str) -> Member:
+        """Delete a member and end their sessions."""
+        async with self.engine.begin() as conn:
+            member = await self._locked_member(conn, workspace_id, member_id)
+            if member.role == "owner":
+                await self._refuse_last_owner(conn, workspace_id, "remove")
+            await conn.execute(console_sessions.delete().where(console_sessions.c.member_id == member_id))
+            await conn.execute(console_members.delete().where(console_members.c.id == member_id))
+        return member
+
+    async def _locked_member(self, conn: AsyncConnection, workspace_id: str, member_id: str) -> Member:
+        """The member, with the workspace's owners locked (PostgreSQL) so two concurrent
+        demotions cannot both pass the last-owner check."""
+        owners = sa.select(console_members.c.id).where(
+            console_members.c.workspace_id == workspace_id, console_members.c.role == "owner"
+        )
+        await conn.execute(owners.with_for_update())
+        row = (
+            await conn.execute(
+                sa.select(console_members).where(
+                    console_members.c.id == member_id, console_members.c.workspace_id == workspace_id
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"no member {member_id!r} in this workspace")
+        return member_from_row(row)
+
+    async def _refuse_last_owner(self, conn: AsyncConnection, workspace_id: str, what: str) -> None:
+        owners = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(
+                    console_members.c.workspace_id == workspace_id,
+                    console_members.c.role == "owner",
+                    console_members.c.disabled_at.is_(None),
+                )
+            )
+        ).scalar_one()
+        if owners <= 1:
+            raise Conflict(f"cannot {what} the last owner; make another member an owner first")
+
+    async def invite(self, workspace_id: str, email: str, role: str, invited_by: str) -> tuple[Invite, str]:
+        """A new invitation and its token (shown once, as a link)."""
+        email = normalize_email(email)
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        invite = Invite(token_hash(token), workspace_id, email, check_role(role), invited_by, now,
+                        now + INVITE_LIFETIME, None)  # fmt: skip
+        async with self.engine.begin() as conn:
+            await self._refuse_duplicate(conn, workspace_id, email)
+            await conn.execute(console_invites.insert().values(**_invite_values(invite)))
+        return invite, token
+
+    async def find_invite(self, token: str) -> Invite:
+        """The open invitation this token names; a clear error when it is unknown, used or expired."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(console_invites).where(console_invites.c.token_hash == token_hash(token))
+                )
+            ).first()
+        if row is None:
+            raise NotFound("this invitation link is not valid; ask an owner for a new one")
+        invite = Invite(**{c.name: getattr(row, c.name) for c in console_invites.columns})
+        if invite.accepted_at is not None:
+            raise Conflict("this invitation was already accepted; sign in instead")
+        if invite.expires_at <= utcnow():
+            raise Conflict("this invitation has expired; ask an owner for a new one")
+        return invite
+
+    async def accept_invite(self, token: str, name: str, password: str) -> Member:
+        invite = await self.find_invite(token)
+        member = await self.create(invite.workspace_id, invite.email, password, invite.role, name)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                console_invites.update()
+                .where(console_invites.c.token_hash == invite.token_hash)
+                .values(accepted_at=utcnow())
+            )
+        return member
+
+
+def _locked_message(until: datetime, now: datetime) -> str:
+    minutes = max(1, round((until - now).total_seconds() / 60))
+    return (
+        f"This member is locked after {MAX_FAILED_SIGN_INS} failed sign-ins; "
+        f"try again in {minutes} minute{'s' if minutes > 1 else ''}."
+    )
+
+
+def _invite_values(invite: Invite) -> dict[str, Any]:
+    return {c.name: getattr(invite, c.name) for c in console_invites.columns}
+
+
+class _Row:
+    """Attribute access over a dict, so a freshly inserted row reads like a fetched one."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)

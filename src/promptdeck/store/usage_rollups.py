@@ -1,0 +1,372 @@
+"""Usage rollups, written. A batch of runs (or of feedback) is summed in Python into one row per
+(workspace, dimension, hour, value) — plus latency-bin counts and end-user totals — and added to
+the stored rows with INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, inside the caller's
+transaction: the runs and their rollups are written together or not at all, and any number of
+writers (replicas) writing the same hour add up. On PostgreSQL rows are upserted in key order,
+so two concurrent transactions lock shared rows in the same order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from promptdeck.domain.latency_histogram import bin_of
+from promptdeck.domain.runs import ERROR, RunRecord
+from promptdeck.domain.usage_dimensions import (
+    META_KEY,
+    META_KEYS_PER_HOUR,
+    META_VALUES_PER_HOUR,
+    NONE,
+    USER,
+    hour_of,
+    meta_dimension,
+    rollable,
+    run_values,
+)
+from promptdeck.store.tables import (
+    END_USER_COUNTERS,
+    USAGE_COUNTERS,
+    end_users,
+    usage_latency_bins,
+    usage_rollups,
+)
+
+Counters = list[Any]  # in USAGE_COUNTERS order
+RunCounters = list[Any]  # the first ten of USAGE_COUNTERS (runs .. ttft_count); feedback adds the rest
+RowKey = tuple[str, str, datetime, str]  # workspace_id, dimension, bucket_start, value
+_NO_FEEDBACK = (0, 0, 0.0, 0, 0)
+
+
+def run_counters(record: RunRecord) -> RunCounters:
+    """What one run adds to each of its rollup rows."""
+    ttft = record.ttft_ms
+    return [
+        1,
+        1 if record.status == ERROR else 0,
+        record.input_tokens,
+        record.cached_input_tokens,
+        record.output_tokens,
+        record.reasoning_tokens,
+        record.cost or 0.0,
+        record.duration_ms,
+        ttft or 0.0,
+        0 if ttft is None else 1,
+    ]
+
+
+def feedback_counters(items: Iterable[dict[str, Any]]) -> Counters:
+    """What feedback items on one run add to that run's rollup rows."""
+    items = list(items)
+    scores = [float(i["quality"]) for i in items if i.get("quality") is not None]
+    return [
+        *(0,) * 6,
+        0.0,
+        0.0,
+        0.0,
+        0,
+        len(items),
+        len(scores),
+        sum(scores),
+        sum(1 for i in items if i.get("thumbs") == "up"),
+        sum(1 for i in items if i.get("thumbs") == "down"),
+    ]
+
+
+def _add_run(into: dict[Any, RunCounters], key: Any, c: RunCounters) -> None:
+    """Add run counters to a sum (unrolled: this runs several times per run written)."""
+    a = into.get(key)
+    if a is None:
+        into[key] = c.copy()
+        return
+    a[0] += c[0]
+    a[1] += c[1]
+    a[2] += c[2]
+    a[3] += c[3]
+    a[4] += c[4]
+    a[5] += c[5]
+    a[6] += c[6]
+    a[7] += c[7]
+    a[8] += c[8]
+    a[9] += c[9]
+
+
+def _add(into: dict[Any, Counters], key: Any, counters: Counters) -> None:
+    held = into.get(key)
+    into[key] = list(counters) if held is None else [a + b for a, b in zip(held, counters, strict=True)]
+
+
+def _count(into: dict[Any, int], key: Any, count: int = 1) -> None:
+    into[key] = into.get(key, 0) + count
+
+
+class MetadataCaps:
+    """Which metadata keys and values this process rolls up in each workspace and hour: the
+    first META_KEYS_PER_HOUR keys and, per key, the first META_VALUES_PER_HOUR values seen.
+    Only the newest two hours are remembered."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, datetime], set[str]] = {}
+        self._values: dict[tuple[str, datetime, str], set[str]] = {}
+        self._newest: datetime | None = None
+
+    def admit_key(self, workspace_id: str, hour: datetime, key: str) -> bool:
+        if self._newest is None or hour > self._newest:
+            self._forget_before(hour - timedelta(hours=1))
+            self._newest = hour
+        keys = self._keys.setdefault((workspace_id, hour), set())
+        if key in keys:
+            return True
+        if len(keys) >= META_KEYS_PER_HOUR:
+            return False
+        keys.add(key)
+        return True
+
+    def admit_value(self, workspace_id: str, hour: datetime, key: str, value: str) -> bool:
+        values = self._values.setdefault((workspace_id, hour, key), set())
+        if value in values:
+            return True
+        if len(values) >= META_VALUES_PER_HOUR:
+            return False
+        values.add(value)
+        return True
+
+    def _forget_before(self, oldest: datetime) -> None:
+        self._keys = {k: v for k, v in self._keys.items() if k[1] >= oldest}
+        self._values = {k: v for k, v in self._values.items() if k[1] >= oldest}
+
+
+@dataclass(frozen=True)
+class RunDimensions:
+    """What a run is rolled up by, for adding feedback to its rows."""
+
+    workspace_id: str
+    created_at: datetime
+    deployment: str
+    variant: str | None
+    version_number: int | None
+    model: str | None
+    provider: str | None
+    end_user: str | None
+    metadata: tuple[tuple[str, str], ...]  # (key, value as text), as in run_metadata
+
+
+class RollupBatch:
+    """The sums of a batch of runs or feedback, as rows to add to the stored ones."""
+
+    def __init__(self) -> None:
+        self.usage: dict[RowKey, Counters] = {}
+        self.bins: dict[tuple[str, str, datetime, str, int], int] = {}
+        self.users: dict[tuple[str, str], list[Any]] = {}  # first, last, END_USER_COUNTERS
+
+    def add_runs(
+        self, records: Sequence[RunRecord], metadata: Sequence[dict[str, Any]], caps: MetadataCaps
+    ) -> None:
+        """Add finished runs; `metadata` is their `run_metadata` rows. The writer calls this for
+        every batch, so runs are first summed by what they share, then spread over dimensions."""
+        meta_of: dict[str, list[tuple[str, str]]] = {}
+        for row in metadata:
+            meta_of.setdefault(row["run_id"], []).append((row["key"], row["value_text"]))
+        alike: dict[tuple[Any, ...], RunCounters] = {}  # runs alike but for user and metadata
+        alike_bins: dict[tuple[tuple[Any, ...], int], int] = {}
+        by_user: dict[RowKey, RunCounters] = {}
+        seen: dict[tuple[str, str], list[datetime]] = {}  # (workspace, user) -> first, last
+        tagged: dict[tuple[str, datetime, str, str], RunCounters] = {}  # (ws, hour, key, text)
+        tagged_bins: dict[tuple[tuple[str, datetime, str, str], int], int] = {}
+        for record in records:
+            workspace_id, hour = record.workspace_id, hour_of(record.created_at)
+            counters = run_counters(record)
+            latency_bin = bin_of(record.duration_ms)
+            signature = (
+                workspace_id,
+                hour,
+                record.deployment,
+                record.variant,
+                record.version_number,
+                record.model,
+                record.provider,
+            )
+            _add_run(alike, signature, counters)
+            _count(alike_bins, (signature, latency_bin))
+            user = record.end_user or NONE
+            _add_run(by_user, (workspace_id, USER, hour, user), counters)
+            if user:
+                moment, times = record.created_at, seen.get((workspace_id, user))
+                if times is None:
+                    seen[workspace_id, user] = [moment, moment]
+                elif moment < times[0]:
+                    times[0] = moment
+                elif moment > times[1]:
+                    times[1] = moment
+            for key, text in meta_of.get(record.id, ()):
+                tag = (workspace_id, hour, key, text)
+                _add_run(tagged, tag, counters)
+                _count(tagged_bins, (tag, latency_bin))
+        for signature, counters in alike.items():
+            for dimension, value in run_values(*signature[2:]):
+                self._add_run_row((signature[0], dimension, signature[1], value), counters)
+        for (signature, latency_bin), count in alike_bins.items():
+            for dimension, value in run_values(*signature[2:]):
+                _count(self.bins, (signature[0], dimension, signature[1], value, latency_bin), count)
+        users = self.users
+        for user_key, counters in by_user.items():
+            self._add_run_row(user_key, counters)
+            workspace_id, user = user_key[0], user_key[3]
+            if not user:  # runs without an end user are nobody's
+                continue
+            first, last = seen[workspace_id, user]
+            totals = users.get((workspace_id, user))
+            added = (counters[0], counters[1], counters[2], counters[4], counters[6])
+            if totals is None:
+                users[workspace_id, user] = [first, last, *added]
+            else:
+                totals[0], totals[1] = min(totals[0], first), max(totals[1], last)
+                totals[2:] = [a + b for a, b in zip(totals[2:], added, strict=True)]
+        self._add_tagged(tagged, tagged_bins, caps)
+
+    def _add_tagged(
+        self,
+        tagged: dict[tuple[str, datetime, str, str], RunCounters],
+        tagged_bins: dict[tuple[tuple[str, datetime, str, str], int], int],
+        caps: MetadataCaps,
+    ) -> None:
+        """Metadata sums, within the caps (values in the order they were first seen)."""
+        rows_of: dict[tuple[str, datetime, str, str], list[RowKey]] = {}
+        for tag, counters in tagged.items():
+            workspace_id, hour, key, text = tag
+            if not rollable(key) or not caps.admit_key(workspace_id, hour, key):
+                continue
+            rows = rows_of[tag] = [(workspace_id, META_KEY, hour, key)]
+            if rollable(text) and caps.admit_value(workspace_id, hour, key, text):
+                rows.append((workspace_id, meta_dimension(key), hour, text))
+            for row in rows:
+                self._add_run_row(row, counters)
+        for (tag, latency_bin), count in tagged_bins.items():
+            for row in rows_of.get(tag, ()):
+                _count(self.bins, (*row, latency_bin), count)
+
+    def _add_run_row(self, key: RowKey, counters: RunCounters) -> None:
+        held = self.usage.get(key)
+        if held is None:
+            self.usage[key] = [*counters, *_NO_FEEDBACK]
+        else:
+            _add_run(self.usage, key, counters)  # the run counters come first
+
+    def add_feedback(self, run: RunDimensions, counters: Counters) -> None:
+        """Add feedback to the rows of the run it is about (the hour the run started). The
+        metadata caps are those of the writer that wrote the run, unknown here: feedback on a
+        run whose value was past a cap makes a row with feedback and no runs."""
+        hour = hour_of(run.created_at)
+        keys = [
+            (run.workspace_id, dimension, hour, value)
+            for dimension, value in run_values(
+                run.deployment, run.variant, run.version_number, run.model, run.provider
+            )
+        ]
+        keys.append((run.workspace_id, USER, hour, run.end_user or NONE))
+        for name, text in run.metadata:
+            if rollable(name):
+                keys.append((run.workspace_id, META_KEY, hour, name))
+                if rollable(text):
+                    keys.append((run.workspace_id, meta_dimension(name), hour, text))
+        for key in keys:
+            _add(self.usage, key, counters)
+
+    def usage_rows(self, ordered: bool = True) -> list[tuple[Any, ...]]:
+        """Rows of usage_rollups, in its column order (and in key order if `ordered`)."""
+        return [(*key, *counters) for key, counters in _items(self.usage, ordered)]
+
+    def bin_rows(self, ordered: bool = True) -> list[tuple[Any, ...]]:
+        return [(*key, count) for key, count in _items(self.bins, ordered)]
+
+    def user_rows(self, ordered: bool = True) -> list[tuple[Any, ...]]:
+        return [(*key, *totals) for key, totals in _items(self.users, ordered)]
+
+
+def _items(sums: dict[Any, Any], ordered: bool) -> Iterable[tuple[Any, Any]]:
+    return sorted(sums.items()) if ordered else sums.items()
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    """An adding upsert compiled once for a database: SQLAlchemy's per-row work (about 5 µs a
+    row) would be the larger part of writing a batch's rollups, so rows go to the driver as
+    tuples, through the columns' own bind processors."""
+
+    sql: str
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column position, processor)
+    key_columns: int  # the first columns, the primary key: few distinct values in a batch
+
+    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if not self.processors:
+            return rows
+        converted_keys: dict[tuple[int, Any], Any] = {}  # e.g. the batch's hours, converted once
+        converted = []
+        for row in rows:
+            values = list(row)
+            for position, process in self.processors:
+                value = values[position]
+                if position < self.key_columns:
+                    key = (position, value)
+                    if key not in converted_keys:
+                        converted_keys[key] = process(value)
+                    values[position] = converted_keys[key]
+                else:
+                    values[position] = process(value)
+            converted.append(tuple(values))
+        return converted
+
+
+_UPSERTS: dict[tuple[str, str], _Upsert] = {}
+
+
+def _adding_upsert(dialect: Dialect, table: sa.Table, added: tuple[str, ...]) -> _Upsert:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET n = n + excluded.n for each added n;
+    end_users' first and last times become the earlier and the later one."""
+    cached = _UPSERTS.get((dialect.name, table.name))
+    if cached is not None:
+        return cached
+    insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+    changes: dict[str, Any] = {name: table.c[name] + insert.excluded[name] for name in added}
+    if table is end_users:
+        first, last = table.c.first_seen, table.c.last_seen
+        changes["first_seen"] = sa.case(
+            (insert.excluded.first_seen < first, insert.excluded.first_seen), else_=first
+        )
+        changes["last_seen"] = sa.case(
+            (insert.excluded.last_seen > last, insert.excluded.last_seen), else_=last
+        )
+    statement = insert.on_conflict_do_update(index_elements=list(table.primary_key.columns), set_=changes)
+    compiled = statement.compile(dialect=dialect)
+    columns = list(table.columns)
+    if list(compiled.positiontup or ()) != [c.key for c in columns]:
+        raise RuntimeError(f"{table.name}: the upsert's parameters are not in column order")
+    processors = tuple(
+        (position, process)
+        for position, column in enumerate(columns)
+        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    )
+    upsert = _Upsert(compiled.string, processors, len(table.primary_key.columns))
+    _UPSERTS[dialect.name, table.name] = upsert
+    return upsert
+
+
+async def write_rollups(conn: AsyncConnection, batch: RollupBatch) -> None:
+    """Add a batch's sums to the stored rows, in the connection's transaction. (SQLite lets one
+    transaction write at a time: there, rows need no order.)"""
+    ordered = conn.dialect.name != "sqlite"
+    for table, added, rows in (
+        (usage_rollups, USAGE_COUNTERS, batch.usage_rows(ordered)),
+        (usage_latency_bins, ("runs",), batch.bin_rows(ordered)),
+        (end_users, END_USER_COUNTERS, batch.user_rows(ordered)),
+    ):
+        if rows:
+            upsert = _adding_upsert(conn.dialect, table, added)
+            await conn.exec_driver_sql(upsert.sql, upsert.rows(rows))

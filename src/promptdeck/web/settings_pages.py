@@ -1,0 +1,211 @@
+"""Settings: API keys, provider credentials, console members and run retention.
+
+Everyone signed in sees the page; only owners see its forms (and the API keys). Each form
+posts to `/settings/...`; the answer is the page again with a notice, or with the error
+next to what was typed (secrets are never sent back).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import FormData
+
+from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
+from promptdeck.domain.keys import SCOPES
+from promptdeck.domain.members import ROLES
+from promptdeck.store.console_sessions import Session
+from promptdeck.surfaces.admin import KeyIn, RetentionIn
+from promptdeck.web.pages import ConsoleRoute, page, redirect, validated
+from promptdeck.web.session import CSRF_FIELD, Member, Owner, checked_form, is_https, services
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+SECRET_FIELDS = ("api_key", "password", CSRF_FIELD)
+FLASH_COOKIE = "promptdeck_flash"
+
+
+@dataclass
+class Done:
+    """What a settings form did: a notice, and maybe a secret shown this once."""
+
+    notice: str
+    reveal_label: str | None = None
+    reveal_value: str | None = None
+
+
+Action = Callable[[Request, Session, FormData], Awaitable[Done]]
+
+
+async def settings_page(request: Request, session: Session, status: int = 200, **context: Any) -> Response:
+    app = services(request)
+    workspace_id = session.member.workspace_id
+    owner = session.member.role == "owner"
+    return page(
+        request,
+        "settings.html",
+        status,
+        owner=owner,
+        keys=await app.access.list_keys(workspace_id) if owner else [],
+        providers=[p for p in await app.list_providers(workspace_id) if p["name"] != "local"],
+        members=await app.members.list(workspace_id),
+        retention_days=await app.retention.get_days(workspace_id),
+        scopes=SCOPES,
+        roles=ROLES,
+        **context,
+    )
+
+
+@router.get("/settings")
+async def settings(request: Request, changed: str = "", session: Session = Member) -> Response:
+    done = take_flash(request)
+    if changed == "password":
+        done = Done("Your password was changed; your other sessions were signed out.")
+    response = await settings_page(request, session, **(asdict(done) if done else {}))
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE, path="/settings")
+    return response
+
+
+def take_flash(request: Request) -> Done | None:
+    """The outcome a settings form left for the page it redirected to."""
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        return Done(**orjson.loads(base64.urlsafe_b64decode(raw)))
+    except (ValueError, TypeError):
+        return None
+
+
+async def _act(request: Request, session: Session, section: str, action: Action) -> Response:
+    """Check the form's CSRF token, do the action, and show the page again with the outcome."""
+    try:
+        form = await checked_form(request, session.csrf_token)
+        done = await action(request, session, form)
+    except PromptdeckError as error:
+        posted = await request.form()
+        kept = {k: v for k, v in posted.items() if isinstance(v, str) and k not in SECRET_FIELDS}
+        return await settings_page(
+            request, session, HTTP_STATUS.get(error.code, 400), error=error.message, values=kept
+        )
+    # Post/Redirect/Get: reloading the page must not send the form again (a second key...).
+    # The outcome, with a secret to show once, rides in a cookie the next GET reads and clears.
+    response = redirect(f"/settings#{section}")
+    response.set_cookie(
+        FLASH_COOKIE,
+        base64.urlsafe_b64encode(orjson.dumps(asdict(done))).decode(),
+        max_age=60,
+        path="/settings",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+    return response
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+@router.post("/settings/keys")
+async def create_key(request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        body = validated(
+            KeyIn, {"name": _text(form, "key_name") or "key", "scopes": form.getlist("key_scopes")}
+        )
+        key, secret = await services(request).access.create_key(
+            session.member.workspace_id, body.name, body.scopes
+        )
+        return Done(f"API key {key.name!r} created.", "Copy the new key now; it is not shown again", secret)
+
+    return await _act(request, session, "keys", act)
+
+
+@router.post("/settings/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        key = await services(request).revoke_key(session.member.workspace_id, key_id)
+        return Done(f"API key {key.name!r} ({key.prefix}…) was revoked; it no longer works.")
+
+    return await _act(request, session, "keys", act)
+
+
+@router.post("/settings/providers/{provider}")
+async def store_credential(provider: str, request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        await services(request).store_credential(
+            session.member.workspace_id, provider, _text(form, "api_key"), _text(form, "base_url") or None
+        )
+        return Done(f"The {provider} credential was stored (encrypted; it is never shown again).")
+
+    return await _act(request, session, "providers", act)
+
+
+@router.post("/settings/providers/{provider}/delete")
+async def delete_credential(provider: str, request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        await services(request).delete_credential(session.member.workspace_id, provider)
+        return Done(f"The stored {provider} credential was deleted.")
+
+    return await _act(request, session, "providers", act)
+
+
+@router.post("/settings/members/invite")
+async def invite_member(request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        invite, token = await services(request).members.invite(
+            session.member.workspace_id,
+            _text(form, "invite_email"),
+            _text(form, "invite_role"),
+            session.member.email,
+        )
+        link = str(request.base_url).rstrip("/") + f"/invite/{token}"
+        return Done(
+            f"{invite.email} is invited as {invite.role}.",
+            f"Send this link to {invite.email} (valid 7 days, shown once)",
+            link,
+        )
+
+    return await _act(request, session, "members", act)
+
+
+@router.post("/settings/members/{member_id}/role")
+async def set_role(member_id: str, request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        member = await services(request).members.set_role(
+            session.member.workspace_id, member_id, _text(form, "role")
+        )
+        return Done(f"{member.email} is now {member.role}.")
+
+    return await _act(request, session, "members", act)
+
+
+@router.post("/settings/members/{member_id}/remove")
+async def remove_member(member_id: str, request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        member = await services(request).members.remove(session.member.workspace_id, member_id)
+        return Done(f"{member.email} was removed and signed out.")
+
+    return await _act(request, session, "members", act)
+
+
+@router.post("/settings/retention")
+async def set_retention(request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        raw = _text(form, "retention_days")
+        if raw and not raw.isdigit():
+            raise ValidationFailed(
+                f"days: a whole number of days, or empty to keep runs forever; got {raw!r}"
+            )
+        body = validated(RetentionIn, {"days": int(raw) if raw else None})
+        await services(request).retention.set_days(session.member.workspace_id, body.days)
+        kept = f"{body.days} day(s)" if body.days else "forever"
+        return Done(f"Runs are now kept {kept}.")
+
+    return await _act(request, session, "retention", act)

@@ -1,0 +1,166 @@
+"""Console members, sessions and invitations, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+
+from promptdeck.domain.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from promptdeck.domain.members import SESSION_IDLE
+from promptdeck.domain.runs import utcnow
+from promptdeck.store.access import AccessStore
+from promptdeck.store.console_members import MemberStore
+from promptdeck.store.console_sessions import SessionStore
+from promptdeck.store.database import create_engine, migrate
+from promptdeck.store.tables import console_invites, console_members, console_sessions
+
+PASSWORD = "correct horse battery"
+
+
+class Stores:
+    def __init__(self, url: str) -> None:
+        self.db = create_engine(url)
+        self.members = MemberStore(self.db)
+        self.sessions = SessionStore(self.db)
+        self.workspace_id = ""
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stores(database_url: str) -> AsyncIterator[Stores]:
+    await asyncio.to_thread(migrate, database_url)
+    stores = Stores(database_url)
+    stores.workspace_id = await AccessStore(stores.db).first_workspace()
+    yield stores
+    await stores.db.dispose()
+
+
+async def test_members_are_unique_per_workspace_by_case_insensitive_email(stores: Stores) -> None:
+    member = await stores.members.create(stores.workspace_id, " Ada@Example.com ", PASSWORD, "owner", "Ada")
+    assert member.email == "ada@example.com" and member.role == "owner"
+    with pytest.raises(Conflict, match="already a member"):
+        await stores.members.create(stores.workspace_id, "ADA@example.com", PASSWORD, "viewer")
+    with pytest.raises(ValidationFailed, match="at least 10 characters"):
+        await stores.members.create(stores.workspace_id, "bo@example.com", "short", "viewer")
+    with pytest.raises(ValidationFailed, match="role: expected one of viewer, editor, owner"):
+        await stores.members.create(stores.workspace_id, "bo@example.com", PASSWORD, "admin")
+    async with stores.db.connect() as conn:
+        stored = (await conn.execute(sa.select(console_members.c.password_hash))).scalar_one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+async def test_five_failed_sign_ins_lock_the_member_for_15_minutes(stores: Stores) -> None:
+    await stores.members.create(stores.workspace_id, "cy@example.com", PASSWORD, "editor")
+    for left in (4, 3, 2, 1):
+        with pytest.raises(Unauthorized, match=f"{left} more failed attempt"):
+            await stores.members.sign_in("cy@example.com", "wrong password")
+    with pytest.raises(Forbidden, match="try again in 15 minutes"):
+        await stores.members.sign_in("cy@example.com", "wrong password")
+    with pytest.raises(Forbidden, match="locked after 5 failed sign-ins"):
+        await stores.members.sign_in("cy@example.com", PASSWORD)
+
+    # once the lock has passed, the right password works and the count starts again
+    async with stores.db.begin() as conn:
+        await conn.execute(console_members.update().values(locked_until=utcnow() - timedelta(seconds=1)))
+    member = await stores.members.sign_in("CY@example.com", PASSWORD)
+    stored = await stores.members.get(stores.workspace_id, member.id)
+    assert stored.failed_attempts == 0 and stored.last_sign_in_at == member.last_sign_in_at is not None
+
+
+async def test_an_unknown_email_is_refused_like_a_wrong_password(stores: Stores) -> None:
+    with pytest.raises(Unauthorized) as unknown:
+        await stores.members.sign_in("nobody@example.com", PASSWORD)
+    await stores.members.create(stores.workspace_id, "di@example.com", PASSWORD, "viewer")
+    with pytest.raises(Unauthorized) as wrong:
+        await stores.members.sign_in("di@example.com", "wrong password")
+    assert unknown.value.message.split(".")[0] == wrong.value.message.split(".")[0]
+
+
+async def test_sessions_end_when_idle_too_long_past_their_lifetime_or_at_sign_out(stores: Stores) -> None:
+    member = await stores.members.create(stores.workspace_id, "ed@example.com", PASSWORD, "editor")
+    session, token = await stores.sessions.start(member)
+    assert session.id != token and len(session.csrf_token) >= 32
+    found = await stores.sessions.resolve(token)
+    assert (
+        found is not None
+        and found.member.email == "ed@example.com"
+        and found.csrf_token == session.csrf_token
+    )
+    assert await stores.sessions.resolve("not-a-token") is None
+
+    async with stores.db.begin() as conn:  # 12 hours without a request
+        await conn.execute(console_sessions.update().values(last_seen_at=utcnow() - SESSION_IDLE))
+    assert await stores.sessions.resolve(token) is None
+
+    _, token = await stores.sessions.start(member)
+    async with stores.db.begin() as conn:  # 7 days since sign-in, however active
+        await conn.execute(console_sessions.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert await stores.sessions.resolve(token) is None
+
+    session, token = await stores.sessions.start(member)
+    await stores.sessions.end(session.id)
+    assert await stores.sessions.resolve(token) is None
+    async with stores.db.connect() as conn:
+        assert (
+            await conn.execute(sa.select(sa.func.count()).select_from(console_sessions))
+        ).scalar_one() == 0
+
+
+async def test_a_password_change_ends_the_other_sessions(stores: Stores) -> None:
+    member = await stores.members.create(
+        stores.workspace_id, "fa@example.com", PASSWORD, "owner", must_change_password=True
+    )
+    kept, kept_token = await stores.sessions.start(member)
+    _, other_token = await stores.sessions.start(member)
+    with pytest.raises(ValidationFailed, match="not your current password"):
+        await stores.members.change_password(member, "another password", "wrong", keep_session=kept.id)
+    await stores.members.change_password(member, "another password", PASSWORD, keep_session=kept.id)
+    assert await stores.sessions.resolve(kept_token) is not None
+    assert await stores.sessions.resolve(other_token) is None
+    assert not (await stores.members.get(stores.workspace_id, member.id)).must_change_password
+    await stores.members.sign_in("fa@example.com", "another password")
+
+
+async def test_the_last_owner_cannot_be_demoted_or_removed(stores: Stores) -> None:
+    owner = await stores.members.create(stores.workspace_id, "go@example.com", PASSWORD, "owner")
+    with pytest.raises(Conflict, match="cannot demote the last owner"):
+        await stores.members.set_role(stores.workspace_id, owner.id, "editor")
+    with pytest.raises(Conflict, match="cannot remove the last owner"):
+        await stores.members.remove(stores.workspace_id, owner.id)
+    second = await stores.members.create(stores.workspace_id, "ha@example.com", PASSWORD, "editor")
+    assert (await stores.members.set_role(stores.workspace_id, second.id, "owner")).role == "owner"
+    _, token = await stores.sessions.start(owner)
+    await stores.members.remove(stores.workspace_id, owner.id)
+    assert await stores.sessions.resolve(token) is None  # removed: signed out at once
+    with pytest.raises(NotFound):
+        await stores.members.get(stores.workspace_id, owner.id)
+
+
+async def test_an_invitation_is_used_once_and_expires(stores: Stores) -> None:
+    await stores.members.create(stores.workspace_id, "io@example.com", PASSWORD, "owner")
+    invite, token = await stores.members.invite(
+        stores.workspace_id, "Ju@Example.com", "viewer", "io@example.com"
+    )
+    assert invite.email == "ju@example.com" and invite.token_hash != token
+    with pytest.raises(Conflict, match="already a member"):
+        await stores.members.invite(stores.workspace_id, "io@example.com", "viewer", "io@example.com")
+    member = await stores.members.accept_invite(token, "Ju", PASSWORD)
+    assert (member.email, member.role, member.name) == ("ju@example.com", "viewer", "Ju")
+    with pytest.raises(Conflict, match="already accepted"):
+        await stores.members.accept_invite(token, "Ju", PASSWORD)
+    with pytest.raises(NotFound, match="not valid"):
+        await stores.members.find_invite("no-such-token")
+
+    late, late_token = await stores.members.invite(stores.workspace_id, "ka@example.com", "editor", "io")
+    async with stores.db.begin() as conn:
+        await conn.execute(
+            console_invites.update()
+            .where(console_invites.c.token_hash == late.token_hash)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with pytest.raises(Conflict, match="expired"):
+        await stores.members.accept_invite(late_token, "Ka", PASSWORD)
