@@ -211,6 +211,73 @@ def test_day_buckets_percentiles_feedback_and_other(live: Deck) -> None:
         assert [p["runs"] for p in hours["series"][0]["points"]] == [0, 100, 0]
 
 
+PERCENTILE_FIELDS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+
+
+def without_percentiles(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if name not in PERCENTILE_FIELDS}
+
+
+def test_total_and_percentiles_over_the_range_only(live: Deck) -> None:
+    """A grouped answer carries the ungrouped series as `total`; `percentiles=totals` gives the
+    same answer but for the groups' per-point percentiles (null), their totals' percentiles
+    being those per-point computation gives — for shown groups, `other` and the runs without a
+    metadata key alike."""
+    put(
+        live,
+        [
+            record(
+                live,
+                deployment=("alpha", "beta", "gamma")[i % 3],
+                duration_ms=(5.0, 40.0, 300.0, 2500.0)[i % 4] * (1 + i % 5),
+                created_at=DAY + timedelta(days=i % 2, hours=i % 7, seconds=i),
+                metadata={"tier": ("gold", "silver")[i % 2]} if i % 3 else None,
+                cost=0.001,
+            )
+            for i in range(60)
+        ],
+    )
+    with live.client() as client:
+        span = {"bucket": "day", "from": "2026-03-01", "to": "2026-03-05"}
+        (whole,) = usage(client, **span)["series"]
+        assert usage(client, **span)["total"] == whole and whole["totals"]["runs"] == 60
+        assert any(p["latency_p95_ms"] is not None for p in whole["points"])
+        views = (
+            {"group_by": "deployment", "limit": 1},  # alpha and an `other`
+            {"group_by": "deployment"},  # every value shown
+            {"group_by": "metadata.tier", "limit": 1},  # gold, `other` and the runs without the key
+            {"group_by": "variant", "deployment": "alpha"},
+            {"group_by": "user"},  # no bins: no percentiles either way
+        )
+        for view in views:
+            per_point = usage(client, **span, **view)
+            per_range = usage(client, **span, **view, percentiles="totals")
+            assert per_point["percentiles"] == "points" and per_range["percentiles"] == "totals"
+            narrowed = {k: v for k, v in view.items() if k == "deployment"}
+            expected_total = usage(client, **span, **narrowed)["series"][0]
+            assert per_point["total"] == per_range["total"] == expected_total, view
+            assert [(s["group"], s["other"]) for s in per_range["series"]] == [
+                (s["group"], s["other"]) for s in per_point["series"]
+            ]
+            for points, ranged in zip(per_point["series"], per_range["series"], strict=True):
+                assert ranged["totals"] == points["totals"], (view, ranged["group"])
+                assert all(ranged["points"][i][f] is None for i in range(4) for f in PERCENTILE_FIELDS)
+                assert [without_percentiles(p) for p in ranged["points"]] == [
+                    without_percentiles(p) for p in points["points"]
+                ]
+            binned = view["group_by"] != "user"
+            assert any(s["totals"]["latency_p95_ms"] is not None for s in per_range["series"]) == binned
+        other = usage(client, **span, group_by="metadata.tier", limit=1, percentiles="totals")
+        assert [(s["group"], s["other"], s["totals"]["runs"]) for s in other["series"]] == [
+            ("gold", False, 20),
+            ("other", True, 20),
+            (None, False, 20),
+        ]
+        assert problems(client.get("/api/usage", params={"percentiles": "buckets"})) == [
+            "percentiles: expected points or totals; got 'buckets'"
+        ]
+
+
 def test_pruning_runs_keeps_usage_and_end_users(live: Deck) -> None:
     old = utcnow() - timedelta(days=40)
     put(

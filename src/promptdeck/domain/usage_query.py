@@ -1,6 +1,7 @@
 """What `GET /api/usage` can ask for: a time range cut into hour or day buckets (UTC), an
-optional grouping and deployment, and how many groups to show. Parsed from query parameters
-here, checked all at once; every problem names its parameter."""
+optional grouping and deployment, how many groups to show and whether the groups' latency
+percentiles are wanted per point or only over the range. Parsed from query parameters here,
+checked all at once; every problem names its parameter."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from promptdeck.domain.usage_dimensions import (
 )
 
 Bucket = Literal["hour", "day"]
+Percentiles = Literal["points", "totals"]
+PERCENTILES: tuple[Percentiles, ...] = ("points", "totals")
 BUCKET_SIZES: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 DEFAULT_SPANS: dict[str, timedelta] = {"hour": timedelta(hours=24), "day": timedelta(days=30)}
 MAX_POINTS = 2000  # buckets in one answer
@@ -47,6 +50,8 @@ class UsageQuery:
     group_by: str | None = None  # as asked: "model", "metadata.env"
     deployment: str | None = None
     limit: int = DEFAULT_LIMIT
+    # "totals": the groups' percentiles over the range only (their bins are not read per bucket)
+    percentiles: Percentiles = "points"
 
     @property
     def dimension(self) -> str | None:
@@ -92,6 +97,7 @@ def parse_usage_query(
     deployment: str | None,
     limit: str | None,
     now: datetime,
+    percentiles: str | None = None,
 ) -> UsageQuery:
     """`from` is floored and `to` rounded up to whole buckets. Without them: the last 24 hours
     (hour buckets) or 30 days (day buckets), up to the end of the current bucket."""
@@ -133,6 +139,8 @@ def parse_usage_query(
                 raise ValueError
         except ValueError:
             problems.append(f"limit: expected a whole number from 1 to {MAX_LIMIT}; got {limit!r}")
+    if percentiles is not None and percentiles not in PERCENTILES:
+        problems.append(f"percentiles: expected {' or '.join(PERCENTILES)}; got {percentiles!r}")
     first, last = _range(bucket, times["from"], times["to"], now)
     if last <= first:
         problems.append("from: must be before to")
@@ -143,7 +151,15 @@ def parse_usage_query(
         )
     if problems:
         raise ValidationFailed("invalid usage query: " + "; ".join(problems), details=problems)
-    return UsageQuery(bucket, first, last, group_by, deployment, count)  # type: ignore[arg-type]
+    return UsageQuery(
+        bucket,  # type: ignore[arg-type]
+        first,
+        last,
+        group_by,
+        deployment,
+        count,
+        percentiles or "points",  # type: ignore[arg-type]
+    )
 
 
 def _range(

@@ -6,10 +6,18 @@ A group_by shows its `limit` busiest values (by runs over the range); what the o
 to is the `other` series — computed as the total minus the shown values, so the series always
 add up to the total. For a metadata key the total is every run carrying the key (values past
 the caps fall in `other`), and the runs without the key are one more series, group `null`.
+The total of every run is in the answer too (`total`), read on a connection of its own while
+the groups are read, so a chart of the whole and one of the groups cost one request.
+
+With `percentiles=totals` the groups' latency bins are summed over the range in SQL (one row
+per value and bin instead of one per value, bucket and bin): a group then has percentiles in
+its totals only, which is what a table of groups shows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from promptdeck.domain.latency_histogram import percentile
+from promptdeck.domain.latency_histogram import bin_value
 from promptdeck.domain.usage_dimensions import ALL, DEPLOYMENT, META_KEY, NONE, USER, VARIANT, VERSION
 from promptdeck.domain.usage_query import UsageQuery
 from promptdeck.store.tables import USAGE_COUNTERS, usage_latency_bins, usage_rollups
@@ -27,7 +35,12 @@ from promptdeck.store.tables import USAGE_COUNTERS, usage_latency_bins, usage_ro
 COUNTERS = len(USAGE_COUNTERS)
 _AT = {name: position for position, name in enumerate(USAGE_COUNTERS)}
 _FLOATS = {_AT[n] for n in ("cost", "latency_ms_sum", "ttft_ms_sum", "feedback_score_sum")}
+# How each summed counter comes back as a number (PostgreSQL sums bigints as decimals).
+_NUMBER = tuple(float if position in _FLOATS else int for position in range(COUNTERS))
+_RUNS, _FEEDBACK = _AT["runs"], _AT["feedback_count"]
 UNBINNED = {USER}  # dimensions without latency bins (one row per end user and hour is enough)
+
+Bins = dict[int, int]  # latency bin -> runs
 
 
 @dataclass
@@ -35,22 +48,15 @@ class Tally:
     """Summed counters and latency bins of one bucket (or of a whole series)."""
 
     counters: list[float] = field(default_factory=lambda: [0] * COUNTERS)
-    bins: dict[int, int] = field(default_factory=dict)
-
-    def add(self, other: Tally, sign: int = 1) -> None:
-        self.counters = [a + sign * b for a, b in zip(self.counters, other.counters, strict=True)]
-        for index, count in other.bins.items():
-            self.bins[index] = self.bins.get(index, 0) + sign * count
+    bins: Bins = field(default_factory=dict)
 
     def point(self, binned: bool) -> dict[str, Any]:
         """The answer's fields. Counts are whole numbers; means and percentiles are null when
         there is nothing to average; a difference below zero (float noise) is zero."""
-        c = {
-            name: (max(0.0, value) if position in _FLOATS else max(0, int(value)))
-            for position, (name, value) in enumerate(zip(USAGE_COUNTERS, self.counters, strict=True))
-        }
+        numbers = [n(v) if v > 0 else n(0) for n, v in zip(_NUMBER, self.counters, strict=True)]
+        c = dict(zip(USAGE_COUNTERS, numbers, strict=True))
         runs = c["runs"]
-        bins = {k: v for k, v in self.bins.items() if v > 0}
+        p50, p95, p99 = _percentiles(self.bins) if binned else (None, None, None)
         return {
             "runs": runs,
             "errors": c["errors"],
@@ -61,9 +67,9 @@ class Tally:
             "reasoning_tokens": c["reasoning_tokens"],
             "cost": c["cost"] if c["cost"] > 1e-12 else 0.0,
             "latency_mean_ms": round(c["latency_ms_sum"] / runs, 2) if runs else None,
-            "latency_p50_ms": percentile(bins, 0.50) if binned else None,
-            "latency_p95_ms": percentile(bins, 0.95) if binned else None,
-            "latency_p99_ms": percentile(bins, 0.99) if binned else None,
+            "latency_p50_ms": p50,
+            "latency_p95_ms": p95,
+            "latency_p99_ms": p99,
             "ttft_mean_ms": round(c["ttft_ms_sum"] / c["ttft_count"], 2) if c["ttft_count"] else None,
             "feedback_count": c["feedback_count"],
             "feedback_mean": (
@@ -74,7 +80,33 @@ class Tally:
         }
 
 
+def _percentiles(bins: Bins) -> tuple[float | None, float | None, float | None]:
+    """p50, p95 and p99 in one pass over the bins, by latency_histogram.percentile's rule
+    (nearest rank, reported as the bin's value): a point asks for all three."""
+    counted = sorted((index, count) for index, count in bins.items() if count > 0)
+    total = sum(count for _, count in counted)
+    if not total:
+        return None, None, None
+    found: list[float | None] = []
+    ranks = iter([max(1, math.ceil(f * total)) for f in (0.50, 0.95, 0.99)])
+    rank, seen = next(ranks), 0
+    for index, count in counted:
+        seen += count
+        while seen >= rank:
+            found.append(round(bin_value(index), 2))
+            rank = next(ranks, total + 1)
+        if len(found) == 3:
+            break
+    return found[0], found[1], found[2]
+
+
 Tallies = dict[datetime, Tally]  # bucket start -> tally
+EMPTY = Tally()
+
+
+def _add_bins(into: Bins, bins: Bins, sign: int = 1) -> None:
+    for index, count in bins.items():
+        into[index] = into.get(index, 0) + sign * count
 
 
 @dataclass
@@ -83,54 +115,86 @@ class Series:
     tallies: Tallies
     binned: bool
     other: bool = False
+    # The bins of the whole range when they were read per range only (percentiles=totals):
+    # the points then have no percentiles, and the tallies no bins.
+    range_bins: Bins | None = None
 
-    def minus(self, parts: Iterable[Series]) -> Tallies:
-        left = {moment: _copy(tally) for moment, tally in self.tallies.items()}
+    def whole_bins(self) -> Bins:
+        """The latency bins of the whole range (a new dict)."""
+        if self.range_bins is not None:
+            return dict(self.range_bins)
+        summed: Bins = {}
+        for tally in self.tallies.values():
+            _add_bins(summed, tally.bins)
+        return summed
+
+    def minus(self, group: str | None, parts: Iterable[Series], other: bool = False) -> Series:
+        """What is left of this series once the parts are taken out, bucket by bucket; with
+        the bins of the range only if any side has only those."""
+        parts = list(parts)
+        per_range = self.range_bins is not None or any(p.range_bins is not None for p in parts)
+        left = {
+            moment: Tally(list(tally.counters), {} if per_range else dict(tally.bins))
+            for moment, tally in self.tallies.items()
+        }
         for part in parts:
             for moment, tally in part.tallies.items():
-                left.setdefault(moment, Tally()).add(tally, -1)
-        return left
+                mine = left.get(moment)
+                if mine is None:
+                    left[moment] = mine = Tally()
+                mine.counters = [a - b for a, b in zip(mine.counters, tally.counters, strict=True)]
+                if not per_range:
+                    _add_bins(mine.bins, tally.bins, -1)
+        range_bins = None
+        if per_range:
+            range_bins = self.whole_bins()
+            for part in parts:
+                _add_bins(range_bins, part.whole_bins(), -1)
+        return Series(group, left, self.binned, other, range_bins)
 
     def is_empty(self) -> bool:
         """No runs and no feedback (differences of float sums leave noise in the others)."""
-        runs, items = _AT["runs"], _AT["feedback_count"]
-        return all(t.counters[runs] <= 0 and t.counters[items] <= 0 for t in self.tallies.values())
+        return all(t.counters[_RUNS] <= 0 and t.counters[_FEEDBACK] <= 0 for t in self.tallies.values())
 
     def answer(self, starts: list[datetime]) -> dict[str, Any]:
-        total = Tally()
+        per_point = self.binned and self.range_bins is None
+        blank = EMPTY.point(per_point)  # the fields of every bucket without runs
+        sums: list[float] = [0] * COUNTERS
         points = []
         for moment in starts:
-            tally = self.tallies.get(moment, Tally())
-            total.add(tally)
-            points.append({"t": moment, **tally.point(self.binned)})
+            tally = self.tallies.get(moment)
+            if tally is None:
+                points.append({"t": moment, **blank})
+                continue
+            sums = [a + b for a, b in zip(sums, tally.counters, strict=True)]
+            points.append({"t": moment, **tally.point(per_point)})
         return {
             "group": self.group,
             "other": self.other,
             "points": points,
-            "totals": total.point(self.binned),
+            "totals": Tally(sums, self.whole_bins()).point(self.binned),
         }
-
-
-def _copy(tally: Tally) -> Tally:
-    return Tally(list(tally.counters), dict(tally.bins))
 
 
 @lru_cache(maxsize=4096)
 def _bucket_of(value: Any) -> datetime:
-    """A bucket start as the database gives it back: a time, or (a SQLite day) its date text."""
+    """A bucket start as the database gives it back: a time, or (SQLite) its text."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _bucket_column(table: sa.Table, bucket: str, dialect: str) -> Any:
-    """The bucket a stored hour belongs to, in SQL (no bound parameters: it is also grouped by)."""
+    """The bucket a stored hour belongs to, in SQL (no bound parameters: it is also grouped by).
+    SQLite's stay text, turned into times once per bucket by `_bucket_of`, not once per row."""
     column = table.c.bucket_start
-    if bucket == "hour":
-        return column
     if dialect == "postgresql":
+        if bucket == "hour":
+            return column
         utc: Any = sa.literal_column("'UTC'")
         day: Any = sa.literal_column("'day'")
         return sa.func.date_trunc(day, sa.func.timezone(utc, column))
+    if bucket == "hour":
+        return sa.type_coerce(column, sa.String())
     return sa.func.substr(column, sa.literal_column("1"), sa.literal_column("10"))
 
 
@@ -141,44 +205,69 @@ class UsageReport:
     async def usage(self, workspace_id: str, query: UsageQuery) -> dict[str, Any]:
         """The answer of `GET /api/usage`."""
         dimension = query.dimension
-        async with self.engine.connect() as conn:
-            if dimension is None:
-                series = [Series("all", (await self._total(conn, workspace_id, query)).tallies, binned=True)]
-            else:
-                series = await self._grouped(conn, workspace_id, query, dimension)
         starts = query.bucket_starts()
+        if dimension is None:
+            async with self.engine.connect() as conn:
+                total = await self._total(conn, workspace_id, query)
+            series = [total]
+        else:
+            total, series = await self._grouped(workspace_id, query, dimension)
+        whole = total.answer(starts)
         return {
             "bucket": query.bucket,
             "from": query.start,
             "to": query.end,
             "group_by": query.group_by,
             "deployment": query.deployment,
-            "series": [s.answer(starts) for s in series],
+            "percentiles": query.percentiles,
+            "series": [whole] if dimension is None else [s.answer(starts) for s in series],
+            "total": whole,
         }
 
     async def _total(self, conn: AsyncConnection, workspace_id: str, query: UsageQuery) -> Series:
-        """Every run of the range (of the deployment asked for)."""
+        """Every run of the range (of the deployment asked for), percentiles per point."""
         dimension, value = (DEPLOYMENT, query.deployment) if query.deployment else (ALL, NONE)
-        return (await self._series(conn, workspace_id, query, dimension, [value]))[value]
+        found = (await self._series(conn, workspace_id, query, dimension, [value]))[value]
+        return Series("all", found.tallies, binned=True)
 
     async def _grouped(
-        self, conn: AsyncConnection, workspace_id: str, query: UsageQuery, dimension: str
-    ) -> list[Series]:
-        binned = dimension not in UNBINNED
-        values = await self._busiest(conn, workspace_id, query, dimension, query.limit + 1)
-        found = await self._series(conn, workspace_id, query, dimension, values[: query.limit])
-        shown = [Series(value or None, found[value].tallies, binned) for value in values[: query.limit]]
-        key = query.metadata_key
+        self, workspace_id: str, query: UsageQuery, dimension: str
+    ) -> tuple[Series, list[Series]]:
+        """The total and the groups' series, read side by side on two connections."""
+
+        async def total() -> Series:
+            async with self.engine.connect() as conn:
+                return await self._total(conn, workspace_id, query)
+
+        (whole, (shown, more, carrying)) = await asyncio.gather(
+            total(), self._groups(workspace_id, query, dimension)
+        )
         rest: list[Series] = []
-        if key is not None:  # the runs carrying the key; those without it are a series of their own
-            whole = (await self._series(conn, workspace_id, query, META_KEY, [key]))[key]
-            rest.append(Series(None, (await self._total(conn, workspace_id, query)).minus([whole]), binned))
-        elif len(values) > query.limit:
-            whole = await self._total(conn, workspace_id, query)
+        if carrying is not None:  # the runs carrying the key; those without it are a series of their own
+            rest.append(whole.minus(None, [carrying]))
+            folded = carrying
+        elif more:
+            folded = whole
         else:  # every value is shown
-            return shown
-        other = Series("other", whole.minus(shown), binned, other=True)
-        return shown + [s for s in (other, *rest) if not s.is_empty()]
+            return whole, shown
+        other = folded.minus("other", shown, other=True)
+        return whole, shown + [s for s in (other, *rest) if not s.is_empty()]
+
+    async def _groups(
+        self, workspace_id: str, query: UsageQuery, dimension: str
+    ) -> tuple[list[Series], bool, Series | None]:
+        """The busiest values' series, whether there are more values than those, and for a
+        metadata key every run carrying it."""
+        per_point = query.percentiles == "points"
+        key = query.metadata_key
+        async with self.engine.connect() as conn:
+            values = await self._busiest(conn, workspace_id, query, dimension, query.limit + 1)
+            shown = values[: query.limit]
+            found = await self._series(conn, workspace_id, query, dimension, shown, per_point)
+            carrying = None
+            if key is not None:
+                carrying = (await self._series(conn, workspace_id, query, META_KEY, [key], per_point))[key]
+        return [found[value] for value in shown], len(values) > query.limit, carrying
 
     async def _busiest(
         self, conn: AsyncConnection, workspace_id: str, query: UsageQuery, dimension: str, count: int
@@ -211,11 +300,18 @@ class UsageReport:
         return conditions
 
     async def _series(
-        self, conn: AsyncConnection, workspace_id: str, query: UsageQuery, dimension: str, values: list[str]
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        query: UsageQuery,
+        dimension: str,
+        values: list[str],
+        per_point: bool = True,
     ) -> dict[str, Series]:
-        """Each value's tallies per bucket (buckets without runs are left out)."""
+        """Each value's tallies per bucket (buckets without runs are left out), with its latency
+        bins per bucket, or (per_point False) summed over the range."""
         binned = dimension not in UNBINNED
-        found = {value: Series(value, {}, binned) for value in values}
+        found = {value: Series(value or None, {}, binned) for value in values}
         if not values:
             return found
         dialect = conn.dialect.name
@@ -223,22 +319,37 @@ class UsageReport:
         bucket = _bucket_column(t, query.bucket, dialect).label("bucket")
         where = [*self._where(t, workspace_id, query, dimension), t.c.value.in_(values)]
         sums = [sa.func.sum(t.c[name]) for name in USAGE_COUNTERS]
-        for row in await conn.execute(
-            sa.select(bucket, t.c.value, *sums).where(*where).group_by(bucket, t.c.value)
-        ):
-            tally = found[row[1]].tallies.setdefault(_bucket_of(row[0]), Tally())
-            tally.counters = [float(v or 0) if i in _FLOATS else int(v or 0) for i, v in enumerate(row[2:])]
-        if binned:
-            b = usage_latency_bins
+        select = sa.select(bucket, t.c.value, *sums).where(*where).group_by(bucket, t.c.value)
+        for row in await conn.execute(select):
+            found[row[1]].tallies[_bucket_of(row[0])] = Tally(
+                [number(v or 0) for number, v in zip(_NUMBER, row[2:], strict=True)]
+            )
+        if not binned:
+            return found
+        b = usage_latency_bins
+        where = [*self._where(b, workspace_id, query, dimension), b.c.value.in_(values)]
+        runs = sa.func.sum(b.c.runs)
+        if per_point:
             bucket = _bucket_column(b, query.bucket, dialect).label("bucket")
-            where = [*self._where(b, workspace_id, query, dimension), b.c.value.in_(values)]
-            for row in await conn.execute(
-                sa.select(bucket, b.c.value, b.c.bin, sa.func.sum(b.c.runs))
-                .where(*where)
-                .group_by(bucket, b.c.value, b.c.bin)
-            ):
-                tally = found[row[1]].tallies.setdefault(_bucket_of(row[0]), Tally())
-                tally.bins[int(row[2])] = int(row[3])
+            rows = await conn.execute(
+                sa.select(bucket, b.c.value, b.c.bin, runs).where(*where).group_by(bucket, b.c.value, b.c.bin)
+            )
+            for moment, value, index, count in rows:
+                tallies = found[value].tallies
+                start = _bucket_of(moment)
+                tally = tallies.get(start)
+                if tally is None:
+                    tallies[start] = tally = Tally()
+                tally.bins[index] = int(count)
+        else:
+            ranged: dict[str, Bins] = {value: {} for value in values}
+            rows = await conn.execute(
+                sa.select(b.c.value, b.c.bin, runs).where(*where).group_by(b.c.value, b.c.bin)
+            )
+            for value, index, count in rows:
+                ranged[value][index] = int(count)
+            for value, bins in ranged.items():
+                found[value].range_bins = bins
         return found
 
     async def value_usage(

@@ -36,6 +36,11 @@ async def usage(
         None, description="only this deployment (with no group_by, or by variant, version)"
     ),
     limit: str | None = Query(None, description="groups shown (1-100, default 10); the rest is 'other'"),
+    percentiles: str | None = Query(
+        None,
+        description="points (default): latency percentiles per point | totals: the groups' only over "
+        "the range (faster; `total` keeps them per point)",
+    ),
 ) -> dict[str, Any]:
     query = parse_usage_query(
         start=from_,
@@ -45,6 +50,7 @@ async def usage(
         deployment=deployment,
         limit=limit,
         now=utcnow(),
+        percentiles=percentiles,
     )
     return await services(request).usage.usage(caller.workspace_id, query)
 

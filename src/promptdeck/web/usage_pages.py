@@ -8,7 +8,6 @@ group links to the logs filtered to the runs behind it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -335,9 +334,11 @@ def total_cards(totals: Mapping[str, Any], since: datetime, until: datetime) -> 
     ]
 
 
-async def usage_report(request: Request, workspace_id: str, view: UsageView, grouped: bool) -> dict[str, Any]:
-    """The answer of `GET /api/usage` for this view: grouped, or every run as one series."""
-    query = view.query if grouped else replace(view.query, group_by=None)
+async def usage_report(request: Request, workspace_id: str, view: UsageView) -> dict[str, Any]:
+    """The answer of `GET /api/usage` for this view: the groups, and every run as its `total`.
+    The groups' percentiles are shown over the range only (the table), never per bucket, so
+    they are asked for as totals; the latency chart draws the total's per bucket."""
+    query = replace(view.query, percentiles="totals")
     return await services(request).usage.usage(workspace_id, query)
 
 
@@ -355,19 +356,14 @@ async def usage(request: Request, session: Session = Member) -> Response:
 async def render_usage(
     request: Request, session: Session, view: UsageView, status: int = 200, error: str | None = None
 ) -> Response:
-    workspace_id = session.member.workspace_id
-    # two reads of the rollups, side by side (each on its own connection)
-    overall, grouped_report = await asyncio.gather(
-        usage_report(request, workspace_id, view, grouped=False),
-        usage_report(request, workspace_id, view, grouped=True),
-    )
+    report = await usage_report(request, session.member.workspace_id, view)
     bucket = BUCKETS[view.bucket]
-    series = overall.get("series") or []
-    points = series[0]["points"] if series else []
+    overall = report.get("total")
+    points = overall["points"] if overall else []
     starts = tuple(moment(p["t"]) for p in points)
-    totals = series[0].get("totals", {}) if series else {}
-    grouped = groups_of(grouped_report, view.group_by, view.since, view.until)
-    drawn = build_charts(grouped, series[0], starts, bucket) if series else []
+    totals = overall.get("totals", {}) if overall else {}
+    grouped = groups_of(report, view.group_by, view.since, view.until)
+    drawn = build_charts(grouped, overall, starts, bucket) if overall else []
     return page(
         request,
         "usage.html",
