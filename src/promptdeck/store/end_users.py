@@ -5,16 +5,14 @@ cursors, like the run log's."""
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.errors import NotFound, ValidationFailed
+from promptdeck.store import keyset_cursor
 from promptdeck.store.tables import end_users
 
 MAX_PAGE = 200
@@ -58,33 +56,6 @@ def check_sort(sort: str, order: str) -> list[str]:
     return problems
 
 
-def _encode_cursor(sort: str, order: str, value: Any, end_user: str) -> str:
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    raw = orjson.dumps({"s": sort, "o": order, "v": value, "u": end_user})
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, str]:
-    """The (sort value, end user) a cursor points after; it must come from the same sort and order."""
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        value, end_user = data["v"], data["u"]
-        if not isinstance(end_user, str):
-            raise ValueError
-        if data["s"] == "last_seen":
-            value = datetime.fromisoformat(value)
-        elif not isinstance(value, int | float) or isinstance(value, bool):
-            raise ValueError
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
-        raise ValidationFailed("cursor: not one this server gave out") from exc
-    if (data["s"], data["o"]) != (sort, order):
-        raise ValidationFailed(
-            f"cursor: it continues sort={data['s']}&order={data['o']}, not sort={sort}&order={order}"
-        )
-    return value, end_user
-
-
 class EndUsers:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -111,7 +82,7 @@ class EndUsers:
         if q is not None:
             query = query.where(sa.func.substr(name, 1, len(q)) == q)
         if cursor:
-            value, after = _decode_cursor(cursor, sort, order)
+            value, after = keyset_cursor.decode(cursor, sort, order, SORTS, time_sort="last_seen")
             if order == "desc":
                 query = query.where(sa.or_(key < value, sa.and_(key == value, name < after)))
             else:
@@ -123,7 +94,7 @@ class EndUsers:
         next_cursor = None
         if len(rows) > limit:
             last = data[-1]
-            next_cursor = _encode_cursor(sort, order, last[sort], last["end_user"])
+            next_cursor = keyset_cursor.encode(sort, order, last[sort], last["end_user"])
         return {"data": data, "next_cursor": next_cursor}
 
     async def get(self, workspace_id: str, end_user: str) -> dict[str, Any]:

@@ -3,18 +3,17 @@ page, the metadata keys in use, and single runs."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptdeck.domain.errors import NotFound, ValidationFailed
+from promptdeck.domain.errors import NotFound
 from promptdeck.domain.run_filters import Order, RunFilters, Sort
 from promptdeck.domain.runs import RunRecord, utcnow
+from promptdeck.store import keyset_cursor
 from promptdeck.store.run_log_plan import SORT_KEYS, page_statement
 from promptdeck.store.tables import run_metadata, runs
 
@@ -28,33 +27,6 @@ EXAMPLES_PER_KEY = 5
 def _aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def encode_cursor(sort: str, order: str, value: Any, run_id: str) -> str:
-    if isinstance(value, datetime):
-        value = _aware(value).isoformat()
-    raw = orjson.dumps({"s": sort, "o": order, "v": value, "i": run_id})
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, str]:
-    """The (sort value, id) a cursor points after; it must come from the same sort and order."""
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        value, run_id = data["v"], data["i"]
-        if not isinstance(run_id, str) or data["s"] not in SORT_KEYS:
-            raise ValueError
-        if data["s"] == "time":
-            value = datetime.fromisoformat(value)
-        elif not isinstance(value, int | float) or isinstance(value, bool):
-            raise ValueError
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
-        raise ValidationFailed("cursor: not one this server gave out") from exc
-    if (data["s"], data["o"]) != (sort, order):
-        raise ValidationFailed(
-            f"cursor: it continues sort={data['s']}&order={data['o']}, not sort={sort}&order={order}"
-        )
-    return value, run_id
 
 
 def run_dict(row: Any) -> dict[str, Any]:
@@ -90,7 +62,7 @@ class RunLog:
         """One page of matching runs. The cursor is a position (sort value, id), so runs that
         arrive while a caller pages never shift or repeat what it sees."""
         limit = max(1, min(limit, MAX_PAGE))
-        after = decode_cursor(cursor, sort, order) if cursor else None
+        after = keyset_cursor.decode(cursor, sort, order, SORT_KEYS, time_sort="time") if cursor else None
         async with self.engine.connect() as conn:
             query, _ = await page_statement(
                 conn, workspace_id, filters or RunFilters(), sort, order, after, limit + 1
@@ -100,7 +72,7 @@ class RunLog:
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = encode_cursor(sort, order, sort_value(last, sort), last.id)
+            next_cursor = keyset_cursor.encode(sort, order, sort_value(last, sort), last.id)
         return {"data": items, "next_cursor": next_cursor}
 
     async def iterate(
