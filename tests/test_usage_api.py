@@ -21,6 +21,7 @@ from promptdeck.domain.usage_query import floor_to
 from tests.conftest import Deck
 from tests.support import fake_openai
 from tests.support.fake_openai import INPUTS, FakeOpenAI, deck_over, push_prompt
+from tests.support.run_records import usage_run
 from tests.test_run_queries import put
 
 upstream = fake_openai.upstream
@@ -50,20 +51,8 @@ def problems(response: httpx.Response) -> list[str]:
 
 
 def record(deck: Deck, **fields: Any) -> RunRecord:
-    values: dict[str, Any] = {
-        "workspace_id": deck.workspace_id,
-        "dialect": "fetchhive",
-        "deployment": "alpha",
-        "streamed": False,
-        "variant": "default",
-        "version_number": 1,
-        "model": "openai/a",
-        "provider": "openai",
-        "duration_ms": 100.0,
-        "created_at": DAY + timedelta(hours=1, seconds=next(_counter)),
-    }
-    values.update(fields)
-    return RunRecord(**values)
+    fields.setdefault("created_at", DAY + timedelta(hours=1, seconds=next(_counter)))
+    return usage_run(deck.workspace_id, **fields)
 
 
 def usage(client: httpx.Client, **params: Any) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from promptdeck.store.tables import (
     usage_latency_bins,
     usage_rollups,
 )
+from tests.support.run_records import usage_run
 
 HOUR = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NEXT = HOUR + timedelta(hours=1)
@@ -44,20 +45,8 @@ class Store:
         self.workspace_id = new_id()
 
     def record(self, **fields: Any) -> RunRecord:
-        values: dict[str, Any] = {
-            "workspace_id": self.workspace_id,
-            "dialect": "fetchhive",
-            "deployment": "alpha",
-            "streamed": False,
-            "variant": "default",
-            "version_number": 1,
-            "model": "openai/a",
-            "provider": "openai",
-            "duration_ms": 100.0,
-            "created_at": HOUR + timedelta(minutes=5),
-        }
-        values.update(fields)
-        return RunRecord(**values)
+        fields.setdefault("created_at", HOUR + timedelta(minutes=5))
+        return usage_run(self.workspace_id, **fields)
 
     async def write(self, records: list[RunRecord], writer: RunWriter | None = None) -> RunWriter:
         writer = writer or RunWriter(self.db, batch_size=50, flush_seconds=0.01)
@@ -108,17 +97,18 @@ def counters(**given: Any) -> dict[str, Any]:
 
 
 async def test_each_dimension_sums_its_runs_by_hour(store: Store) -> None:
-    first = store.record(
-        end_user="ann",
-        metadata={"env": "prod", "tier": "gold"},
-        input_tokens=10,
-        cached_input_tokens=2,
-        output_tokens=5,
-        reasoning_tokens=1,
-        cost=0.5,
-        duration_ms=100.0,
-        ttft_ms=20.0,
-    )
+    anns_run: dict[str, Any] = {
+        "end_user": "ann",
+        "metadata": {"env": "prod", "tier": "gold"},
+        "input_tokens": 10,
+        "cached_input_tokens": 2,
+        "output_tokens": 5,
+        "reasoning_tokens": 1,
+        "cost": 0.5,
+        "duration_ms": 100.0,
+        "ttft_ms": 20.0,
+    }
+    first = store.record(**anns_run)
     failed = store.record(
         variant="beta",
         version_number=2,
@@ -140,18 +130,7 @@ async def test_each_dimension_sums_its_runs_by_hour(store: Store) -> None:
         metadata={"env": "x" * 65},  # too long to roll up: only counted as carrying the key
         created_at=NEXT + timedelta(minutes=30),
     )
-    last = store.record(
-        end_user="ann",
-        metadata={"env": "prod", "tier": "gold"},
-        input_tokens=10,
-        cached_input_tokens=2,
-        output_tokens=5,
-        reasoning_tokens=1,
-        cost=0.5,
-        duration_ms=100.0,
-        ttft_ms=20.0,
-        created_at=NEXT - timedelta(microseconds=1),
-    )
+    last = store.record(**anns_run, created_at=NEXT - timedelta(microseconds=1))  # the same, later
     await store.write([first, failed, unresolved, last])
     pair = counters(
         runs=2,

@@ -73,6 +73,19 @@ def parse_time(value: str) -> datetime:
     return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def parse_time_params(given: dict[str, str | None], problems: list[str]) -> dict[str, datetime | None]:
+    """Each named time parameter (`parse_time`), None where it is absent. A bad one is added to
+    `problems` under its name instead of raising, so a query reports all its problems at once."""
+    times: dict[str, datetime | None] = dict.fromkeys(given)
+    for name, text in given.items():
+        if text is not None:
+            try:
+                times[name] = parse_time(text)
+            except ValueError:
+                problems.append(f"{name}: expected an ISO 8601 time, e.g. 2026-01-31T12:00:00Z; got {text!r}")
+    return times
+
+
 def parse_filters(
     *,
     deployment: str | None = None,
@@ -98,15 +111,7 @@ def parse_filters(
             problems.append(f"version: expected a version number (1, 2, ...); got {version!r}")
     if status is not None and status not in STATUSES:
         problems.append(f"status: expected one of {', '.join(STATUSES)}; got {status!r}")
-    times: dict[str, datetime | None] = {"since": None, "until": None}
-    for name, given in (("since", since), ("until", until)):
-        if given is not None:
-            try:
-                times[name] = parse_time(given)
-            except ValueError:
-                problems.append(
-                    f"{name}: expected an ISO 8601 time, e.g. 2026-01-31T12:00:00Z; got {given!r}"
-                )
+    times = parse_time_params({"since": since, "until": until}, problems)
     conditions: list[MetaCondition] = []
     for given in meta or []:
         try:

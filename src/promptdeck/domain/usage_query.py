@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from promptdeck.domain.errors import ValidationFailed
-from promptdeck.domain.run_filters import parse_time
+from promptdeck.domain.run_filters import parse_time_params
 from promptdeck.domain.usage_dimensions import (
     DEPLOYMENT,
     META_TEXT_MAX,
@@ -105,15 +105,7 @@ def parse_usage_query(
     if bucket not in BUCKET_SIZES:
         problems.append(f"bucket: expected hour or day; got {bucket!r}")
         bucket = "hour"
-    times: dict[str, datetime | None] = {"from": None, "to": None}
-    for name, given in (("from", start), ("to", end)):
-        if given is not None:
-            try:
-                times[name] = parse_time(given)
-            except ValueError:
-                problems.append(
-                    f"{name}: expected an ISO 8601 time, e.g. 2026-01-31T12:00:00Z; got {given!r}"
-                )
+    times = parse_time_params({"from": start, "to": end}, problems)
     if group_by is not None:
         key = group_by.removeprefix(META_GROUP) if group_by.startswith(META_GROUP) else None
         if key is None and group_by not in GROUP_BYS:

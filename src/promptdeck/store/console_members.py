@@ -157,16 +157,7 @@ class MemberStore:
 
     async def get(self, workspace_id: str, member_id: str) -> Member:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(console_members).where(
-                        console_members.c.id == member_id, console_members.c.workspace_id == workspace_id
-                    )
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"no member {member_id!r} in this workspace")
-        return member_from_row(row)
+            return await _member_in(conn, workspace_id, member_id)
 
     async def list(self, workspace_id: str) -> list[Member]:
         async with self.engine.connect() as conn:
@@ -308,16 +299,7 @@ class MemberStore:
             console_members.c.workspace_id == workspace_id, console_members.c.role == "owner"
         )
         await conn.execute(owners.with_for_update())
-        row = (
-            await conn.execute(
-                sa.select(console_members).where(
-                    console_members.c.id == member_id, console_members.c.workspace_id == workspace_id
-                )
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"no member {member_id!r} in this workspace")
-        return member_from_row(row)
+        return await _member_in(conn, workspace_id, member_id)
 
     async def _refuse_last_owner(self, conn: AsyncConnection, workspace_id: str, what: str) -> None:
         owners = (
@@ -371,6 +353,21 @@ class MemberStore:
                 .values(accepted_at=utcnow())
             )
         return member
+
+
+async def _member_in(conn: AsyncConnection, workspace_id: str, member_id: str) -> Member:
+    """The member with this id, looked up only in this workspace (an id from another one is
+    not found, never shown)."""
+    row = (
+        await conn.execute(
+            sa.select(console_members).where(
+                console_members.c.id == member_id, console_members.c.workspace_id == workspace_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no member {member_id!r} in this workspace")
+    return member_from_row(row)
 
 
 def _locked_message(until: datetime, now: datetime) -> str:

@@ -107,6 +107,16 @@ def _count(into: dict[Any, int], key: Any, count: int = 1) -> None:
     into[key] = into.get(key, 0) + count
 
 
+def _admit(admitted: set[str], item: str, cap: int) -> bool:
+    """Whether `item` is (or, while fewer than `cap` are, now becomes) one of `admitted`."""
+    if item in admitted:
+        return True
+    if len(admitted) >= cap:
+        return False
+    admitted.add(item)
+    return True
+
+
 class MetadataCaps:
     """Which metadata keys and values this process rolls up in each workspace and hour: the
     first META_KEYS_PER_HOUR keys and, per key, the first META_VALUES_PER_HOUR values seen.
@@ -121,22 +131,10 @@ class MetadataCaps:
         if self._newest is None or hour > self._newest:
             self._forget_before(hour - timedelta(hours=1))
             self._newest = hour
-        keys = self._keys.setdefault((workspace_id, hour), set())
-        if key in keys:
-            return True
-        if len(keys) >= META_KEYS_PER_HOUR:
-            return False
-        keys.add(key)
-        return True
+        return _admit(self._keys.setdefault((workspace_id, hour), set()), key, META_KEYS_PER_HOUR)
 
     def admit_value(self, workspace_id: str, hour: datetime, key: str, value: str) -> bool:
-        values = self._values.setdefault((workspace_id, hour, key), set())
-        if value in values:
-            return True
-        if len(values) >= META_VALUES_PER_HOUR:
-            return False
-        values.add(value)
-        return True
+        return _admit(self._values.setdefault((workspace_id, hour, key), set()), value, META_VALUES_PER_HOUR)
 
     def _forget_before(self, oldest: datetime) -> None:
         self._keys = {k: v for k, v in self._keys.items() if k[1] >= oldest}

@@ -121,6 +121,22 @@ def version_number(raw: str, what: str) -> int | None:
     return int(raw)
 
 
+def prompt_tab(
+    request: Request, session: Session, prompt: dict[str, Any], tab: str, **context: Any
+) -> Response:
+    """A prompt's page open at one of its tabs (template `prompt_<tab>.html`): each shows the
+    prompt's header, its versions newest first, and editing only to those who may edit."""
+    return page(
+        request,
+        f"prompt_{tab}.html",
+        prompt=prompt,
+        tab=tab,
+        versions=list(reversed(prompt["versions"])),
+        can_edit=can_edit(session),
+        **context,
+    )
+
+
 @router.get("/prompts/{slug}")
 async def editor(request: Request, slug: str, session: Session = Member) -> Response:
     app = services(request)
@@ -132,14 +148,7 @@ async def editor(request: Request, slug: str, session: Session = Member) -> Resp
     opened = v_summary(await app.catalog.get_version(workspace_id, slug, number)) if number else None
     overridden = [price["model"] for price in await app.prices.list(workspace_id)]
     models = model_choices(app.providers, overridden)
-    return page(
-        request,
-        "prompt_editor.html",
-        prompt=prompt,
-        tab="editor",
-        data=editor_data(prompt, session, models, opened),
-        can_edit=can_edit(session),
-    )
+    return prompt_tab(request, session, prompt, "editor", data=editor_data(prompt, session, models, opened))
 
 
 @router.get("/prompts/{slug}/versions")
@@ -148,15 +157,7 @@ async def versions(request: Request, slug: str, session: Session = Member) -> Re
     workspace_id = session.member.workspace_id
     prompt = await app.catalog.get_prompt(workspace_id, slug)
     pointers = pointers_by_version(await PromptOverview(app.db).pointers(workspace_id, slug))
-    return page(
-        request,
-        "prompt_versions.html",
-        prompt=prompt,
-        tab="versions",
-        versions=list(reversed(prompt["versions"])),
-        pointers=pointers,
-        can_edit=can_edit(session),
-    )
+    return prompt_tab(request, session, prompt, "versions", pointers=pointers)
 
 
 @router.get("/prompts/{slug}/diff")
@@ -174,13 +175,11 @@ async def diff(request: Request, slug: str, session: Session = Member) -> Respon
         old = await app.catalog.get_version(workspace_id, slug, since)
         new = await app.catalog.get_version(workspace_id, slug, to)
         compared = report(slug, since, old.spec, to, new.spec)
-    return page(
+    return prompt_tab(
         request,
-        "prompt_diff.html",
-        prompt=prompt,
-        tab="diff",
-        versions=list(reversed(prompt["versions"])),
+        session,
+        prompt,
+        "diff",
         compared=compared,
         blocks=blocks(compared["changes"]) if compared else [],
-        can_edit=can_edit(session),
     )

@@ -138,6 +138,28 @@ export async function copyText(element, button = null) {
   return text;
 }
 
+/**
+ * A form's list of rows the user adds to and takes from (the logs' metadata conditions, a
+ * traffic split's versions). `addButton` appends a copy of the last row with its first input
+ * set to `blank` and focuses the copy's `focus` field; a `remove` button takes its row out,
+ * except the only row left, which stays (its first input set to `blank` when `clearLast`).
+ */
+export function wireRowList(list, addButton, { remove, blank = "", focus = "input", clearLast = false }) {
+  addButton.addEventListener("click", () => {
+    const copy = list.lastElementChild.cloneNode(true);
+    copy.querySelector("input").value = blank;
+    list.append(copy);
+    copy.querySelector(focus).focus();
+  });
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest(remove);
+    const row = button && [...list.children].find((child) => child.contains(button));
+    if (!row) return;
+    if (list.children.length > 1) row.remove();
+    else if (clearLast) row.querySelector("input").value = blank;
+  });
+}
+
 /** US dollars: "$0.00042", "$1.27"; "—" when unknown. */
 export function formatCost(usd) {
   if (usd === null || usd === undefined || Number.isNaN(usd)) return "—";

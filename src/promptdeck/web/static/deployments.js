@@ -2,7 +2,7 @@
 // load a variant's per-version statistics, and switch the code snippet tabs. Every change goes
 // through the admin API (the session is accepted there); errors are shown next to the form and
 // nothing typed is lost. After a change the page is loaded again, with a notice.
-import { api, formatCost, formatMs, formatTokens } from "/static/console.js";
+import { api, formatCost, formatMs, formatTokens, wireRowList } from "/static/console.js";
 
 const NOTICE_KEY = "promptdeck.deployments.notice";
 const path = (...parts) => parts.map(encodeURIComponent).join("/");
@@ -125,16 +125,7 @@ function wireSplit() {
   const form = document.getElementById("split-form");
   if (!form) return;
   const arms = form.querySelector(".split-arms");
-  form.querySelector(".add-arm").addEventListener("click", () => {
-    const copy = arms.lastElementChild.cloneNode(true);
-    copy.querySelector("input").value = "0";
-    arms.append(copy);
-    copy.querySelector("select").focus();
-  });
-  arms.addEventListener("click", (event) => {
-    const remove = event.target.closest(".remove-arm");
-    if (remove && arms.children.length > 1) remove.closest(".split-arm").remove();
-  });
+  wireRowList(arms, form.querySelector(".add-arm"), { remove: ".remove-arm", blank: "0", focus: "select" });
 
   const save = async (split) => {
     const { deployment, variant } = form.dataset;

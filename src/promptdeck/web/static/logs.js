@@ -1,7 +1,7 @@
 // Logs: rows that open their run, metadata conditions with key suggestions, the custom time
 // range, live tail (polls /logs/tail and adds the new rows, no reload), and on a run's page
 // the feedback form (through the admin API).
-import { api, relativeTime, renderRelativeTimes, showSessionExpired } from "/static/console.js";
+import { api, relativeTime, renderRelativeTimes, showSessionExpired, wireRowList } from "/static/console.js";
 
 const TAIL_EVERY_MS = 2000;
 
@@ -16,19 +16,9 @@ function wireRows(table) {
 }
 
 function wireMetaConditions(form) {
-  const list = form.querySelector(".meta-list");
-  form.querySelector(".add-meta").addEventListener("click", () => {
-    const row = list.lastElementChild.cloneNode(true);
-    row.querySelector("input").value = "";
-    list.append(row);
-    row.querySelector("input").focus();
-  });
-  list.addEventListener("click", (event) => {
-    const remove = event.target.closest(".remove-meta");
-    if (!remove) return;
-    const row = remove.closest(".meta-row");
-    if (list.children.length > 1) row.remove();
-    else row.querySelector("input").value = "";
+  wireRowList(form.querySelector(".meta-list"), form.querySelector(".add-meta"), {
+    remove: ".remove-meta",
+    clearLast: true,
   });
   // Empty fields are not sent: the shared link stays short. (Enabled again when the page is
   // shown from the back/forward cache.)
