@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -117,16 +118,16 @@ def sqlite_database() -> Iterator[Database]:
 
 
 def durable(server: PostgresServer) -> None:
-    """Restart the tests' PostgreSQL with fsync on: they turn it off for speed, and a writer
-    benchmark without it would measure commits that are not durable."""
-    options = (
-        f"-p {server.port} -k {server.directory} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-        "-c fsync=on -c synchronous_commit=on"
-    )
-    data = str(server.directory / "data")
-    log = str(server.directory / "log")
-    command = [*server.as_user, str(server.bin_dir / "pg_ctl"), "-D", data, "-o", options, "-l", log]
-    subprocess.run([*command, "-m", "fast", "-w", "restart"], check=True, capture_output=True)
+    """Restart the tests' PostgreSQL with the options it was started with but fsync on: they
+    turn it off for speed, and a writer benchmark without it would measure commits that are not
+    durable. (On the command line, so ALTER SYSTEM could not override it.)"""
+    data = server.directory / "data"
+    started_with = shlex.split((data / "postmaster.opts").read_text())[1:]  # without the program
+    options = [arg for i, arg in enumerate(started_with) if "-D" not in (arg, started_with[i - 1])]
+    options = ["fsync=on" if arg == "fsync=off" else arg for arg in options]
+    command = [*server.as_user, str(server.bin_dir / "pg_ctl"), "-D", str(data), "-o", shlex.join(options)]
+    log = ["-l", str(server.directory / "log")]
+    subprocess.run([*command, *log, "-m", "fast", "-w", "restart"], check=True, capture_output=True)
 
 
 @contextlib.contextmanager
@@ -693,7 +694,7 @@ def measure(kind: str, plan: Plan, args: argparse.Namespace, log: Callable[[str]
             "meta": {
                 "database": kind,
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                **git_state(),
+                **args.git_state,  # as the run started: the code it imported
                 "cpu": cpu_model(),
                 "cores": os.cpu_count(),
                 "python": platform.python_version(),
@@ -717,12 +718,6 @@ def measure(kind: str, plan: Plan, args: argparse.Namespace, log: Callable[[str]
 
 
 # ── the report ──────────────────────────────────────────────────────────────────────────────────
-
-
-def best_writer(report: dict[str, Any]) -> tuple[str, float]:
-    by_batch = report["writer"]["by_batch_size"]
-    size = max(by_batch, key=lambda b: by_batch[b]["runs_per_s"] or 0.0)
-    return size, by_batch[size]["runs_per_s"]
 
 
 def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -901,6 +896,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.git_state = git_state()
     plan = make_plan(args)
     kinds = DATABASES if args.database == "both" else (args.database,)
     idle = background_load()

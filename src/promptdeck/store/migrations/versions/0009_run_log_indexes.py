@@ -8,8 +8,8 @@ Indexes for the latency, cost and tokens sorts of the run log, and a numeric met
 holds only the numeric values (it replaces ix_run_metadata_num, which held a row per metadata
 value). Measured at a million runs in docs/performance.md.
 
-On PostgreSQL, CREATE INDEX blocks writes to the table while it builds (about N s per index
-per million runs on the benchmark machine): the run writer's queue holds the runs meanwhile. To
+On PostgreSQL, CREATE INDEX blocks writes to the table while it builds (about 2 s per index at
+a million runs on the benchmark machine, 7 s in all): the run writer's queue holds the runs. To
 avoid even that on a big table, create the indexes beforehand with CREATE INDEX CONCURRENTLY and
 the same names and definitions (docs/performance.md shows the statements): this migration skips
 the ones that exist.
