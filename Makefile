@@ -47,7 +47,7 @@ test: $(VENV)/.test services lint
 bench: $(VENV)/.test
 	$(BIN)/python bench/gateway_overhead.py
 
-# The run log at a million runs, on SQLite and PostgreSQL (about an hour; docs/performance.md).
+# The run log at a million runs, on SQLite and PostgreSQL (about half an hour; docs/performance.md).
 bench-logs: $(VENV)/.test
 	$(BIN)/python bench/run_log_scale.py
 
