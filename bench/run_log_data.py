@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from promptdeck.domain.runs import ERROR, SUCCESS, RunRecord
+from promptdeck.domain.runs import ERROR, SUCCESS, RunRecord, new_id
 
 SEED = 20261122
 DAYS = 60
@@ -95,23 +95,24 @@ def plan_of(customer: int) -> str:
 
 @dataclass(frozen=True)
 class Shape:
-    """Where the synthetic log sits in time: DAYS days ending at `now`."""
+    """Where the synthetic log sits in time: DAYS days ending at `now` (or another span: runs
+    arriving live at N runs/s span total / N seconds)."""
 
     workspace_id: str
     now: datetime
+    span: timedelta = timedelta(days=DAYS)
 
     @property
     def start(self) -> datetime:
-        return self.now - timedelta(days=DAYS)
+        return self.now - self.span
 
 
 class RunFactory:
     """Makes runs in time order, a segment at a time, so memory stays bounded at any total."""
 
-    def __init__(self, shape: Shape, total: int, seed: int = SEED, time_ordered_ids: bool = False) -> None:
+    def __init__(self, shape: Shape, total: int, seed: int = SEED) -> None:
         self.shape = shape
         self.total = total
-        self.time_ordered_ids = time_ordered_ids
         self.made = 0
         self.random = random.Random(seed)
         self._users = [f"user-{i:05d}" for i in range(END_USERS)]
@@ -123,13 +124,6 @@ class RunFactory:
         # every deployment's default variant moves to a new version every 6-20 days
         self._version_days = [self.random.uniform(6.0, 20.0) for _ in DEPLOYMENTS]
         self._deployment_ids = [uuid.uuid5(uuid.NAMESPACE_DNS, d[0]).hex for d in DEPLOYMENTS]
-
-    def _id(self, created_at: datetime) -> str:
-        """A random id as promptdeck makes them (uuid4), or, for `--time-ordered-ids`, one that
-        starts with the time in milliseconds (like a UUIDv7), so that ids are inserted in order."""
-        if not self.time_ordered_ids:
-            return uuid.UUID(int=self.random.getrandbits(128)).hex
-        return f"{int(created_at.timestamp() * 1000):012x}{self.random.getrandbits(80):020x}"
 
     def segments(self, size: int) -> Iterator[list[RunRecord]]:
         while self.made < self.total:
@@ -204,8 +198,8 @@ class RunFactory:
             dialect=dialect_name,
             deployment=name,
             streamed=streamed,
-            request_id="req_" + self._id(created_at),
-            id=self._id(created_at),
+            request_id="req_" + new_id(created_at),
+            id=new_id(created_at),  # as promptdeck makes them: time first
             created_at=created_at,
             deployment_id=self._deployment_ids[deployment],
             variant=variant_name,

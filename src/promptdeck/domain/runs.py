@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,12 +12,19 @@ SUCCESS = "success"
 ERROR = "error"
 
 
+def new_id(at: datetime | None = None) -> str:
+    """32 hex digits: the time in milliseconds (12), then 80 random bits, like a UUIDv7's.
+
+    Ids made later sort later, so the indexes on ids (`runs.id`, `request_id`, the metadata's
+    primary key) take each new one at their end instead of on a random page: about half the
+    run writer's page writes (docs/performance.md). 80 random bits keep ids made in the same
+    millisecond apart, and make them as hard to guess as a run id needs to be."""
+    millis = int(at.timestamp() * 1000) if at is not None else time.time_ns() // 1_000_000
+    return f"{millis & 0xFFFF_FFFF_FFFF:012x}{secrets.randbits(80):020x}"
+
+
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
+    return "req_" + new_id()
 
 
 def utcnow() -> datetime:
