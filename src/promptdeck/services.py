@@ -22,7 +22,7 @@ from promptdeck.store.catalog import CatalogStore
 from promptdeck.store.console_members import MemberStore
 from promptdeck.store.console_sessions import SessionStore
 from promptdeck.store.credentials import CredentialStore, load_secret_key
-from promptdeck.store.database import create_engine
+from promptdeck.store.database import create_engine, sqlite_file
 from promptdeck.store.end_users import EndUsers
 from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.prices import PriceOverrides
@@ -30,6 +30,7 @@ from promptdeck.store.retention import PRUNE_EVERY_SECONDS, RetentionStore
 from promptdeck.store.run_log import RunLog, run_dict
 from promptdeck.store.run_writer import RunWriter
 from promptdeck.store.usage_report import UsageReport
+from promptdeck.store.wal_checkpoints import WalCheckpointer
 
 log = logging.getLogger("promptdeck.retention")
 
@@ -53,6 +54,7 @@ class Services:
     console_sessions: SessionStore
     usage: UsageReport
     end_users: EndUsers
+    checkpointer: WalCheckpointer | None = None  # SQLite only
     _pruner: asyncio.Task[None] | None = None
 
     @classmethod
@@ -94,10 +96,13 @@ class Services:
             console_sessions=SessionStore(db),
             usage=UsageReport(db),
             end_users=EndUsers(db),
+            checkpointer=WalCheckpointer(path) if (path := sqlite_file(settings.database_url)) else None,
         )
 
     async def start(self) -> None:
         self.writer.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         self._pruner = asyncio.create_task(self._prune_forever(), name="run-pruner")
 
     async def _prune_forever(self, every: float = PRUNE_EVERY_SECONDS) -> None:
@@ -107,7 +112,7 @@ class Services:
                 await self.retention.prune()
                 await self.console_sessions.end_expired()
             except Exception:
-                log.exception("pruning old runs failed; trying again in %.0f s", every)
+                log.exception("removing old runs or expired sessions failed; trying again in %.0f s", every)
             await asyncio.sleep(every)
 
     async def stop(self) -> None:
@@ -118,6 +123,8 @@ class Services:
                 await self._pruner
             self._pruner = None
         await self.writer.stop()
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
         await self.access.record_last_used(self.keys.take_last_used())
         await self.providers.aclose()
         await self.db.dispose()

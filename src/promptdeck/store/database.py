@@ -13,6 +13,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# SQLite: pages the write-ahead log may hold before a commit copies it into the database (the
+# default is 1,000). The server copies it sooner, off the writer's path (store/wal_checkpoints.py).
+AUTOCHECKPOINT_PAGES = 10_000
 _JSON: dict[str, Any] = {
     "json_serializer": lambda value: orjson.dumps(value).decode(),
     "json_deserializer": orjson.loads,
@@ -36,11 +39,19 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> str | None:
+    """The SQLite database's file, or None (PostgreSQL, or SQLite in memory)."""
+    if not is_sqlite(url):
+        return None
+    database = make_url(normalize_url(url)).database
+    return database if database and database != ":memory:" else None
+
+
 def create_engine(url: str) -> AsyncEngine:
     url = normalize_url(url)
     if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
+        database = sqlite_file(url)
+        if database is not None:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -52,6 +63,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
@@ -61,10 +73,9 @@ def migrate(url: str) -> None:
     """Bring the database to the newest schema. Synchronous: call it before the loop runs,
     or through `asyncio.to_thread`."""
     url = normalize_url(url)
-    if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database is not None:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = url
