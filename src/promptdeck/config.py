@@ -77,7 +77,7 @@ class Settings:
     upstream_total_timeout: float = field(
         default_factory=lambda: _float("PROMPTDECK_UPSTREAM_TOTAL_TIMEOUT", 300.0)
     )
-    writer_batch_size: int = field(default_factory=lambda: _int("PROMPTDECK_WRITER_BATCH_SIZE", 100))
+    writer_batch_size: int = field(default_factory=lambda: _int("PROMPTDECK_WRITER_BATCH_SIZE", 500))
     writer_flush_seconds: float = field(
         default_factory=lambda: _float("PROMPTDECK_WRITER_FLUSH_SECONDS", 0.25)
     )

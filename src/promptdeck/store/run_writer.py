@@ -4,6 +4,12 @@ A bounded queue gives backpressure (a full queue makes callers wait a little
 instead of growing without bound); failed batches are retried, then split so
 one bad row cannot sink the others; `stop()` drains everything. Each batch's usage rollups
 (store/usage_rollups.py) are written in the batch's own transaction.
+
+A batch is taken whole from what is queued, up to `batch_size`: at low load a batch is what
+arrived within `flush_seconds`, at high load a full one, so the rollups' sums and the commits
+are shared by more runs when it matters. All the Python work of a batch (rows, rollup sums, the
+drivers' parameters) is done while the batch before is being written, fifty runs at a time
+so that requests are served in between; the database then only runs the ready statements.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -19,22 +26,26 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.runs import RunRecord
+from promptdeck.store.bulk_insert import Row, Statement, bound, execute, in_one
 from promptdeck.store.run_metadata import metadata_rows
 from promptdeck.store.tables import run_metadata, runs
-from promptdeck.store.usage_rollups import MetadataCaps, RollupBatch, write_rollups
+from promptdeck.store.usage_rollups import MetadataCaps, RollupBatch, rollup_statements
 
 log = logging.getLogger("promptdeck.writer")
 
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+PREPARED_AT_ONCE = 50  # runs prepared between two chances for the event loop to serve requests
+_RUN_ROW = operator.attrgetter(*runs.columns.keys())  # a RunRecord as a row of `runs`, in one call
+_METADATA_ROW = operator.itemgetter(*run_metadata.columns.keys())
 
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    """A batch as the database takes it: run rows, metadata rows and rollup sums."""
+    """A batch as the driver takes it: the statements inserting its runs and their metadata and
+    adding to the usage rollups, with their parameters."""
 
-    rows: list[dict[str, Any]]
-    meta: list[dict[str, Any]]
-    rollup: RollupBatch
+    statements: list[Statement]
+    runs: int
 
 
 @dataclass
@@ -50,7 +61,7 @@ class RunWriter:
     def __init__(
         self,
         engine: AsyncEngine,
-        batch_size: int = 100,
+        batch_size: int = 500,
         flush_seconds: float = 0.25,
         queue_size: int = 50_000,
         after_batch: Callable[[], Awaitable[None]] | None = None,
@@ -136,7 +147,7 @@ class RunWriter:
                         closing = True
                         break
                     batch.append(item)
-                prepared = self._prepare(batch)
+                batch, prepared = await self._prepared(batch)
                 if writing is not None:
                     await writing
                 writing = asyncio.create_task(self._write(batch, prepared))
@@ -144,27 +155,62 @@ class RunWriter:
             if writing is not None:
                 await writing
 
-    def _prepare(self, records: list[RunRecord]) -> PreparedBatch:
-        rows = [r.as_row() for r in records]
-        meta = [m for r in records for m in metadata_rows(r)]
+    async def _prepared(self, records: list[RunRecord]) -> tuple[list[RunRecord], PreparedBatch]:
+        """The batch, prepared; a run whose row cannot even be made (a value the driver cannot
+        take) is left out, counted as failed, so it cannot keep the others from the log."""
+        try:
+            return records, await self._prepare(records)
+        except Exception:
+            preparable = []
+            for record in records:
+                try:
+                    await self._prepare([record])
+                    preparable.append(record)
+                except Exception:
+                    self.metrics.failed += 1
+                    self.pending.pop(record.request_id, None)
+                    log.exception("run %s could not be written", record.request_id)
+            return preparable, await self._prepare(preparable)
+
+    async def _prepare(self, records: list[RunRecord]) -> PreparedBatch:
+        dialect = self.engine.dialect
+        rows: list[Row] = []
+        meta: list[Row] = []
         rollup = RollupBatch()
+        for start in range(0, len(records), PREPARED_AT_ONCE):
+            if start:
+                await asyncio.sleep(0)
+            chunk = records[start : start + PREPARED_AT_ONCE]
+            rows += map(_RUN_ROW, chunk)
+            chunk_meta = [m for r in chunk for m in metadata_rows(r)]
+            meta += map(_METADATA_ROW, chunk_meta)
+            self._add_to_rollups(rollup, chunk, chunk_meta)
+        statements = bound(dialect, runs, rows)
+        await asyncio.sleep(0)
+        statements += bound(dialect, run_metadata, meta)
+        await asyncio.sleep(0)
+        statements += rollup_statements(dialect, rollup)
+        return PreparedBatch(in_one(dialect, statements), len(records))
+
+    def _add_to_rollups(
+        self, rollup: RollupBatch, records: list[RunRecord], meta: list[dict[str, Any]]
+    ) -> None:
         try:
             rollup.add_runs(records, meta, self._metadata_caps)
         except Exception:  # a run the rollups cannot take must not keep the others from the log
-            rollup = RollupBatch()
             for record in records:
                 try:
                     rollup.add_runs([record], metadata_rows(record), self._metadata_caps)
                 except Exception:
                     log.exception("run %s is written without usage rollups", record.request_id)
-        return PreparedBatch(rows, meta, rollup)
 
     async def _write(self, batch: list[RunRecord], prepared: PreparedBatch) -> None:
         try:
             started = time.perf_counter()
             if not await self._insert_with_retries(prepared):
                 for record in batch:  # isolate the row(s) the database refuses
-                    if not await self._insert_with_retries(self._prepare([record]), delays=(0.05,)):
+                    single = await self._prepare([record])
+                    if not await self._insert_with_retries(single, delays=(0.05,)):
                         self.metrics.failed += 1
                         log.error("run %s could not be written", record.request_id)
                     else:
@@ -189,14 +235,11 @@ class RunWriter:
         for attempt in range(len(delays) + 1):
             try:
                 async with self.engine.begin() as conn:
-                    await conn.execute(runs.insert(), prepared.rows)
-                    if prepared.meta:
-                        await conn.execute(run_metadata.insert(), prepared.meta)
-                    await write_rollups(conn, prepared.rollup)
+                    await execute(conn, prepared.statements)
                 return True
             except Exception as exc:
                 if attempt == len(delays):
-                    log.warning("writing %d run(s) failed: %s", len(prepared.rows), exc)
+                    log.warning("writing %d run(s) failed: %s", prepared.runs, exc)
                     return False
                 await asyncio.sleep(delays[attempt])
         return False

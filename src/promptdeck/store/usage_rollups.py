@@ -8,13 +8,11 @@ so two concurrent transactions lock shared rows in the same order and cannot dea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +29,7 @@ from promptdeck.domain.usage_dimensions import (
     rollable,
     run_values,
 )
+from promptdeck.store.bulk_insert import Merge, Statement, bound, execute
 from promptdeck.store.tables import (
     END_USER_COUNTERS,
     USAGE_COUNTERS,
@@ -292,79 +291,22 @@ def _items(sums: dict[Any, Any], ordered: bool) -> Iterable[tuple[Any, Any]]:
     return sorted(sums.items()) if ordered else sums.items()
 
 
-@dataclass(frozen=True)
-class _Upsert:
-    """An adding upsert compiled once for a database: SQLAlchemy's per-row work (about 5 µs a
-    row) would be the larger part of writing a batch's rollups, so rows go to the driver as
-    tuples, through the columns' own bind processors."""
-
-    sql: str
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column position, processor)
-    key_columns: int  # the first columns, the primary key: few distinct values in a batch
-
-    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        if not self.processors:
-            return rows
-        converted_keys: dict[tuple[int, Any], Any] = {}  # e.g. the batch's hours, converted once
-        converted = []
-        for row in rows:
-            values = list(row)
-            for position, process in self.processors:
-                value = values[position]
-                if position < self.key_columns:
-                    key = (position, value)
-                    if key not in converted_keys:
-                        converted_keys[key] = process(value)
-                    values[position] = converted_keys[key]
-                else:
-                    values[position] = process(value)
-            converted.append(tuple(values))
-        return converted
+_SUMMED = Merge(USAGE_COUNTERS)
+_BINS_SUMMED = Merge(("runs",))
+_USERS_MERGED = Merge(END_USER_COUNTERS, earliest=("first_seen",), latest=("last_seen",))
 
 
-_UPSERTS: dict[tuple[str, str], _Upsert] = {}
-
-
-def _adding_upsert(dialect: Dialect, table: sa.Table, added: tuple[str, ...]) -> _Upsert:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET n = n + excluded.n for each added n;
-    end_users' first and last times become the earlier and the later one."""
-    cached = _UPSERTS.get((dialect.name, table.name))
-    if cached is not None:
-        return cached
-    insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
-    changes: dict[str, Any] = {name: table.c[name] + insert.excluded[name] for name in added}
-    if table is end_users:
-        first, last = table.c.first_seen, table.c.last_seen
-        changes["first_seen"] = sa.case(
-            (insert.excluded.first_seen < first, insert.excluded.first_seen), else_=first
-        )
-        changes["last_seen"] = sa.case(
-            (insert.excluded.last_seen > last, insert.excluded.last_seen), else_=last
-        )
-    statement = insert.on_conflict_do_update(index_elements=list(table.primary_key.columns), set_=changes)
-    compiled = statement.compile(dialect=dialect)
-    columns = list(table.columns)
-    if list(compiled.positiontup or ()) != [c.key for c in columns]:
-        raise RuntimeError(f"{table.name}: the upsert's parameters are not in column order")
-    processors = tuple(
-        (position, process)
-        for position, column in enumerate(columns)
-        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    )
-    upsert = _Upsert(compiled.string, processors, len(table.primary_key.columns))
-    _UPSERTS[dialect.name, table.name] = upsert
-    return upsert
+def rollup_statements(dialect: Dialect, batch: RollupBatch) -> list[Statement]:
+    """The statements adding a batch's sums to the stored rows. On PostgreSQL rows go in key
+    order (above); SQLite lets one transaction write at a time: there, rows need no order."""
+    ordered = dialect.name != "sqlite"
+    return [
+        *bound(dialect, usage_rollups, batch.usage_rows(ordered), _SUMMED),
+        *bound(dialect, usage_latency_bins, batch.bin_rows(ordered), _BINS_SUMMED),
+        *bound(dialect, end_users, batch.user_rows(ordered), _USERS_MERGED),
+    ]
 
 
 async def write_rollups(conn: AsyncConnection, batch: RollupBatch) -> None:
-    """Add a batch's sums to the stored rows, in the connection's transaction. (SQLite lets one
-    transaction write at a time: there, rows need no order.)"""
-    ordered = conn.dialect.name != "sqlite"
-    for table, added, rows in (
-        (usage_rollups, USAGE_COUNTERS, batch.usage_rows(ordered)),
-        (usage_latency_bins, ("runs",), batch.bin_rows(ordered)),
-        (end_users, END_USER_COUNTERS, batch.user_rows(ordered)),
-    ):
-        if rows:
-            upsert = _adding_upsert(conn.dialect, table, added)
-            await conn.exec_driver_sql(upsert.sql, upsert.rows(rows))
+    """Add a batch's sums to the stored rows, in the connection's transaction."""
+    await execute(conn, rollup_statements(conn.dialect, batch))
