@@ -180,8 +180,15 @@ runs = sa.Table(
         "id",
         "created_at",
     ),
-    # Vellum's external ids are unique per workspace; runs without one (NULL) never collide.
-    sa.Index("uq_runs_workspace_external_id", "workspace_id", "external_id", unique=True),
+    # Vellum's external ids are unique per workspace; only runs with one are indexed.
+    sa.Index(
+        "uq_runs_workspace_external_id",
+        "workspace_id",
+        "external_id",
+        unique=True,
+        sqlite_where=sa.text("external_id IS NOT NULL"),
+        postgresql_where=sa.text("external_id IS NOT NULL"),
+    ),
 )
 
 feedback = sa.Table(
