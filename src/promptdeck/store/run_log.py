@@ -13,15 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.run_filters import Order, RunFilters, Sort
 from promptdeck.domain.runs import RunRecord, utcnow
+from promptdeck.domain.usage_dimensions import META_KEY, hour_of, meta_dimension
 from promptdeck.store import keyset_cursor
 from promptdeck.store.run_log_plan import SORT_KEYS, page_statement
-from promptdeck.store.tables import run_metadata, runs
+from promptdeck.store.tables import runs, usage_rollups
 
 MAX_PAGE = 200
 EXPORT_PAGE = 500
 KEYS_WINDOW = timedelta(days=7)  # metadata keys are those seen in the last 7 days
 MAX_KEYS = 100
 EXAMPLES_PER_KEY = 5
+EXAMPLES_WINDOW = timedelta(days=1)  # a key's examples: its values of the last day it was used
+HOUR = timedelta(hours=1)
 
 
 def _aware(value: datetime) -> datetime:
@@ -97,35 +100,51 @@ class RunLog:
 
     async def metadata_keys(self, workspace_id: str, now: datetime | None = None) -> dict[str, Any]:
         """The metadata keys of the last KEYS_WINDOW's runs, most used first, each with how many
-        runs carry it and its most common values."""
-        since = (now or utcnow()) - KEYS_WINDOW
-        in_window = sa.and_(run_metadata.c.workspace_id == workspace_id, run_metadata.c.created_at >= since)
-        count = sa.func.count().label("count")
+        runs carry it and its most common values over the last EXAMPLES_WINDOW it was used in.
+
+        Read from the usage rollups (`metakey`: runs per key and hour; `meta:<key>`: runs per
+        value and hour), never from `run_metadata`, whose rows of a week are millions at scale:
+        so the window starts at a whole UTC hour, and what the rollups leave out is left out
+        here too — keys and values longer than META_TEXT_MAX characters, and those past the
+        per-hour caps (domain/usage_dimensions.py). Examples cover a day, not the week: a key
+        with a value per run (a session id) has a rollup row per run, and a week of them is
+        what made reading run_metadata slow."""
+        since = hour_of((now or utcnow()) - KEYS_WINDOW)
+        r = usage_rollups
+        runs = sa.func.sum(r.c.runs)
+        last_used = sa.func.max(sa.case((r.c.runs > 0, r.c.bucket_start))).label("last_used")
         async with self.engine.connect() as conn:
             keys = (
                 await conn.execute(
-                    sa.select(run_metadata.c.key, count)
-                    .where(in_window)
-                    .group_by(run_metadata.c.key)
-                    .order_by(count.desc(), run_metadata.c.key)
+                    sa.select(r.c.value, runs, last_used)
+                    .where(
+                        r.c.workspace_id == workspace_id, r.c.dimension == META_KEY, r.c.bucket_start >= since
+                    )
+                    .group_by(r.c.value)
+                    .having(runs > 0)  # rows of feedback only have no runs
+                    .order_by(runs.desc(), r.c.value)
                     .limit(MAX_KEYS)
                 )
             ).all()
             data = []
-            for key, runs_with_key in keys:
-                value_count = sa.func.count().label("count")
+            for key, count, last in keys:
+                last = _aware(last)
                 examples = (
                     await conn.execute(
-                        sa.select(run_metadata.c.value_text, value_count)
-                        .where(in_window, run_metadata.c.key == key)
-                        .group_by(run_metadata.c.value_text)
-                        .order_by(value_count.desc(), run_metadata.c.value_text)
+                        sa.select(r.c.value)
+                        .where(
+                            r.c.workspace_id == workspace_id,
+                            r.c.dimension == meta_dimension(key),
+                            r.c.bucket_start >= max(since, last - EXAMPLES_WINDOW + HOUR),
+                            r.c.bucket_start <= last,
+                        )
+                        .group_by(r.c.value)
+                        .having(runs > 0)
+                        .order_by(runs.desc(), r.c.value)
                         .limit(EXAMPLES_PER_KEY)
                     )
-                ).all()
-                data.append(
-                    {"key": key, "count": int(runs_with_key), "examples": [e.value_text for e in examples]}
-                )
+                ).scalars()
+                data.append({"key": key, "count": int(count), "examples": list(examples)})
         return {"data": data, "since": since}
 
     async def get(self, workspace_id: str, run_id: str) -> dict[str, Any]:
