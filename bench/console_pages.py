@@ -53,8 +53,8 @@ from promptdeck.config import Settings  # noqa: E402
 from promptdeck.store.catalog import CatalogStore  # noqa: E402
 from promptdeck.store.console_members import MemberStore  # noqa: E402
 from promptdeck.store.database import create_engine  # noqa: E402
-from run_log_data import DEPLOYMENTS, MODELS, Shape  # noqa: E402
-from run_log_scale import Database, LoadMeter, Plan, bootstrap, open_database, settle, write_log  # noqa: E402
+from run_log_data import DEPLOYMENTS, MODELS, RunFactory, Shape  # noqa: E402
+from run_log_scale import Database, LoadMeter, bootstrap, open_database, settle, write_log  # noqa: E402
 
 RESULTS = HERE / "results"
 EXAMPLE = ROOT / "examples" / "summarize.yaml"
@@ -233,8 +233,8 @@ def measure(kind: str, options: Options, log: Callable[[str], None]) -> dict[str
         workspace_id, email = asyncio.run(seed(database.url))
         shape = Shape(workspace_id, dt.datetime.now(dt.UTC))
         log(f"{kind}: writing {options.runs:,} runs through the run writer")
-        plan = Plan(options.runs, max(1000, options.runs // 20), (500,), options.repetitions, options.quick)
-        writing = asyncio.run(write_log(database, shape, plan, log))
+        factory = RunFactory(shape, options.runs)
+        writing = asyncio.run(write_log(database, factory, max(1000, options.runs // 20), (500,), log))
         asyncio.run(settle(database))
         log(f"{kind}: reading {len(PAGES)} console pages through a live server")
         pages, load = read_pages(database, email, shape.now, options.repetitions, log)
