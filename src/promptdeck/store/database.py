@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # SQLite: pages the write-ahead log may hold before a commit copies it into the database (the
@@ -67,6 +68,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+async def set_locally(conn: AsyncConnection, **settings: str) -> None:
+    """PostgreSQL settings for the rest of this transaction only (planner settings of a query)."""
+    await conn.execute(sa.select(*(sa.func.set_config(k, v, True) for k, v in settings.items())))
 
 
 def migrate(url: str) -> None:

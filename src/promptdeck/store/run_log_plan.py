@@ -22,6 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.util import ClauseAdapter
 
 from promptdeck.domain.run_filters import MetaCondition, Order, RunFilters, Sort
+from promptdeck.store.database import set_locally
 from promptdeck.store.run_metadata import KEY_MAX, TEXT_MAX
 from promptdeck.store.tables import Timestamp, run_metadata, runs
 
@@ -199,11 +200,6 @@ async def plan_page(conn: AsyncConnection, workspace_id: str, filters: RunFilter
     return PagePlan(None, sort in SORT_INDEXES, counts)  # without its index, a sort cannot walk
 
 
-async def _set_locally(conn: AsyncConnection, **settings: str) -> None:
-    """PostgreSQL settings for the rest of this transaction only."""
-    await conn.execute(sa.select(*(sa.func.set_config(k, v, True) for k, v in settings.items())))
-
-
 async def page_statement(
     conn: AsyncConnection,
     workspace_id: str,
@@ -223,11 +219,11 @@ async def page_statement(
     values); and JIT compilation is off (it took 70 ms to compile a 30 ms page)."""
     postgresql = conn.dialect.name == "postgresql"
     if postgresql:
-        await _set_locally(conn, plan_cache_mode="force_custom_plan", jit="off")
+        await set_locally(conn, plan_cache_mode="force_custom_plan", jit="off")
     plan = await plan_page(conn, workspace_id, filters, sort)
     if plan.walks and postgresql:
         walk = {"enable_sort": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
-        await _set_locally(conn, **walk, max_parallel_workers_per_gather="0")
+        await set_locally(conn, **walk, max_parallel_workers_per_gather="0")
     return page_query(workspace_id, filters, plan, sort, order, after, limit), plan
 
 

@@ -47,6 +47,7 @@ from promptdeck.domain.usage_dimensions import (
     VERSION,
 )
 from promptdeck.domain.usage_query import UsageQuery
+from promptdeck.store.database import set_locally
 from promptdeck.store.tables import USAGE_COUNTERS, usage_latency_bins, usage_rollups
 
 COUNTERS = len(USAGE_COUNTERS)
@@ -252,13 +253,13 @@ async def _plan_settings(conn: AsyncConnection) -> None:
     parallel workers (an answer is already read on up to three connections at once) and no JIT
     (compiling costs more than these statements take)."""
     if conn.dialect.name == "postgresql":
-        settings = {
-            "plan_cache_mode": "force_custom_plan",
-            "work_mem": "32MB",
-            "max_parallel_workers_per_gather": "0",
-            "jit": "off",
-        }
-        await conn.execute(sa.select(*(sa.func.set_config(k, v, True) for k, v in settings.items())))
+        await set_locally(
+            conn,
+            plan_cache_mode="force_custom_plan",
+            work_mem="32MB",
+            max_parallel_workers_per_gather="0",
+            jit="off",
+        )
 
 
 class UsageReport:
