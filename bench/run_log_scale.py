@@ -120,34 +120,36 @@ def sqlite_database() -> Iterator[Database]:
         yield Database("sqlite", f"sqlite+aiosqlite:///{tmp}/promptdeck.db", Path(tmp))
 
 
-def durable(server: PostgresServer) -> None:
+def durable(server: PostgresServer, settings: tuple[str, ...] = ()) -> None:
     """Restart the tests' PostgreSQL with the options it was started with but fsync on: they
     turn it off for speed, and a writer benchmark without it would measure commits that are not
-    durable. (On the command line, so ALTER SYSTEM could not override it.)"""
+    durable. (On the command line, so ALTER SYSTEM could not override it.) `settings` are more
+    `name=value` options (`--postgres-setting`)."""
     data = server.directory / "data"
     started_with = shlex.split((data / "postmaster.opts").read_text())[1:]  # without the program
     options = [arg for i, arg in enumerate(started_with) if "-D" not in (arg, started_with[i - 1])]
     options = ["fsync=on" if arg == "fsync=off" else arg for arg in options]
+    options += [part for setting in settings for part in ("-c", setting)]
     command = [*server.as_user, str(server.bin_dir / "pg_ctl"), "-D", str(data), "-o", shlex.join(options)]
     log = ["-l", str(server.directory / "log")]
     subprocess.run([*command, *log, "-m", "fast", "-w", "restart"], check=True, capture_output=True)
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[Database]:
+def postgres_database(settings: tuple[str, ...] = ()) -> Iterator[Database]:
     server = start_postgres()
     if isinstance(server, str):
         raise SystemExit(f"PostgreSQL: {server}")
     try:
-        durable(server)
+        durable(server, settings)
         with tempfile.TemporaryDirectory(prefix="promptdeck-runlog-") as tmp:
             yield Database("postgres", server.new_database(), Path(tmp), server)
     finally:
         server.stop()  # also deletes its data directory
 
 
-def open_database(kind: str) -> contextlib.AbstractContextManager[Database]:
-    return sqlite_database() if kind == "sqlite" else postgres_database()
+def open_database(kind: str, settings: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Database]:
+    return sqlite_database() if kind == "sqlite" else postgres_database(settings)
 
 
 async def database_settings(engine: AsyncEngine, kind: str) -> dict[str, str]:
@@ -684,7 +686,7 @@ async def explain_lists(database: Database, workspace_id: str, now: dt.datetime)
 
 def measure(kind: str, plan: Plan, args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     started = time.perf_counter()
-    with open_database(kind) as database:
+    with open_database(kind, tuple(args.postgres_setting)) as database:
         workspace_id, key = asyncio.run(bootstrap(database.url))
         if args.drop_index:
             asyncio.run(drop_indexes(database.url, args.drop_index))
@@ -905,6 +907,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="NAME",
         help="drop this index first (experiments)",
+    )
+    parser.add_argument(
+        "--postgres-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="start PostgreSQL with this setting too, e.g. shared_buffers=4GB (repeatable)",
     )
     parser.add_argument("--no-explain", dest="explain", action="store_false", help="skip the query plans")
     parser.add_argument("--save-baseline", action="store_true", help="also write the baseline")
