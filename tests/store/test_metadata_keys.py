@@ -19,7 +19,7 @@ from promptdeck.store import run_log
 from promptdeck.store.database import create_engine, migrate
 from promptdeck.store.run_log import RunLog
 from promptdeck.store.run_writer import RunWriter
-from tests.support.run_records import usage_run
+from tests.support.run_records import usage_run, write_runs
 
 NOW = datetime(2026, 3, 8, 12, 30, tzinfo=UTC)
 WEEK_AGO = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # the start of the hour NOW - 7 days is in
@@ -37,11 +37,7 @@ class Log:
         records: list[RunRecord] = [
             usage_run(self.workspace_id, created_at=at, metadata=metadata) for at, metadata in runs
         ]
-        writer = RunWriter(self.engine, batch_size=50, flush_seconds=0.01)
-        writer.start()
-        for record in records:
-            await writer.put(record)
-        await writer.stop()
+        await write_runs(self.engine, records)
 
     async def keys(self) -> dict[str, Any]:
         return await RunLog(self.engine).metadata_keys(self.workspace_id, now=NOW)

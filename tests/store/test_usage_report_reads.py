@@ -17,9 +17,8 @@ from promptdeck.domain.latency_histogram import bin_of, percentile
 from promptdeck.domain.runs import ERROR, SUCCESS, RunRecord, new_id
 from promptdeck.domain.usage_query import UsageQuery, floor_to, parse_usage_query
 from promptdeck.store.database import create_engine, migrate
-from promptdeck.store.run_writer import RunWriter
 from promptdeck.store.usage_report import UsageReport
-from tests.support.run_records import usage_run
+from tests.support.run_records import usage_run, write_runs
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 DEPLOYMENTS = ("alpha", "beta", "gamma")
@@ -86,11 +85,7 @@ class Report:
         self.records = runs_of(self.workspace_id)
 
     async def write(self) -> None:
-        writer = RunWriter(self.engine, batch_size=50, flush_seconds=0.01)
-        writer.start()
-        for record in self.records:
-            await writer.put(record)
-        await writer.stop()
+        await write_runs(self.engine, self.records)
 
     async def usage(self, **params: str) -> tuple[UsageQuery, dict[str, Any]]:
         query = parse_usage_query(

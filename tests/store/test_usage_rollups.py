@@ -32,7 +32,7 @@ from promptdeck.store.tables import (
     usage_latency_bins,
     usage_rollups,
 )
-from tests.support.run_records import usage_run
+from tests.support.run_records import usage_run, write_runs
 
 HOUR = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NEXT = HOUR + timedelta(hours=1)
@@ -49,12 +49,7 @@ class Store:
         return usage_run(self.workspace_id, **fields)
 
     async def write(self, records: list[RunRecord], writer: RunWriter | None = None) -> RunWriter:
-        writer = writer or RunWriter(self.db, batch_size=50, flush_seconds=0.01)
-        writer.start()
-        for record in records:
-            await writer.put(record)
-        await writer.stop()
-        return writer
+        return await write_runs(self.db, records, writer)
 
     async def usage(self) -> dict[tuple[str, datetime, str], dict[str, Any]]:
         """(dimension, hour, value) -> counters, of this workspace."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from promptdeck.domain.runs import RunRecord
+from promptdeck.store.run_writer import RunWriter
 
 
 def usage_run(workspace_id: str, created_at: datetime, **fields: Any) -> RunRecord:
@@ -24,3 +27,15 @@ def usage_run(workspace_id: str, created_at: datetime, **fields: Any) -> RunReco
         "created_at": created_at,
     }
     return RunRecord(**(values | fields))
+
+
+async def write_runs(
+    engine: AsyncEngine, records: list[RunRecord], writer: RunWriter | None = None
+) -> RunWriter:
+    """Runs through a real run writer (small, quick batches), all written when it returns."""
+    writer = writer or RunWriter(engine, batch_size=50, flush_seconds=0.01)
+    writer.start()
+    for record in records:
+        await writer.put(record)
+    await writer.stop()
+    return writer
