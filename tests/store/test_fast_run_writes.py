@@ -210,3 +210,30 @@ async def test_migration_0010_indexes_only_external_ids_and_compresses_with_lz4(
                 )
             ).scalar()
     assert "UNIQUE" in str(definition).upper() and "external_id IS NOT NULL" in str(definition)
+
+
+async def test_postgresql_writes_two_batches_at_once_and_loses_no_run(engine: AsyncEngine) -> None:
+    """Batches in flight together share rollup rows (the same hour): every run is written once
+    and counted once, whichever batch commits first."""
+    workspace_id = new_id()
+    writer = RunWriter(engine, batch_size=100, flush_seconds=0.01)
+    assert writer.concurrent_batches == (2 if engine.dialect.name == "postgresql" else 1)
+    records = [
+        usage_run(workspace_id, created_at=AT + timedelta(milliseconds=i), end_user=f"u{i % 7}")
+        for i in range(2000)
+    ]
+    writer.start()
+    for record in records:
+        await writer.put(record)
+    await writer.stop()
+    assert (writer.metrics.written, writer.metrics.failed, writer.metrics.batches) == (2000, 0, 20)
+    async with engine.connect() as conn:
+        stored_runs = (
+            await conn.execute(sa.select(sa.func.count()).where(runs.c.workspace_id == workspace_id))
+        ).scalar()
+        users = {
+            r.end_user: r.runs
+            for r in await conn.execute(sa.select(end_users).where(end_users.c.workspace_id == workspace_id))
+        }
+    assert stored_runs == 2000
+    assert users == {f"u{i}": len(range(i, 2000, 7)) for i in range(7)}

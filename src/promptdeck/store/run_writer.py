@@ -65,8 +65,13 @@ class RunWriter:
         flush_seconds: float = 0.25,
         queue_size: int = 50_000,
         after_batch: Callable[[], Awaitable[None]] | None = None,
+        concurrent_batches: int | None = None,
     ) -> None:
         self.engine = engine
+        # PostgreSQL writes two batches at once, on two connections, so its backends use two
+        # cores (rollup rows are upserted in key order: they wait for each other, never
+        # deadlock); SQLite takes one writer at a time.
+        self.concurrent_batches = concurrent_batches or (2 if engine.dialect.name == "postgresql" else 1)
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.after_batch = after_batch
@@ -120,10 +125,11 @@ class RunWriter:
     _in_flight = 0  # batches taken off the queue and not written yet
 
     async def _run(self) -> None:
-        """Take batches off the queue and write them in order. A batch is prepared (rows and
-        rollup sums, in Python) while the one before it is being written, so the two overlap."""
+        """Take batches off the queue and write them, up to `concurrent_batches` at once. A
+        batch is prepared (rows, rollup sums, statements: Python) while those before it are
+        being written, so the two overlap."""
         closing = False
-        writing: asyncio.Task[None] | None = None
+        writing: set[asyncio.Task[None]] = set()
         try:
             while not closing:
                 first = await self._queue.get()
@@ -148,12 +154,12 @@ class RunWriter:
                         break
                     batch.append(item)
                 batch, prepared = await self._prepared(batch)
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(self._write(batch, prepared))
+                while len(writing) >= self.concurrent_batches:
+                    _, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+                writing.add(asyncio.create_task(self._write(batch, prepared)))
         finally:
-            if writing is not None:
-                await writing
+            if writing:
+                await asyncio.gather(*writing)
 
     async def _prepared(self, records: list[RunRecord]) -> tuple[list[RunRecord], PreparedBatch]:
         """The batch, prepared; a run whose row cannot even be made (a value the driver cannot
@@ -185,12 +191,14 @@ class RunWriter:
             chunk_meta = [m for r in chunk for m in metadata_rows(r)]
             meta += map(_METADATA_ROW, chunk_meta)
             self._add_to_rollups(rollup, chunk, chunk_meta)
-        statements = bound(dialect, runs, rows)
+        logged = bound(dialect, runs, rows)
         await asyncio.sleep(0)
-        statements += bound(dialect, run_metadata, meta)
+        logged += bound(dialect, run_metadata, meta)
         await asyncio.sleep(0)
-        statements += rollup_statements(dialect, rollup)
-        return PreparedBatch(in_one(dialect, statements), len(records))
+        # The runs first, then the rollups: with two batches in flight, the second inserts its
+        # runs while the first holds the rollup rows both add to.
+        statements = in_one(dialect, logged) + in_one(dialect, rollup_statements(dialect, rollup))
+        return PreparedBatch(statements, len(records))
 
     def _add_to_rollups(
         self, rollup: RollupBatch, records: list[RunRecord], meta: list[dict[str, Any]]
