@@ -20,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.runs import RunRecord, new_id, new_request_id
 from promptdeck.store import bulk_insert as bulk_module
+from promptdeck.store import usage_rollups as rollups_module
 from promptdeck.store.bulk_insert import Merge, bound, execute, in_one
 from promptdeck.store.database import create_engine, migrate
 from promptdeck.store.run_writer import _RUN_ROW, RunWriter
-from promptdeck.store.tables import end_users, run_metadata, runs
+from promptdeck.store.tables import end_users, run_metadata, runs, usage_rollups
 from promptdeck.store.wal_checkpoints import WalCheckpointer
-from tests.support.run_records import usage_run
+from tests.support.run_records import usage_run, write_runs
 
 AT = datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
 
@@ -237,3 +238,33 @@ async def test_postgresql_writes_two_batches_at_once_and_loses_no_run(engine: As
         }
     assert stored_runs == 2000
     assert users == {f"u{i}": len(range(i, 2000, 7)) for i in range(7)}
+
+
+async def test_a_run_whose_rollups_fail_halfway_costs_only_its_own(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after part of a batch's sums were added (in its metadata's) is summed again run
+    by run: the other runs are counted once, the failing one not at all."""
+    workspace_id = new_id()
+    records = [usage_run(workspace_id, created_at=AT, metadata={"k": "ok"}) for _ in range(5)]
+    records[2].metadata = {"k": "bad"}
+    add_tagged = rollups_module.RollupBatch._add_tagged
+
+    def failing(batch: Any, tagged: dict[Any, Any], *rest: Any) -> None:
+        if any(tag[3] == "bad" for tag in tagged):
+            raise ValueError("cannot sum this value")
+        add_tagged(batch, tagged, *rest)
+
+    monkeypatch.setattr(rollups_module.RollupBatch, "_add_tagged", failing)
+    writer = await write_runs(engine, records)
+    assert (writer.metrics.written, writer.metrics.failed) == (5, 0)
+    async with engine.connect() as conn:
+        counted = (
+            await conn.execute(
+                sa.select(usage_rollups.c.dimension, sa.func.sum(usage_rollups.c.runs))
+                .where(usage_rollups.c.workspace_id == workspace_id)
+                .group_by(usage_rollups.c.dimension)
+            )
+        ).all()
+    assert dict(counted)["all"] == 4
+    assert dict(counted)["deployment"] == 4

@@ -21,7 +21,6 @@ import operator
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -182,7 +181,7 @@ class RunWriter:
         dialect = self.engine.dialect
         rows: list[Row] = []
         meta: list[Row] = []
-        rollup = RollupBatch()
+        rollup: RollupBatch | None = RollupBatch()
         for start in range(0, len(records), PREPARED_AT_ONCE):
             if start:
                 await asyncio.sleep(0)
@@ -190,7 +189,13 @@ class RunWriter:
             rows += map(_RUN_ROW, chunk)
             chunk_meta = [m for r in chunk for m in metadata_rows(r)]
             meta += map(_METADATA_ROW, chunk_meta)
-            self._add_to_rollups(rollup, chunk, chunk_meta)
+            if rollup is not None:
+                try:
+                    rollup.add_runs(chunk, chunk_meta, self._metadata_caps)
+                except Exception:  # what it added so far may be partial: sum again, run by run
+                    rollup = None
+        if rollup is None:
+            rollup = self._rollups_run_by_run(records)
         logged = bound(dialect, runs, rows)
         await asyncio.sleep(0)
         logged += bound(dialect, run_metadata, meta)
@@ -200,17 +205,19 @@ class RunWriter:
         statements = in_one(dialect, logged) + in_one(dialect, rollup_statements(dialect, rollup))
         return PreparedBatch(statements, len(records))
 
-    def _add_to_rollups(
-        self, rollup: RollupBatch, records: list[RunRecord], meta: list[dict[str, Any]]
-    ) -> None:
-        try:
-            rollup.add_runs(records, meta, self._metadata_caps)
-        except Exception:  # a run the rollups cannot take must not keep the others from the log
-            for record in records:
-                try:
-                    rollup.add_runs([record], metadata_rows(record), self._metadata_caps)
-                except Exception:
-                    log.exception("run %s is written without usage rollups", record.request_id)
+    def _rollups_run_by_run(self, records: list[RunRecord]) -> RollupBatch:
+        """The rollups of runs one of which the rollups cannot take: it must not keep the others
+        from the log, nor from the rollups."""
+        rollup = RollupBatch()
+        for record in records:
+            alone = RollupBatch()  # so that a failure halfway adds nothing
+            try:
+                alone.add_runs([record], metadata_rows(record), self._metadata_caps)
+            except Exception:
+                log.exception("run %s is written without usage rollups", record.request_id)
+                continue
+            rollup.merge(alone)
+        return rollup
 
     async def _write(self, batch: list[RunRecord], prepared: PreparedBatch) -> None:
         try:

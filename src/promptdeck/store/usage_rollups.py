@@ -106,6 +106,16 @@ def _count(into: dict[Any, int], key: Any, count: int = 1) -> None:
     into[key] = into.get(key, 0) + count
 
 
+def _add_user(into: dict[tuple[str, str], list[Any]], key: tuple[str, str], totals: list[Any]) -> None:
+    """Add an end user's first and last run and END_USER_COUNTERS to a sum."""
+    held = into.get(key)
+    if held is None:
+        into[key] = list(totals)
+        return
+    held[0], held[1] = min(held[0], totals[0]), max(held[1], totals[1])
+    held[2:] = [a + b for a, b in zip(held[2:], totals[2:], strict=True)]
+
+
 def _admit(admitted: set[str], item: str, cap: int) -> bool:
     """Whether `item` is (or, while fewer than `cap` are, now becomes) one of `admitted`."""
     if item in admitted:
@@ -219,14 +229,18 @@ class RollupBatch:
             if not user:  # runs without an end user are nobody's
                 continue
             first, last = seen[workspace_id, user]
-            totals = users.get((workspace_id, user))
             added = (counters[0], counters[1], counters[2], counters[4], counters[6])
-            if totals is None:
-                users[workspace_id, user] = [first, last, *added]
-            else:
-                totals[0], totals[1] = min(totals[0], first), max(totals[1], last)
-                totals[2:] = [a + b for a, b in zip(totals[2:], added, strict=True)]
+            _add_user(users, (workspace_id, user), [first, last, *added])
         self._add_tagged(tagged, tagged_bins, caps)
+
+    def merge(self, other: RollupBatch) -> None:
+        """Add another batch's sums (the run writer sums run by run when a run fails)."""
+        for row, counters in other.usage.items():
+            _add(self.usage, row, counters)
+        for binned, count in other.bins.items():
+            _count(self.bins, binned, count)
+        for user, totals in other.users.items():
+            _add_user(self.users, user, totals)
 
     def _add_tagged(
         self,
