@@ -48,7 +48,15 @@ import yaml  # noqa: E402
 from tests.support.console_sign_in import signed_in_client  # noqa: E402
 from tests.support.live_server import start_server  # noqa: E402
 
-from gateway_overhead import NS_PER_MS, background_load, cpu_model, fmt, git_state, percentile  # noqa: E402
+from gateway_overhead import (  # noqa: E402
+    NS_PER_MS,
+    background_load,
+    change_cell,
+    cpu_model,
+    fmt,
+    git_state,
+    percentile,
+)
 from promptdeck.config import Settings  # noqa: E402
 from promptdeck.store.catalog import CatalogStore  # noqa: E402
 from promptdeck.store.console_members import MemberStore  # noqa: E402
@@ -326,9 +334,7 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any]) -> str:
         if old is None:
             lines.append(f"| {name} | — | {fmt(new)} | |")
             continue
-        change = (new - old) / old * 100 if old else 0.0
-        flag = " (worse)" if change >= 10 and new - old >= 2 else ""
-        lines.append(f"| {name} | {fmt(old)} | {fmt(new)} | {change:+.1f}%{flag} |")
+        lines.append(f"| {name} | {fmt(old)} | {fmt(new)} | {change_cell(old, new, 'lower', min_delta=2)} |")
     return "\n".join(lines)
 
 

@@ -831,6 +831,16 @@ COMPARED = (
 )
 
 
+def change_cell(old: float, new: float, better: str, min_delta: float = 0.0) -> str:
+    """A comparison table's change from the baseline, `+12.3%`, flagged ` (worse)` when it went
+    the wrong way (`better` is "lower" or "higher") by 10 % or more and by `min_delta` or more.
+    Shared by the benchmarks' comparisons."""
+    change = (new - old) / old * 100 if old else 0.0
+    worse = change > 0 if better == "lower" else change < 0
+    flag = " (worse)" if worse and abs(change) >= 10 and abs(new - old) >= min_delta else ""
+    return f"{change:+.1f}%{flag}"
+
+
 def compare(latest: dict[str, Any], baseline: dict[str, Any]) -> str:
     lines = [
         f"Compared with the baseline of {baseline.get('meta', {}).get('date', '?')}:",
@@ -844,10 +854,8 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any]) -> str:
             new = latest["results"].get(phase, {}).get(target, {}).get(key)
             if old is None or new is None:
                 continue
-            change = (new - old) / old * 100 if old else 0.0
-            worse = change > 0 if better == "lower" else change < 0
-            flag = " (worse)" if worse and abs(change) >= 10 else ""
-            lines.append(f"| {phase} | {key} | {target} | {fmt(old)} | {fmt(new)} | {change:+.1f}%{flag} |")
+            change = change_cell(old, new, better)
+            lines.append(f"| {phase} | {key} | {target} | {fmt(old)} | {fmt(new)} | {change} |")
     return "\n".join(lines)
 
 

@@ -58,6 +58,7 @@ from tests.support.postgres import PostgresServer, start_postgres  # noqa: E402
 from gateway_overhead import (  # noqa: E402
     NS_PER_MS,
     background_load,
+    change_cell,
     core_ticks,
     cpu_model,
     fmt,
@@ -882,10 +883,7 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any]) -> str:
         if old is None or new is None:
             lines.append(f"| {label} | {fmt(old)} | {fmt(new)} | |")
             continue
-        change = (new - old) / old * 100 if old else 0.0
-        worse = change > 0 if better == "lower" else change < 0
-        flag = " (worse)" if worse and abs(change) >= 10 else ""
-        lines.append(f"| {label} | {fmt(old)} | {fmt(new)} | {change:+.1f}%{flag} |")
+        lines.append(f"| {label} | {fmt(old)} | {fmt(new)} | {change_cell(old, new, better)} |")
     return "\n".join(lines)
 
 
