@@ -169,11 +169,8 @@ async def test_the_checkpointer_copies_the_log_into_the_database(tmp_path: Path)
     checkpointer = WalCheckpointer(str(path), every_seconds=0.01)
     try:
         workspace_id = new_id()
-        writer = RunWriter(engine, batch_size=20, flush_seconds=0.01)
-        writer.start()
-        for i in range(200):
-            await writer.put(usage_run(workspace_id, created_at=AT + timedelta(seconds=i)))
-        await writer.stop()
+        records = [usage_run(workspace_id, created_at=AT + timedelta(seconds=i)) for i in range(200)]
+        await write_runs(engine, records, RunWriter(engine, batch_size=20, flush_seconds=0.01))
         async with engine.connect() as conn:  # the writer's commits left the log to the checkpointer
             pages = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
         assert pages == 10_000
@@ -223,10 +220,7 @@ async def test_postgresql_writes_two_batches_at_once_and_loses_no_run(engine: As
         usage_run(workspace_id, created_at=AT + timedelta(milliseconds=i), end_user=f"u{i % 7}")
         for i in range(2000)
     ]
-    writer.start()
-    for record in records:
-        await writer.put(record)
-    await writer.stop()
+    await write_runs(engine, records, writer)
     assert (writer.metrics.written, writer.metrics.failed, writer.metrics.batches) == (2000, 0, 20)
     async with engine.connect() as conn:
         stored_runs = (
