@@ -5,7 +5,7 @@ For each database, in a fresh temporary database migrated to the newest schema:
 
 * writes N synthetic runs (bench/run_log_data.py; default 1,000,000 over 60 days) through a
   real RunWriter (start, put every run, stop), segment by segment, alternating the batch sizes
-  (100 and 500), and reports runs/s per batch size;
+  (500 and 5,000: the defaults on PostgreSQL and on SQLite), and reports runs/s per batch size;
 * starts a real promptdeck server on that database (in this process, like the tests'
   live server) and times `GET /api/runs` over HTTP: two metadata conditions and a 7-day range,
   the first page of 50, sorted by time, latency, cost and tokens, and the sorts alone; each
@@ -895,7 +895,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="50,000 runs instead of 1,000,000")
     parser.add_argument("--runs", type=int, help="runs to write (default 1,000,000; quick 50,000)")
     parser.add_argument("--database", choices=[*DATABASES, "both"], default="both")
-    parser.add_argument("--batch-sizes", default="100,500", help="writer batch sizes, taking turns")
+    parser.add_argument("--batch-sizes", default="500,5000", help="writer batch sizes, taking turns")
     parser.add_argument("--segment", type=int, help="runs per writer start/stop (default runs / 20)")
     parser.add_argument(
         "--live-runs", type=int, help="runs written live after the queries (default runs / 10)"

@@ -19,6 +19,12 @@ def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
 
 
+def _optional_int(name: str) -> int | None:
+    """An integer setting whose default depends on something only known later (the database)."""
+    value = _env(name, "")
+    return int(value) if value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("PROMPTDECK_DATA_DIR", ".promptdeck")))
@@ -77,7 +83,10 @@ class Settings:
     upstream_total_timeout: float = field(
         default_factory=lambda: _float("PROMPTDECK_UPSTREAM_TOTAL_TIMEOUT", 300.0)
     )
-    writer_batch_size: int = field(default_factory=lambda: _int("PROMPTDECK_WRITER_BATCH_SIZE", 500))
+    # unset: the run writer's default for the database (store/run_writer.py BATCH_SIZES)
+    writer_batch_size: int | None = field(
+        default_factory=lambda: _optional_int("PROMPTDECK_WRITER_BATCH_SIZE")
+    )
     writer_flush_seconds: float = field(
         default_factory=lambda: _float("PROMPTDECK_WRITER_FLUSH_SECONDS", 0.25)
     )

@@ -22,8 +22,8 @@ from promptdeck.domain.runs import RunRecord, new_id, new_request_id
 from promptdeck.store import bulk_insert as bulk_module
 from promptdeck.store import usage_rollups as rollups_module
 from promptdeck.store.bulk_insert import Merge, bound, execute, in_one
-from promptdeck.store.database import create_engine, migrate
-from promptdeck.store.run_writer import _RUN_ROW, RunWriter
+from promptdeck.store.database import AUTOCHECKPOINT_PAGES, create_engine, migrate
+from promptdeck.store.run_writer import _RUN_ROW, BATCH_SIZES, RunWriter
 from promptdeck.store.tables import end_users, run_metadata, runs, usage_rollups
 from promptdeck.store.wal_checkpoints import WalCheckpointer
 from tests.support.run_records import usage_run, write_runs
@@ -173,7 +173,7 @@ async def test_the_checkpointer_copies_the_log_into_the_database(tmp_path: Path)
         await write_runs(engine, records, RunWriter(engine, batch_size=20, flush_seconds=0.01))
         async with engine.connect() as conn:  # the writer's commits left the log to the checkpointer
             pages = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
-        assert pages == 10_000
+        assert pages == AUTOCHECKPOINT_PAGES
         busy, logged, copied = await asyncio.to_thread(checkpointer.checkpoint)
         assert (busy, copied) == (0, logged) and logged > 0
         checkpointer.start()
@@ -232,6 +232,20 @@ async def test_postgresql_writes_two_batches_at_once_and_loses_no_run(engine: As
         }
     assert stored_runs == 2000
     assert users == {f"u{i}": len(range(i, 2000, 7)) for i in range(7)}
+
+
+async def test_a_backlog_is_written_in_batches_as_large_as_the_database_takes(engine: AsyncEngine) -> None:
+    """By default a batch takes up to 5,000 queued runs on SQLite (its commits write whole pages:
+    the more runs share them the better) and 500 on PostgreSQL."""
+    workspace_id = new_id()
+    writer = RunWriter(engine, flush_seconds=0.01)
+    assert writer.batch_size == BATCH_SIZES[engine.dialect.name]
+    records = [usage_run(workspace_id, created_at=AT + timedelta(milliseconds=i)) for i in range(6000)]
+    for record in records:  # queued before the writer starts: a backlog
+        await writer.put(record)
+    await write_runs(engine, [], writer)
+    assert writer.metrics.batches == {"sqlite": 2, "postgresql": 12}[engine.dialect.name]
+    assert (writer.metrics.written, writer.metrics.failed) == (6000, 0)
 
 
 async def test_a_run_whose_rollups_fail_halfway_costs_only_its_own(

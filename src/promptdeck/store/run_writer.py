@@ -7,9 +7,14 @@ one bad row cannot sink the others; `stop()` drains everything. Each batch's usa
 
 A batch is taken whole from what is queued, up to `batch_size`: at low load a batch is what
 arrived within `flush_seconds`, at high load a full one, so the rollups' sums and the commits
-are shared by more runs when it matters. All the Python work of a batch (rows, rollup sums, the
-drivers' parameters) is done while the batch before is being written, fifty runs at a time
-so that requests are served in between; the database then only runs the ready statements.
+are shared by more runs when it matters. That matters most on SQLite, whose commit writes
+every page the transaction changed, whole: new entries of the indexes in random order (latency,
+cost, customer or session ids) land on random pages, so a batch of 500 runs at a million wrote
+17 pages a run and one of 5,000 ten (docs/performance.md), hence its larger default.
+
+All the Python work of a batch (rows, rollup sums, the drivers' parameters) is done while the
+batch before is being written, fifty runs at a time so that requests are served in between;
+the database then only runs the ready statements.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from promptdeck.store.usage_rollups import MetadataCaps, RollupBatch, rollup_sta
 log = logging.getLogger("promptdeck.writer")
 
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+# Most runs in one transaction, by database, unless configured (PROMPTDECK_WRITER_BATCH_SIZE).
+BATCH_SIZES = {"sqlite": 5000, "postgresql": 500}
 PREPARED_AT_ONCE = 50  # runs prepared between two chances for the event loop to serve requests
 _RUN_ROW = operator.attrgetter(*runs.columns.keys())  # a RunRecord as a row of `runs`, in one call
 _METADATA_ROW = operator.itemgetter(*run_metadata.columns.keys())
@@ -60,7 +67,7 @@ class RunWriter:
     def __init__(
         self,
         engine: AsyncEngine,
-        batch_size: int = 500,
+        batch_size: int | None = None,
         flush_seconds: float = 0.25,
         queue_size: int = 50_000,
         after_batch: Callable[[], Awaitable[None]] | None = None,
@@ -71,7 +78,7 @@ class RunWriter:
         # cores (rollup rows are upserted in key order: they wait for each other, never
         # deadlock); SQLite takes one writer at a time.
         self.concurrent_batches = concurrent_batches or (2 if engine.dialect.name == "postgresql" else 1)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or BATCH_SIZES.get(engine.dialect.name, 500)
         self.flush_seconds = flush_seconds
         self.after_batch = after_batch
         self.metrics = WriterMetrics()
