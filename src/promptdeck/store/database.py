@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 MIGRATIONS = Path(__file__).parent / "migrations"
 # SQLite: pages the write-ahead log may hold before a commit copies it into the database (the
 # default is 1,000). The server copies it sooner, off the writer's path (store/wal_checkpoints.py);
-# this is the fallback, above what two of the run writer's largest batches write (5,000 runs, about
-# ten pages each at a million runs): lower, it copied the log in nearly every such commit and
-# the writer took 11 % fewer runs/s (docs/performance.md). The log file may grow to ~800 MB.
+# this is the fallback, well above what one of the run writer's largest batches writes (5,000
+# runs: about 50,000 pages at a million runs). At 10,000 nearly every such commit copied the log
+# itself and the writer took 11 % fewer runs/s (docs/performance.md). The log may reach ~800 MB.
 AUTOCHECKPOINT_PAGES = 200_000
 _JSON: dict[str, Any] = {
     "json_serializer": lambda value: orjson.dumps(value).decode(),
