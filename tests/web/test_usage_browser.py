@@ -67,7 +67,12 @@ async def test_usage_charts_group_by_and_lead_to_the_logs(usage_page: Any) -> No
     await page.wait_for_url("**/usage?*range=7d*")
     assert await page.locator(".chart-card").count() == 4
     runs_card = page.locator(".chart-card", has_text="Runs")
-    await runs_card.locator(".chart-wide svg a.hit").last.hover()
+    # hovering a bucket's bar shows the bucket's tooltip. (Its hit area's middle, which
+    # Playwright would point at, is under today's bar once the day is half over.) Yesterday:
+    # a whole day of runs, whatever the time.
+    columns = runs_card.locator(".chart-wide svg a.hit")
+    yesterday = await columns.nth(await columns.count() - 2).get_attribute("data-col")
+    await runs_card.locator(f".chart-wide svg a.mark[data-col='{yesterday}']").first.hover()
     tip = runs_card.locator(".chart-tip")
     await tip.wait_for(state="visible")
     text = await tip.inner_text()
