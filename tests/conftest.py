@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.cli import _bootstrap
 from promptdeck.config import Settings
 from promptdeck.domain.promptfile import load_prompt_file
 from promptdeck.store.catalog import CatalogStore
-from promptdeck.store.database import create_engine
+from promptdeck.store.database import create_engine, migrate
 from tests.support.live_server import LiveServer, start_server
 from tests.support.postgres import PostgresServer, start_postgres
 
@@ -53,6 +55,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'promptdeck.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_database()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database of each kind, migrated to the newest schema."""
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
 
 
 @dataclass

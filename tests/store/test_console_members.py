@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from promptdeck.domain.members import SESSION_IDLE
@@ -16,27 +15,24 @@ from promptdeck.domain.runs import utcnow
 from promptdeck.store.access import AccessStore
 from promptdeck.store.console_members import MemberStore
 from promptdeck.store.console_sessions import SessionStore
-from promptdeck.store.database import create_engine, migrate
 from promptdeck.store.tables import console_invites, console_members, console_sessions
 
 PASSWORD = "correct horse battery"
 
 
 class Stores:
-    def __init__(self, url: str) -> None:
-        self.db = create_engine(url)
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
         self.members = MemberStore(self.db)
         self.sessions = SessionStore(self.db)
         self.workspace_id = ""
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def stores(database_url: str) -> AsyncIterator[Stores]:
-    await asyncio.to_thread(migrate, database_url)
-    stores = Stores(database_url)
+async def stores(engine: AsyncEngine) -> Stores:
+    stores = Stores(engine)
     stores.workspace_id = await AccessStore(stores.db).first_workspace()
-    yield stores
-    await stores.db.dispose()
+    return stores
 
 
 async def test_members_are_unique_per_workspace_by_case_insensitive_email(stores: Stores) -> None:

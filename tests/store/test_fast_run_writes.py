@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,14 +27,6 @@ from promptdeck.store.wal_checkpoints import WalCheckpointer
 from tests.support.run_records import usage_run, write_runs
 
 AT = datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate, database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 def varied(workspace_id: str, count: int) -> list[RunRecord]:

@@ -5,18 +5,15 @@ busiest values of the last day it was used; what the rollups leave out is not li
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.runs import RunRecord, new_id
 from promptdeck.domain.usage_dimensions import META_KEYS_PER_HOUR, META_TEXT_MAX
 from promptdeck.store import run_log
-from promptdeck.store.database import create_engine, migrate
 from promptdeck.store.run_log import RunLog
 from promptdeck.store.run_writer import RunWriter
 from tests.support.run_records import usage_run, write_runs
@@ -28,8 +25,8 @@ WEEK_AGO = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # the start of the hour NOW 
 class Log:
     """A migrated database with a workspace's runs written by the run writer."""
 
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self.workspace_id = new_id()
 
     async def write(self, *runs: tuple[datetime, dict[str, Any]]) -> None:
@@ -43,12 +40,9 @@ class Log:
         return await RunLog(self.engine).metadata_keys(self.workspace_id, now=NOW)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def log(database_url: str) -> AsyncIterator[Log]:
-    await asyncio.to_thread(migrate, database_url)
-    log = Log(database_url)
-    yield log
-    await log.engine.dispose()
+@pytest.fixture
+def log(engine: AsyncEngine) -> Log:
+    return Log(engine)
 
 
 async def test_keys_of_the_week_by_runs_carrying_them(log: Log) -> None:

@@ -5,18 +5,17 @@ from the groups' when every value is shown, and the `other` series when not."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.latency_histogram import bin_of, percentile
 from promptdeck.domain.runs import ERROR, SUCCESS, RunRecord, new_id
 from promptdeck.domain.usage_query import UsageQuery, floor_to, parse_usage_query
-from promptdeck.store.database import create_engine, migrate
 from promptdeck.store.usage_report import UsageReport
 from tests.support.run_records import usage_run, write_runs
 
@@ -79,8 +78,8 @@ def observed(series: dict[str, Any]) -> list[Any]:
 
 
 class Report:
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self.workspace_id = new_id()
         self.records = runs_of(self.workspace_id)
 
@@ -102,12 +101,10 @@ class Report:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def report(database_url: str) -> AsyncIterator[Report]:
-    await asyncio.to_thread(migrate, database_url)
-    report = Report(database_url)
+async def report(engine: AsyncEngine) -> Report:
+    report = Report(engine)
     await report.write()
-    yield report
-    await report.engine.dispose()
+    return report
 
 
 RANGES = {

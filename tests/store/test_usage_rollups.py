@@ -5,15 +5,14 @@ once, and the migration's backfill of runs written before it (which must agree w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.latency_histogram import bin_of
 from promptdeck.domain.runs import ERROR, RunRecord, new_id
@@ -39,9 +38,9 @@ NEXT = HOUR + timedelta(hours=1)
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, db: AsyncEngine | None = None) -> None:
         self.url = url
-        self.db = create_engine(url)
+        self.db = db if db is not None else create_engine(url)  # the migration test makes its own
         self.workspace_id = new_id()
 
     def record(self, **fields: Any) -> RunRecord:
@@ -79,12 +78,9 @@ class Store:
             return {r.end_user: dict(r._mapping) for r in rows}
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def store(database_url: str) -> AsyncIterator[Store]:
-    await asyncio.to_thread(migrate, database_url)
-    store = Store(database_url)
-    yield store
-    await store.db.dispose()
+@pytest.fixture
+def store(database_url: str, engine: AsyncEngine) -> Store:
+    return Store(database_url, engine)
 
 
 def counters(**given: Any) -> dict[str, Any]:
