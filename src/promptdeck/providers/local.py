@@ -135,6 +135,10 @@ class LocalProvider:
         if params.get("seed") is not None:
             llm.set_seed(int(params["seed"]))
         put(Started(f"local/{call.model}"))
+        # Evaluate the whole prompt every time. llama.cpp would otherwise reuse the cached prefix
+        # of the previous call, and logits computed in a different batch split differ in the last
+        # bits: the first call after loading then answered differently from every later one.
+        llm.reset()
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending, generated, stop_reason, hit = "", 0, LENGTH, False
