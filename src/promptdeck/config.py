@@ -33,6 +33,18 @@ class Settings:
     port: int = field(default_factory=lambda: _int("PROMPTDECK_PORT", 8400))
     max_body_bytes: int = field(default_factory=lambda: _int("PROMPTDECK_MAX_BODY_BYTES", 1024 * 1024))
     cache_ttl_seconds: float = field(default_factory=lambda: _float("PROMPTDECK_CACHE_TTL", 10.0))
+    # Per cache (API keys, deployments, credentials): found entries, and unknown keys or names.
+    cache_max_entries: int = field(default_factory=lambda: _int("PROMPTDECK_CACHE_MAX_ENTRIES", 10_000))
+    cache_max_misses: int = field(default_factory=lambda: _int("PROMPTDECK_CACHE_MAX_MISSES", 1_000))
+    # Slow or idle clients (docs/deploy.md): all request headers within `header_timeout`; at most
+    # `body_timeout` between two pieces of a body, and `body_min_rate` bytes/s after its first
+    # `body_timeout`; an idle keep-alive connection `idle_timeout`.
+    header_timeout: float = field(default_factory=lambda: _float("PROMPTDECK_HEADER_TIMEOUT", 10.0))
+    body_timeout: float = field(default_factory=lambda: _float("PROMPTDECK_BODY_TIMEOUT", 20.0))
+    body_min_rate: float = field(default_factory=lambda: _float("PROMPTDECK_BODY_MIN_RATE", 500.0))
+    idle_timeout: int = field(default_factory=lambda: _int("PROMPTDECK_IDLE_TIMEOUT", 5))
+    max_connections: int = field(default_factory=lambda: _int("PROMPTDECK_MAX_CONNECTIONS", 4096))
+    backlog: int = field(default_factory=lambda: _int("PROMPTDECK_BACKLOG", 2048))
     keepalive_seconds: float = field(default_factory=lambda: _float("PROMPTDECK_KEEPALIVE_SECONDS", 15.0))
     local_model_path: str = field(default_factory=lambda: _env("PROMPTDECK_LOCAL_MODEL_PATH", ""))
     local_context_tokens: int = field(default_factory=lambda: _int("PROMPTDECK_LOCAL_CONTEXT", 2048))
@@ -74,6 +86,8 @@ class Settings:
     )
     secret_key: str = field(default_factory=lambda: _env("PROMPTDECK_SECRET_KEY", ""))
     upstreams: str = field(default_factory=lambda: _env("PROMPTDECK_UPSTREAMS", ""))
+    # Base URLs a caller's raw_overrides.url may point at (comma-separated); none by default.
+    raw_override_urls: str = field(default_factory=lambda: _env("PROMPTDECK_RAW_OVERRIDE_URLS", ""))
     upstream_connect_timeout: float = field(
         default_factory=lambda: _float("PROMPTDECK_UPSTREAM_CONNECT_TIMEOUT", 5.0)
     )

@@ -78,11 +78,12 @@ def answered(deck: Deck, stream: bool) -> dict[str, Any]:
     return run
 
 
-def failed(deck: Deck) -> dict[str, Any]:
-    """Invoke `d` (not streamed), check the caller got a clean 502, and return the logged run."""
+def failed(deck: Deck, status: int = 502, code: str = "provider_error") -> dict[str, Any]:
+    """Invoke `d` (not streamed), check the caller got a clean 502 (or `status`), and return the
+    logged run."""
     response = invoke(deck, "d")
-    assert response.status_code == 502, response.text
-    assert response.json()["error_code"] == "provider_error"
+    assert response.status_code == status, response.text
+    assert response.json()["error_code"] == code
     run = run_of(deck, response.json()["request_id"])
     assert run["status"] == "error" and run["error_message"] == response.json()["message"]
     return run
@@ -151,7 +152,7 @@ def test_retry_after_beyond_the_variants_max_backoff_is_not_waited_for(
     deck = deployed(start_deck, "openai/limited", retries(max_attempts=3, max_backoff_seconds=1))
 
     began = time.monotonic()
-    run = failed(deck)
+    run = failed(deck, 429, "too_many_requests")  # the upstream's rate limit is the caller's
 
     assert time.monotonic() - began < 5
     assert upstream.count("limited") == 1

@@ -953,13 +953,13 @@ async def test_upstream_that_never_answers(
     upstream: TranscriptServer, make_provider: Callable[..., AnthropicProvider], streamed: bool
 ) -> None:
     """The upstream accepts the request (`POST /v1/messages`), then says nothing:
-    `upstream_timeout` after the read limit (streaming) or the total limit (whole), retryable
-    since nothing was told."""
+    `upstream_timeout` after the read limit (streaming) or the total limit (whole), not retried:
+    the attempt has spent the whole limit."""
     upstream.play(silence)
     began = time.monotonic()
     events = await run(make_provider(read_timeout=0.3, total_timeout=0.3), stream=streamed)
     assert time.monotonic() - began < 2
     failed = failure(events)
     assert events == [failed]
-    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.code == "upstream_timeout" and not failed.retryable  # its whole limit is spent
     assert failed.message.startswith("anthropic upstream") and "0.3" in failed.message

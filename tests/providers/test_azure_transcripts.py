@@ -437,7 +437,8 @@ def test_from_settings_reads_the_azure_settings() -> None:
         f"https://contoso.openai.azure.com/openai/deployments/{DEPLOYMENT}/chat/completions"
         "?api-version=2024-12-01-preview"
     )
-    assert provider.headers["api-key"] == KEY and "Authorization" not in provider.headers
+    sent = provider.prepared(ProviderCall(DEPLOYMENT, MESSAGES)).headers
+    assert sent["api-key"] == KEY and "Authorization" not in sent and "api-key" not in provider.headers
     assert (provider.timeouts.connect, provider.timeouts.read, provider.timeouts.total) == (1.5, 20.0, 90.0)
 
 
@@ -706,5 +707,5 @@ async def test_upstream_that_never_answers(
     assert time.monotonic() - began < 2
     failed = failure(events)
     assert events == [failed]
-    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.code == "upstream_timeout" and not failed.retryable  # its whole limit is spent
     assert failed.message.startswith("azure upstream") and "0.3" in failed.message

@@ -515,7 +515,7 @@ def test_from_settings() -> None:
     assert request.url == (
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
     )
-    assert provider.headers["x-goog-api-key"] == "from-env"
+    assert provider.prepared(ProviderCall("gemini-2.5-pro", MESSAGES)).headers["x-goog-api-key"] == "from-env"
     assert provider.timeouts.read == 7.0
 
 
@@ -1028,12 +1028,12 @@ async def test_upstream_that_never_answers(
 ) -> None:
     """The upstream accepts the request (`models.generateContent` / `streamGenerateContent`),
     then says nothing: `upstream_timeout` after the read limit (streaming) or the total limit
-    (whole), retryable since nothing was told."""
+    (whole), not retried: the attempt has spent the whole limit."""
     upstream.play(silence)
     began = time.monotonic()
     events = await run(make_provider(read_timeout=0.3, total_timeout=0.3), stream=streamed)
     assert time.monotonic() - began < 2
     failed = failure(events)
     assert events == [failed]
-    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.code == "upstream_timeout" and not failed.retryable  # its whole limit is spent
     assert failed.message.startswith("gemini upstream") and "0.3" in failed.message

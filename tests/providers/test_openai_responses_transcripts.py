@@ -483,7 +483,7 @@ def test_from_settings_reads_the_openai_settings() -> None:
     provider = OpenAIResponsesProvider.from_settings(settings)
     assert provider.name == "openai-responses"
     assert provider.request(ProviderCall("o3", MESSAGES)).url == "https://api.openai.com/v1/responses"
-    assert provider.headers["Authorization"] == "Bearer sk-settings"
+    assert provider.prepared(ProviderCall("o3", MESSAGES)).headers["Authorization"] == "Bearer sk-settings"
     assert (provider.timeouts.connect, provider.timeouts.read, provider.timeouts.total) == (1.5, 20.0, 90.0)
 
 
@@ -872,15 +872,15 @@ async def test_upstream_that_never_answers(
     upstream: TranscriptServer, make_provider: Callable[..., OpenAIResponsesProvider], streamed: bool
 ) -> None:
     """The upstream accepts the request (`POST /v1/responses`), then says nothing:
-    `upstream_timeout` after the read limit (streaming) or the total limit (whole), retryable
-    since nothing was told."""
+    `upstream_timeout` after the read limit (streaming) or the total limit (whole), not retried:
+    the attempt has spent the whole limit."""
     upstream.play(silence)
     began = time.monotonic()
     events = await run(make_provider(read_timeout=0.3, total_timeout=0.3), stream=streamed)
     assert time.monotonic() - began < 2
     failed = failure(events)
     assert events == [failed]
-    assert failed.code == "upstream_timeout" and failed.retryable
+    assert failed.code == "upstream_timeout" and not failed.retryable  # its whole limit is spent
     assert failed.message.startswith("openai-responses upstream") and "0.3" in failed.message
 
 

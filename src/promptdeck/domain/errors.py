@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -9,11 +10,16 @@ class PromptdeckError(Exception):
     """Base of every error a caller may see. `code` is stable; `message` is for people."""
 
     code = "internal_server_error"
+    retry_after: float | None = None  # seconds a caller should wait before trying again
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers every dialect sends with this error (`Retry-After`, in whole seconds)."""
+        return {} if self.retry_after is None else {"Retry-After": str(math.ceil(self.retry_after))}
 
 
 class ValidationFailed(PromptdeckError):
@@ -49,8 +55,8 @@ class PayloadTooLarge(PromptdeckError):
 class RateLimited(PromptdeckError):
     code = "too_many_requests"
 
-    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float = 1.0, details: Any = None) -> None:
+        super().__init__(message, details=details)
         self.retry_after = retry_after
 
 
@@ -72,4 +78,5 @@ HTTP_STATUS: dict[str, int] = {
     "too_many_requests": 429,
     "provider_error": 502,
     "internal_server_error": 500,
+    "client_closed_request": 499,
 }

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptdeck.domain.deployments import Deployment, Version
-from promptdeck.domain.errors import NotFound, PromptdeckError, ValidationFailed
+from promptdeck.domain.errors import NotFound, PromptdeckError, ProviderFailed, RateLimited, ValidationFailed
 from promptdeck.domain.events import (
     Event,
     Failed,
@@ -37,10 +37,12 @@ from promptdeck.domain.events import (
     Usage,
 )
 from promptdeck.domain.inputs import render_messages, resolve_inputs
+from promptdeck.domain.override_policy import check_raw_overrides
 from promptdeck.domain.prompts import param_problems
 from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
 from promptdeck.domain.templating import JINJA2
+from promptdeck.engine import template_renders
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.circuit import CircuitBreakers
 from promptdeck.engine.pricing import Price, PriceList
@@ -52,6 +54,8 @@ from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.run_writer import RunWriter
 
 CANCELLED = "cancelled"
+UPSTREAM_TIMEOUT = "upstream_timeout"
+UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
 CHARS_PER_TOKEN = 4  # for estimates only, when an upstream reports no usage
 SHARED_CREDENTIALS = {"openai-responses": "openai"}  # one OpenAI key serves both of its APIs
 
@@ -89,10 +93,14 @@ class Candidate:
     messages: list[dict[str, Any]]
     fallback: int = 0  # 0: the variant's own model; n: its n-th fallback
 
+    workspace_id: str = ""
+
     @property
     def upstream(self) -> str:
-        """What a circuit breaker guards: a provider at one base URL."""
-        return f"{self.provider.name}|{self.call.base_url or ''}"
+        """What a circuit breaker guards: one workspace's calls to a provider at one URL. Per
+        workspace, so one workspace's failing credential or URL never opens another's circuit."""
+        url = (self.call.raw_overrides or {}).get("url") or self.call.base_url or ""
+        return f"{self.workspace_id}|{self.provider.name}|{url}"
 
 
 class Invocation:
@@ -114,6 +122,7 @@ class Invocation:
         self._consumed = False
         self._attempts: list[dict[str, Any]] = []
         self.raw: dict[str, Any] = {}  # the upstream's raw answer, when the request kept it
+        self.failure: Failed | None = None  # the event that ended a failed run
         self._trying: tuple[Candidate, int, float] | None = None  # the attempt under way, not yet noted
 
     async def events(self) -> AsyncIterator[Event]:
@@ -150,6 +159,7 @@ class Invocation:
                     ended = True
                 elif isinstance(event, Failed):
                     record.status, record.error_code, record.error_message = ERROR, event.code, event.message
+                    self.failure = event
                     ended = True
                 yield event
                 if ended:
@@ -174,6 +184,15 @@ class Invocation:
         async for _ in self.events():
             pass
         return self.record
+
+    def error(self) -> PromptdeckError:
+        """A failed run as the error a non-streaming caller gets: an upstream's rate limit is the
+        caller's 429 with the upstream's Retry-After; any other failure a provider error (502)."""
+        failed = self.failure
+        message = self.record.error_message or "the provider failed"
+        if failed is not None and failed.code == UPSTREAM_RATE_LIMITED:
+            return RateLimited(message, retry_after=failed.retry_after or 1.0)
+        return ProviderFailed(message)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self._started) * 1000
@@ -227,7 +246,7 @@ class Invocation:
                 )
                 self._note(candidate, attempt, failure, time.perf_counter() - began)
                 self._trying = None
-                if failure.retryable:
+                if failure.retryable or failure.code == UPSTREAM_TIMEOUT:  # a silent upstream counts
                     breakers.failed(candidate.upstream, failure.message)
                 else:
                     breakers.released(candidate.upstream)
@@ -276,7 +295,7 @@ class Invocation:
                 except TimeoutError:
                     which = "first byte" if first and first_byte else "total"
                     yield Failed(
-                        "upstream_timeout",
+                        UPSTREAM_TIMEOUT,
                         f"{candidate.provider.name} gave no answer within the variant's {which} time limit",
                         retryable=first,
                     )
@@ -374,19 +393,28 @@ class Engine:
         cache_ttl: float,
         credentials: CredentialStore,
         price_overrides: PriceOverrides,
+        raw_override_urls: tuple[str, ...] = (),
+        *,
+        cache_entries: int = TtlCache.MAX_ENTRIES,
+        cache_misses: int = TtlCache.MAX_MISSES,
     ) -> None:
         self.catalog = catalog
+        self.raw_override_urls = raw_override_urls  # where a caller's raw_overrides.url may point
         self.providers = providers
         self.writer = writer
         self.breakers = CircuitBreakers()
         self.prices = PriceList()
+        # Callers name deployments, so unknown names get the small store for misses; a missing
+        # credential is a workspace's setting, not a caller's choice: as many as there are entries.
         self.deployments: TtlCache[tuple[str, str], Deployment | None] = TtlCache(
-            self._load_deployment, cache_ttl
+            self._load_deployment, cache_ttl, max_entries=cache_entries, max_misses=cache_misses
         )
         self.credentials: TtlCache[tuple[str, str], Credential | None] = TtlCache(
-            lambda key: credentials.get(*key), cache_ttl
+            lambda key: credentials.get(*key), cache_ttl, max_entries=cache_entries, max_misses=cache_entries
         )
-        self.overrides: TtlCache[str, dict[str, Price]] = TtlCache(price_overrides.all, cache_ttl)
+        self.overrides: TtlCache[str, dict[str, Price]] = TtlCache(
+            price_overrides.all, cache_ttl, max_entries=cache_entries
+        )
 
     async def start(self, request: InvokeRequest, snapshot: Deployment | None = None) -> Invocation:
         """Resolve and check everything; raises before any provider call if the request is bad.
@@ -433,6 +461,7 @@ class Engine:
         self, request: InvokeRequest, deployment: Deployment, version: Version, config: VariantConfig
     ) -> list[Candidate]:
         """The variant's own model first, then each fallback that names a configured provider."""
+        check_raw_overrides(request.raw_overrides, request.caller.scopes, self.raw_override_urls)
         if request.params and (problems := param_problems(request.params)):
             raise ValidationFailed("invalid parameters: " + "; ".join(problems), details=problems)
         candidates = [await self._candidate(request, version, request.model or version.spec.model, config, 0)]
@@ -450,8 +479,8 @@ class Engine:
         self, request: InvokeRequest, version: Version, model_id: str, config: VariantConfig, position: int
     ) -> Candidate:
         values = resolve_inputs(version.spec, request.inputs)
-        if version.spec.template_syntax == JINJA2:  # may run up to its time limit: off the event loop
-            rendered = await asyncio.to_thread(render_messages, version.spec, values)
+        if version.spec.template_syntax == JINJA2:  # in worker processes that are killed at the time limit
+            rendered = await template_renders.render_messages(version.spec, values)
         else:
             rendered = render_messages(version.spec, values)
         messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in rendered] + (
@@ -479,7 +508,7 @@ class Engine:
             raw_overrides=request.raw_overrides,
             keep_raw=request.keep_raw,
         )
-        return Candidate(provider, call, model_id, version, messages, position)
+        return Candidate(provider, call, model_id, version, messages, position, request.caller.workspace_id)
 
     async def payload(self, request: InvokeRequest) -> dict[str, Any]:
         """The exact body the variant's provider would receive, without calling it."""

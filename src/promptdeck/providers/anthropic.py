@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -63,7 +63,6 @@ from promptdeck.providers.http_upstream import (
     STATUS_HINTS,
     HttpUpstream,
     SseEvent,
-    Timeouts,
     UpstreamFailure,
     UpstreamRequest,
     error_message,
@@ -106,22 +105,8 @@ class AnthropicProvider(HttpUpstream):
         529: "Anthropic is overloaded; try again shortly",
     }
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        name: str = "anthropic",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        total_timeout: float = 300.0,
-    ) -> None:
-        super().__init__(
-            name,
-            {"anthropic-version": API_VERSION, **self.auth_headers(api_key)},
-            Timeouts(connect_timeout, read_timeout, total_timeout),
-        )
-        self.base_url = base_url.rstrip("/")
+    name = "anthropic"
+    fixed_headers: ClassVar[dict[str, str]] = {"anthropic-version": API_VERSION}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnthropicProvider:
@@ -165,7 +150,7 @@ class AnthropicProvider(HttpUpstream):
             }
         if call.stream:
             body["stream"] = True
-        return UpstreamRequest(self.url(call), body, self.auth_headers(call.api_key or ""))
+        return UpstreamRequest(self.url(call), body)
 
     def url(self, call: ProviderCall) -> str:
         base = (call.base_url or self.base_url).rstrip("/")

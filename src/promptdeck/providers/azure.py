@@ -48,25 +48,12 @@ class AzureOpenAIProvider(OpenAIProvider):
         404: "check the deployment name (the part after azure/), the endpoint and the api-version",
     }
 
+    name = "azure"
+
     def __init__(
-        self,
-        endpoint: str,
-        api_key: str,
-        *,
-        api_version: str = DEFAULT_API_VERSION,
-        name: str = "azure",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        total_timeout: float = 300.0,
+        self, endpoint: str, api_key: str, *, api_version: str = DEFAULT_API_VERSION, **options: Any
     ) -> None:
-        super().__init__(
-            endpoint,
-            api_key,
-            name=name,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            total_timeout=total_timeout,
-        )
+        super().__init__(endpoint, api_key, **options)
         self.api_version = api_version
 
     @classmethod

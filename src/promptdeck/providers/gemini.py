@@ -41,7 +41,6 @@ from promptdeck.providers.http_upstream import (
     STATUS_HINTS,
     HttpUpstream,
     SseEvent,
-    Timeouts,
     UpstreamFailure,
     UpstreamRequest,
     error_message,
@@ -88,22 +87,7 @@ _VERSIONED = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
 class GeminiProvider(HttpUpstream):
     hints = {**STATUS_HINTS, 404: "check the model name (e.g. gemini-2.5-flash), and the base URL"}
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        name: str = "gemini",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        total_timeout: float = 300.0,
-    ) -> None:
-        super().__init__(
-            name,
-            {"x-goog-api-key": api_key} if api_key else {},
-            Timeouts(connect_timeout, read_timeout, total_timeout),
-        )
-        self.base_url = base_url.rstrip("/")
+    name = "gemini"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GeminiProvider:
@@ -128,8 +112,10 @@ class GeminiProvider(HttpUpstream):
             base += f"/{API_VERSION}"
         model = quote(call.model.removeprefix("models/"), safe="/")
         method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
-        headers = {"x-goog-api-key": call.api_key} if call.api_key else {}
-        return UpstreamRequest(f"{base}/models/{model}:{method}", body, headers)
+        return UpstreamRequest(f"{base}/models/{model}:{method}", body)
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key} if api_key else {}
 
     # ── the answer ──────────────────────────────────────────────────────────
 

@@ -18,7 +18,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -26,6 +27,7 @@ from multidict import CIMultiDictProxy
 
 from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.events import Event, Failed, Finished
+from promptdeck.domain.upstream_urls import is_under
 from promptdeck.providers.base import ProviderCall
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ STATUS_HINTS = {
     404: "check the model name, and the base URL",
     429: "slow down, or raise the upstream's limits",
 }
+REDIRECT_HINT = "it redirects: set the base URL to where it points (redirects are not followed)"
 RETRYABLE_STATUSES = (408, 409, 429)  # and every 5xx, as the vendors' own clients do
 SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)  # JSON of another shape
 SSE_FIELDS = (":", "event:", "id:", "retry:")
@@ -83,13 +86,26 @@ class SseEvent:
 class HttpUpstream:
     """Base of the providers that speak JSON (and server-sent events) over HTTP."""
 
-    name: str
     hints: dict[int, str] = STATUS_HINTS
 
-    def __init__(self, name: str, headers: dict[str, str], timeouts: Timeouts | None = None) -> None:
-        self.name = name
-        self.timeouts = timeouts or Timeouts()
-        self.headers = {"Content-Type": "application/json", **headers}
+    name: str  # each provider's default; a named OpenAI-compatible upstream sets its own
+    fixed_headers: ClassVar[dict[str, str]] = {}  # sent on every call (never a secret)
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        name: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        total_timeout: float = 300.0,
+    ) -> None:
+        self.name = name or type(self).name
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key  # the server's own key: sent only under `base_url`
+        self.timeouts = Timeouts(connect_timeout, read_timeout, total_timeout)
+        self.headers = {"Content-Type": "application/json", **self.fixed_headers}
         self._session: aiohttp.ClientSession | None = None
 
     def client(self) -> aiohttp.ClientSession:
@@ -138,27 +154,45 @@ class HttpUpstream:
 
     # ── the shared call ─────────────────────────────────────────────────────
 
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """How a key is sent (a bearer token unless the provider says otherwise); no key, no header."""
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
     def payload(self, call: ProviderCall) -> dict[str, Any]:
         """The exact JSON body the upstream would receive, without sending it."""
-        return self._overridden(call).body
+        return self.prepared(call).body
 
-    def _overridden(self, call: ProviderCall) -> UpstreamRequest:
-        """The request with the caller's raw overrides applied (body keys replaced one by one)."""
+    def prepared(self, call: ProviderCall) -> UpstreamRequest:
+        """The request as sent: the provider's own, the caller's raw overrides (body keys replaced
+        one by one; who may send which is `domain/override_policy.py`'s business), and the
+        credential, attached only when the URL is under the base URL it belongs to."""
         upstream = self.request(call)
-        raw = call.raw_overrides
-        if not raw:
-            return upstream
-        return UpstreamRequest(
-            str(raw.get("url") or upstream.url),
-            {**upstream.body, **(raw.get("body") or {})},
-            {**upstream.headers, **(raw.get("headers") or {})},
+        raw = call.raw_overrides or {}
+        url = str(raw.get("url") or upstream.url)
+        body = {**upstream.body, **raw["body"]} if raw.get("body") else upstream.body
+        # The workspace's stored credential belongs to its own base URL (or the server's, when it
+        # stores none); the server's key belongs to the server's base URL only.
+        key, home = (
+            (call.api_key, call.base_url or self.base_url)
+            if call.api_key is not None
+            else (self._api_key, self.base_url)
         )
+        credential = self.auth_headers(key) if key and is_under(url, home) else {}
+        return UpstreamRequest(url, body, {**credential, **upstream.headers, **(raw.get("headers") or {})})
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[Event]:
         try:
-            upstream = self._overridden(call)
+            upstream = self.prepared(call)
         except PromptdeckError as exc:  # the call cannot be expressed in this upstream's format
             yield Failed("invalid_request", f"{self.name}: {exc.message}")
+            return
+        parts = urlsplit(upstream.url)
+        if parts.username is not None or parts.password is not None:
+            yield self.failed(
+                "upstream_misconfigured",
+                f"URL {shown_url(upstream.url)} holds a user name or password; "
+                "store the secret as the credential's API key and the URL without it",
+            )
             return
         deadline = time.monotonic() + self.timeouts.total
         # A non-streamed answer arrives in one piece once the whole generation is done, so
@@ -171,9 +205,13 @@ class HttpUpstream:
         )
         try:
             async with self.client().post(
-                upstream.url, data=orjson.dumps(upstream.body), headers=upstream.headers, timeout=timeout
+                upstream.url,
+                data=orjson.dumps(upstream.body),
+                headers=upstream.headers,
+                timeout=timeout,
+                allow_redirects=False,  # a redirect would carry the credential to wherever it points
             ) as response:
-                if response.status >= 400:
+                if response.status >= 300:
                     failed = self.status_failure(upstream.url, response.status, await response.read())
                     wait = retry_after(response.headers.get("retry-after"))
                     yield failed if wait is None else replace(failed, retry_after=wait)
@@ -250,10 +288,10 @@ class HttpUpstream:
     def status_failure(self, url: str, status: int, body: bytes) -> Failed:
         phrase = _phrase(status)
         detail = error_detail(body)
-        hint = self.hints.get(status)
+        hint = self.hints.get(status) or (REDIRECT_HINT if status < 400 else None)
         return self.failed(
             STATUS_CODES.get(status, "upstream_error" if status >= 500 else "upstream_rejected"),
-            f"at {url} answered HTTP {status} {phrase}".rstrip()
+            f"at {shown_url(url)} answered HTTP {status} {phrase}".rstrip()
             + (f": {detail}" if detail else "")
             + (f" ({hint})" if hint else ""),
             retryable=status in RETRYABLE_STATUSES or status >= 500,
@@ -262,27 +300,30 @@ class HttpUpstream:
     def transport_failure(
         self, url: str, exc: aiohttp.ClientError | TimeoutError, limit: str, opened: bool, sent: bool
     ) -> Failed:
-        """Once an event has gone out, a retry would repeat it: only an untouched call is retryable."""
+        """Once an event has gone out, a retry would repeat it: only an untouched call is retryable,
+        and never after a timeout."""
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if isinstance(
             exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL
         ):
             return self.failed(
                 "upstream_unreachable",
-                f"at {url} cannot be reached ({what}); is it running, and is the base URL right?",
+                f"at {shown_url(url)} cannot be reached ({what}); is it running, and is the base URL right?",
                 retryable=not isinstance(exc, aiohttp.InvalidURL),
             )
         if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
+            # Not retried: the attempt has already spent the server's whole limit, and a second
+            # one would double the caller's wait (a fallback still gets its turn).
             return self.failed(
-                "upstream_timeout",
-                f"at {url} sent nothing{' more' if sent else ''} for {limit}",
-                retryable=not sent,
+                "upstream_timeout", f"at {shown_url(url)} sent nothing{' more' if sent else ''} for {limit}"
             )
         if opened:
             return self.failed(
                 "upstream_stream_cut", f"broke the stream off before it finished ({what})", retryable=not sent
             )
-        return self.failed("upstream_error", f"at {url}: the connection failed ({what})", retryable=True)
+        return self.failed(
+            "upstream_error", f"at {shown_url(url)}: the connection failed ({what})", retryable=True
+        )
 
     def json(self, raw: bytes | str) -> dict[str, Any]:
         try:
@@ -333,6 +374,19 @@ def _gather(raw: dict[str, Any], data: str) -> None:
         return
     if isinstance(value, dict):
         raw.update(value)
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may appear in a message a caller reads: no user info, query or fragment,
+    where a token could hide."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _phrase(status: int) -> str:

@@ -29,7 +29,6 @@ from promptdeck.providers.http_upstream import (
     STATUS_HINTS,
     HttpUpstream,
     SseEvent,
-    Timeouts,
     UpstreamFailure,
     UpstreamRequest,
     error_message,
@@ -60,20 +59,7 @@ PASSED_PARAMS = (
 class OpenAIProvider(HttpUpstream):
     hints = {**STATUS_HINTS, 404: "check the model name, and the base URL (it usually ends in /v1)"}
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        name: str = "openai",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        total_timeout: float = 300.0,
-    ) -> None:
-        super().__init__(
-            name, self.auth_headers(api_key), Timeouts(connect_timeout, read_timeout, total_timeout)
-        )
-        self.base_url = base_url.rstrip("/")
+    name = "openai"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIProvider:
@@ -96,14 +82,10 @@ class OpenAIProvider(HttpUpstream):
         if call.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        return UpstreamRequest(self.url(call), body, self.auth_headers(call.api_key or ""))
+        return UpstreamRequest(self.url(call), body)
 
     def url(self, call: ProviderCall) -> str:
         return (call.base_url or self.base_url).rstrip("/") + "/chat/completions"
-
-    def auth_headers(self, api_key: str) -> dict[str, str]:
-        """How a key is sent (a bearer token here); no key, no header (a local server needs none)."""
-        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def parse_stream(self, events: AsyncIterator[SseEvent]) -> AsyncGenerator[Event, None]:
         started = done = answered = False

@@ -55,7 +55,6 @@ from promptdeck.providers.http_upstream import (
     STATUS_HINTS,
     HttpUpstream,
     SseEvent,
-    Timeouts,
     UpstreamFailure,
     UpstreamRequest,
     error_message,
@@ -74,18 +73,7 @@ SUMMARY_SEPARATOR = "\n\n"
 class OpenAIResponsesProvider(HttpUpstream):
     hints = {**STATUS_HINTS, 404: "check the model name, and the base URL (it usually ends in /v1)"}
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        name: str = "openai-responses",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        total_timeout: float = 300.0,
-    ) -> None:
-        super().__init__(name, _bearer(api_key), Timeouts(connect_timeout, read_timeout, total_timeout))
-        self.base_url = base_url.rstrip("/")
+    name = "openai-responses"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIResponsesProvider:
@@ -119,7 +107,7 @@ class OpenAIResponsesProvider(HttpUpstream):
         if call.stream:
             body["stream"] = True
         url = (call.base_url or self.base_url).rstrip("/") + "/responses"
-        return UpstreamRequest(url, body, _bearer(call.api_key or ""))
+        return UpstreamRequest(url, body)
 
     # ── a whole answer ──────────────────────────────────────────────────────
 
@@ -258,10 +246,6 @@ class _Told:
         known = self.calls[position]
         known.arguments += delta
         return [ToolCallDelta(known.index, None, None, delta)] if delta else []
-
-
-def _bearer(api_key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def _input_items(message: dict[str, Any]) -> list[dict[str, Any]]:

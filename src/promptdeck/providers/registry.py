@@ -12,6 +12,7 @@ import os
 
 from promptdeck.config import Settings
 from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.upstream_urls import base_url_problem
 from promptdeck.providers.anthropic import AnthropicProvider
 from promptdeck.providers.azure import AzureOpenAIProvider
 from promptdeck.providers.base import Provider, Providers
@@ -27,9 +28,10 @@ def named_upstreams(spec: str) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in spec.replace(";", ",").split(","))):
         name, sep, url = item.partition("=")
         name, url = name.strip(), url.strip()
-        if not sep or not name or not url.startswith(("http://", "https://")) or "/" in name:
+        if not sep or not name or "/" in name or base_url_problem(url):
             raise ValidationFailed(
-                f"PROMPTDECK_UPSTREAMS: expected name=http(s)://host/v1 items; got {item!r}"
+                f"PROMPTDECK_UPSTREAMS: expected name=http(s)://host/v1 items (no user name or "
+                f"password in the URL: give the key as PROMPTDECK_UPSTREAM_<NAME>_API_KEY); got {name!r}"
             )
         found[name] = url
     return found

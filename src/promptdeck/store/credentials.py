@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.errors import NotFound, ValidationFailed
 from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.domain.upstream_urls import base_url_problem
 from promptdeck.store.tables import provider_credentials
 
 
@@ -27,7 +28,7 @@ def load_secret_key(configured: str, data_dir: Path) -> bytes:
         return configured.encode()
     path = data_dir / "secret-key"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # if created here: the owner's only
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(Fernet.generate_key())
@@ -50,6 +51,8 @@ class CredentialStore:
     ) -> dict[str, Any]:
         if not api_key:
             raise ValidationFailed("api_key: required, the provider's secret key")
+        if base_url and (problem := base_url_problem(base_url)):
+            raise ValidationFailed(problem)
         values = {
             "secret": self.fernet.encrypt(api_key.encode()).decode(),
             "base_url": base_url or None,
