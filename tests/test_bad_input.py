@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,32 +19,16 @@ from tests.support.fake_openai import (
     FakeOpenAI,
     Script,
     StartDeck,
-    deck_over,
     expect_hive_error,
     push_prompt,
-    sqlite_url,
 )
 
 upstream, start_deck = fake_openai.upstream, fake_openai.start_deck
+hive, db_deck = fake_openai.hive, fake_openai.db_deck
 
 PATHS = ("/v1/prompt/invoke", "/v1/invoke")
 MIB = 1024 * 1024
 INVALID_ACCESS = {"error": "Invalid access.", "message": "Invalid access.", "error_code": "unauthorized"}
-
-
-@pytest.fixture(scope="module")
-def hive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deck]:
-    """One SQLite server for the cases that change nothing stored."""
-    directory = tmp_path_factory.mktemp("hive")
-    with FakeOpenAI() as server, deck_over(server.url, sqlite_url(directory), directory) as deck:
-        yield deck
-
-
-@pytest.fixture
-def db_deck(upstream: FakeOpenAI, database_url: str, tmp_path: Path) -> Iterator[Deck]:
-    """A server on each database, for the cases about keys, workspaces and the run log."""
-    with deck_over(upstream.url, database_url, tmp_path) as deck:
-        yield deck
 
 
 def invoke(deck: Deck, body: Any, key: str | None = None, path: str = PATHS[0]) -> httpx.Response:

@@ -22,7 +22,7 @@ from promptdeck.surfaces import (
     traceport,
     vellum,
 )
-from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, as_error
+from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, SecurityHeaders, as_error
 from promptdeck.web.console import is_console_path, mount_console, not_found_page
 
 # Path prefix -> the error shape its callers' clients understand (Fetch Hive's elsewhere).
@@ -85,4 +85,4 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     hot[("POST", openai_chat.INVOKE_PATHS[0])] = (openai_chat.chat_completions, openai_wire.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[0])] = (vellum.execute_prompt, vellum.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[1])] = (vellum.execute_prompt_stream, vellum.render_error)
-    return BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes)
+    return SecurityHeaders(BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes))

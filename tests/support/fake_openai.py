@@ -168,7 +168,9 @@ class FakeOpenAI:
             return  # closed without a word, streamed or not
         streamed = bool(request.get("stream"))
         if not streamed or script.raw is not None or script.status != 200:
-            await asyncio.sleep(script.delay)
+            if await _hangs_up_within(reader, script.delay):  # as a real upstream would notice
+                seen.hung_up = True
+                return
             body = script.raw if script.raw is not None else orjson.dumps(_answer_body(script, request))
             framing = f"Content-Length: {len(body)}"
             writer.write(_head(script.status, "application/json", framing, script.headers) + body)
@@ -191,6 +193,16 @@ class FakeOpenAI:
             finish += _sse({"id": "chatcmpl-fake", "model": model, "choices": [], "usage": _usage(script)})
         writer.write(_chunk(finish + b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
+
+
+async def _hangs_up_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Wait `seconds`, or less if the caller closes its side first (then True)."""
+    if seconds <= 0:
+        return False
+    try:
+        return await asyncio.wait_for(reader.read(1), seconds) == b""
+    except TimeoutError:
+        return False
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Seen:
@@ -379,3 +391,19 @@ def start_deck(upstream: FakeOpenAI, tmp_path: Path) -> Iterator[StartDeck]:
             return stack.enter_context(deck_over(upstream_url, sqlite_url(directory), directory, **overrides))
 
         yield start
+
+
+@pytest.fixture(scope="module")
+def hive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deck]:
+    """One SQLite server (deployment `fast` on its own fake upstream) shared by a module's cases
+    that change nothing another case reads."""
+    directory = tmp_path_factory.mktemp("hive")
+    with FakeOpenAI() as server, deck_over(server.url, sqlite_url(directory), directory) as deck:
+        yield deck
+
+
+@pytest.fixture
+def db_deck(upstream: FakeOpenAI, database_url: str, tmp_path: Path) -> Iterator[Deck]:
+    """A server on each database (deployment `fast` on the `upstream` fixture)."""
+    with deck_over(upstream.url, database_url, tmp_path) as deck:
+        yield deck

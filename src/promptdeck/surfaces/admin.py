@@ -11,10 +11,10 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -23,7 +23,7 @@ from pydantic_core import to_json, to_jsonable_python
 from promptdeck.domain.errors import HTTP_STATUS, Forbidden, PromptdeckError, ValidationFailed
 from promptdeck.domain.keys import allows
 from promptdeck.domain.reliability import parse_variant_config
-from promptdeck.domain.run_filters import RunFilters, check_sort, parse_filters
+from promptdeck.domain.run_filters import VERSION_NUMBER_MAX, RunFilters, check_sort, parse_filters
 from promptdeck.domain.runs import utcnow
 from promptdeck.domain.version_diff import report
 from promptdeck.engine.auth import Caller
@@ -31,6 +31,7 @@ from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.store.catalog import deployment_dict, v_summary
 from promptdeck.store.workspace_archive import WorkspaceArchive
 from promptdeck.surfaces.callers import admin_caller, admin_gate, services
+from promptdeck.surfaces.error_shapes import ERRORS
 from promptdeck.surfaces.http import dialect_route, dumps
 
 
@@ -41,7 +42,12 @@ def render_error(error: PromptdeckError, request: Request | None = None) -> Resp
     )
 
 
-router = APIRouter(prefix="/api", route_class=dialect_route(render_error, admin_gate), tags=["Admin"])
+router = APIRouter(
+    prefix="/api",
+    route_class=dialect_route(render_error, admin_gate),
+    tags=["Admin"],
+    responses=ERRORS["admin"],
+)
 Admin = Depends(admin_caller)
 
 
@@ -73,19 +79,23 @@ class VersionIn(BaseModel):
     note: str = ""
 
 
-def _default_variants() -> dict[str, int | Literal["latest"]]:
+# A version number as the database can hold it; a larger one is refused (422), not passed on.
+VersionNumber = Annotated[int, Field(ge=1, le=VERSION_NUMBER_MAX, description="version number")]
+
+
+def _default_variants() -> dict[str, VersionNumber | Literal["latest"]]:
     return {"default": "latest"}
 
 
 class DeploymentIn(BaseModel):
     name: str
     prompt: str = Field(description="slug of the prompt this deployment serves")
-    variants: dict[str, int | Literal["latest"]] = Field(default_factory=_default_variants)
+    variants: dict[str, VersionNumber | Literal["latest"]] = Field(default_factory=_default_variants)
     default_variant: str | None = None
 
 
 class MoveIn(BaseModel):
-    version: int | Literal["latest"]
+    version: VersionNumber | Literal["latest"]
     note: str = ""
     force: bool = Field(False, description="move even if recent callers' inputs say it is unsafe")
     reason: str = Field("", description="why a forced move is safe; required with force, kept in history")
@@ -101,10 +111,13 @@ class CredentialIn(BaseModel):
 
 
 class PriceIn(BaseModel):
-    input_per_mtok: float
-    output_per_mtok: float
-    cached_input_per_mtok: float | None = None
-    cache_write_per_mtok: float | None = None
+    """USD per million tokens. Finite: FastAPI's JSON reader takes `NaN` and `Infinity`, which
+    the price table cannot hold (NaN is stored as NULL: a 500; Infinity an endless cost)."""
+
+    input_per_mtok: float = Field(allow_inf_nan=False)
+    output_per_mtok: float = Field(allow_inf_nan=False)
+    cached_input_per_mtok: float | None = Field(None, allow_inf_nan=False)
+    cache_write_per_mtok: float | None = Field(None, allow_inf_nan=False)
 
 
 class PayloadIn(BaseModel):
@@ -167,7 +180,12 @@ async def create_version(
 
 
 @router.get("/prompts/{slug}/versions/{number}")
-async def get_version(slug: str, number: int, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+async def get_version(
+    slug: str,
+    number: Annotated[int, Path(ge=1, le=VERSION_NUMBER_MAX, description="version number")],
+    request: Request,
+    caller: Caller = Admin,
+) -> dict[str, Any]:
     return v_summary(await services(request).catalog.get_version(caller.workspace_id, slug, number))
 
 
@@ -176,8 +194,8 @@ async def diff_versions(
     slug: str,
     request: Request,
     caller: Caller = Admin,
-    from_: int = Query(..., alias="from", description="version number"),
-    to: int = Query(..., description="version number"),
+    from_: int = Query(..., alias="from", ge=1, le=VERSION_NUMBER_MAX, description="version number"),
+    to: int = Query(..., ge=1, le=VERSION_NUMBER_MAX, description="version number"),
 ) -> dict[str, Any]:
     catalog = services(request).catalog
     old = await catalog.get_version(caller.workspace_id, slug, from_)
@@ -388,6 +406,7 @@ async def pull(request: Request, caller: Caller = Admin) -> dict[str, Any]:
     "/export",
     summary="The workspace's prompts, versions, deployments and variants as a .tar.gz",
     response_class=Response,
+    responses={200: {"content": {"application/gzip": {}}}},
 )
 async def export_workspace(request: Request, caller: Caller = Admin) -> Response:
     archive = WorkspaceArchive(services(request).catalog)
@@ -399,7 +418,14 @@ async def export_workspace(request: Request, caller: Caller = Admin) -> Response
 
 
 @router.post(
-    "/import", summary="Recreate an exported workspace's prompts and deployments here: all or nothing"
+    "/import",
+    summary="Recreate an exported workspace's prompts and deployments here: all or nothing",
+    openapi_extra={  # the body is read raw: an archive from GET /api/export
+        "requestBody": {
+            "required": True,
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 async def import_workspace(request: Request, caller: Caller = Admin) -> dict[str, Any]:
     app = services(request)
@@ -538,7 +564,12 @@ def _csv_line(values: list[Any]) -> bytes:
     return buffer.getvalue().encode()
 
 
-@router.get("/runs/export", summary="Every matching run as JSON Lines or CSV, streamed")
+@router.get(
+    "/runs/export",
+    summary="Every matching run as JSON Lines or CSV, streamed",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
 async def export_runs(
     request: Request,
     caller: Caller = Admin,

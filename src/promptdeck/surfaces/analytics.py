@@ -14,9 +14,15 @@ from promptdeck.domain.usage_query import parse_usage_query
 from promptdeck.engine.auth import Caller
 from promptdeck.surfaces.admin import Admin, render_error
 from promptdeck.surfaces.callers import admin_gate, services
+from promptdeck.surfaces.error_shapes import ERRORS
 from promptdeck.surfaces.http import dialect_route
 
-router = APIRouter(prefix="/api", route_class=dialect_route(render_error, admin_gate), tags=["Usage"])
+router = APIRouter(
+    prefix="/api",
+    route_class=dialect_route(render_error, admin_gate),
+    tags=["Usage"],
+    responses=ERRORS["admin"],
+)
 
 
 @router.get(

@@ -11,8 +11,6 @@ from fastapi.responses import StreamingResponse
 from promptdeck.domain.errors import (
     HTTP_STATUS,
     PromptdeckError,
-    ProviderFailed,
-    RateLimited,
     ValidationFailed,
 )
 from promptdeck.domain.events import (
@@ -29,7 +27,15 @@ from promptdeck.domain.inputs import check_flat_metadata
 from promptdeck.domain.runs import RunRecord
 from promptdeck.engine.invoke import Invocation, InvokeRequest
 from promptdeck.surfaces.callers import bearer_caller, services
-from promptdeck.surfaces.http import dialect_route, dumps, json_body, json_object, with_keepalive
+from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
+from promptdeck.surfaces.http import (
+    dialect_route,
+    dumps,
+    json_body,
+    json_object,
+    unless_disconnected,
+    with_keepalive,
+)
 
 STOP_REASONS = {
     STOP: "completed",
@@ -48,11 +54,13 @@ def render_error(
     body: dict[str, Any] = {"error": error.message, "message": error.message, "error_code": error.code}
     if request_id:
         body["request_id"] = request_id
-    headers = {"Retry-After": str(int(error.retry_after))} if isinstance(error, RateLimited) else None
-    return Response(dumps(body), HTTP_STATUS.get(error.code, 500), headers, media_type="application/json")
+    status = HTTP_STATUS.get(error.code, 500)
+    return Response(dumps(body), status, error.headers(), media_type="application/json")
 
 
-router = APIRouter(route_class=dialect_route(render_error), tags=["Fetch Hive"])
+router = APIRouter(
+    route_class=dialect_route(render_error), tags=["Fetch Hive"], responses=ERRORS["fetchhive"]
+)
 
 
 def parse_request(body: Any) -> dict[str, Any]:
@@ -120,10 +128,22 @@ INVOKE_DOC: dict[str, Any] = {
 
 
 INVOKE_PATHS = ("/v1/prompt/invoke", "/v1/invoke")
+# `streaming: true` answers Server-Sent Events; a failure after they began is an event, not a status.
+INVOKE_RESPONSES = {**INVOKE_ERRORS["fetchhive"], 200: {"content": {"text/event-stream": {}}}}
 
 
-@router.post(INVOKE_PATHS[0], openapi_extra=INVOKE_DOC, summary="Invoke a prompt deployment")
-@router.post(INVOKE_PATHS[1], openapi_extra=INVOKE_DOC, summary="Invoke a prompt deployment (older clients)")
+@router.post(
+    INVOKE_PATHS[0],
+    openapi_extra=INVOKE_DOC,
+    responses=INVOKE_RESPONSES,
+    summary="Invoke a prompt deployment",
+)
+@router.post(
+    INVOKE_PATHS[1],
+    openapi_extra=INVOKE_DOC,
+    responses=INVOKE_RESPONSES,
+    summary="Invoke a prompt deployment (older clients)",
+)
 async def invoke(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = parse_request(await json_body(request))
@@ -132,11 +152,9 @@ async def invoke(request: Request) -> Response:
     if parsed["stream"]:
         events = stream_events(invocation, app.settings.keepalive_seconds)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
-    record = await invocation.complete()
+    record = await unless_disconnected(request, invocation.complete())
     if record.error_code:
-        return render_error(
-            ProviderFailed(record.error_message or "the provider failed"), request, record.request_id
-        )
+        return render_error(invocation.error(), request, record.request_id)
     return Response(
         dumps(
             {

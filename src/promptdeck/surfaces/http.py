@@ -1,12 +1,15 @@
-"""What every dialect shares: JSON bodies within a size limit, errors rendered in the
-dialect's own shape, and keep-alive for quiet streams."""
+"""What every dialect shares: JSON bodies within a size and a nesting limit, errors rendered in
+the dialect's own shape, keep-alive for quiet streams, and the security headers of every answer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import operator
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from itertools import accumulate, count
 from typing import Any, TypeVar
 
 import orjson
@@ -14,9 +17,11 @@ from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptdeck.domain.errors import PayloadTooLarge, PromptdeckError, ValidationFailed
+from promptdeck.store.database import holds_nul
 
 log = logging.getLogger("promptdeck.http")
 
@@ -62,15 +67,115 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+Header = tuple[bytes, bytes]
+SECURITY_HEADERS: tuple[Header, ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+HTML_CSP: Header = (
+    b"content-security-policy",
+    b"default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; "
+    b"base-uri 'self'; form-action 'self'",
+)
+# FastAPI's /docs and /redoc load Swagger UI and ReDoc from jsDelivr (fonts from Google) and
+# start them with an inline script: allowed there only, never framed.
+DOCS_CSP: Header = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    b"font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; worker-src 'self' blob:; "
+    b"connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+)
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    """ASGI middleware: every answer says not to sniff its type, not to be framed and to send
+    this site's address only to itself; an HTML answer without a Content-Security-Policy of its
+    own (the console's pages bring theirs) gets one. Headers a route set are kept. The headers
+    are built once: the invoke hot path pays a scan of its few header names."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].startswith(DOCS_PATHS)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                given = {name.lower(): value for name, value in headers}
+                headers += [header for header in SECURITY_HEADERS if header[0] not in given]
+                html = given.get(b"content-type", b"").startswith(b"text/html")
+                if html and b"content-security-policy" not in given:
+                    headers.append(DOCS_CSP if docs else HTML_CSP)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+MAX_JSON_DEPTH = 64
+"""How deeply a request body's objects and arrays may nest. orjson parses 1,024 levels but writes
+only 254, so a deeper value would be accepted and then fail where it is written (a 500, a run
+never stored); no prompt input, tool schema or prompt file needs more than a few dozen."""
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+_OPEN_AS_TWO = bytes.maketrans(b"[]", b"\x02\x00")
+_LEAF_PASSES = 2  # wide bodies (arrays of small objects) shrink to almost nothing in two
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply the JSON in `raw` nests (exact for valid JSON), at C speed: brackets outside
+    strings only; the innermost pairs are dropped a few times over, then the rest is summed."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(_AS_SQUARE, _NOT_BRACKET)
+    dropped = 0
+    while brackets and dropped < _LEAF_PASSES:
+        brackets, dropped = brackets.replace(b"[]", b""), dropped + 1
+    # each opening bracket adds 2 and every bracket takes 1: the running sum is the depth
+    return dropped + max(map(operator.sub, accumulate(brackets.translate(_OPEN_AS_TWO)), count(1)), default=0)
+
+
+def check_json_depth(raw: bytes) -> None:
+    """Refuse a body nested deeper than MAX_JSON_DEPTH. A body with fewer brackets than that
+    cannot be, which two C-speed counts tell; only a larger one is measured."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise ValidationFailed(
+            f"the request body's JSON nests {depth} levels deep; at most {MAX_JSON_DEPTH} levels of "
+            "objects and arrays are accepted: flatten it, or send deep data as a JSON string"
+        )
+
+
 async def json_body(request: Request) -> Any:
     """The request body as JSON; a clear validation error when it is not JSON."""
     raw = await request.body()
     if not raw:
         raise ValidationFailed("the request body is empty; send a JSON object")
+    check_json_depth(raw)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValidationFailed(f"the request body is not valid JSON: {exc}") from exc
+
+
+class OrjsonRequest(Request):
+    """A request whose JSON body FastAPI gets from orjson, as the dialects' bodies are parsed:
+    the standard library's parser accepts what orjson cannot write back (integers past 64
+    bits, lone surrogates), which then failed where it was rendered or stored. orjson's
+    JSONDecodeError is the standard library's, so FastAPI reports a bad body as before."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
 
 
 def json_object(body: Any) -> dict[str, Any]:
@@ -83,6 +188,9 @@ def as_error(exc: Exception) -> PromptdeckError:
     """Any exception a route lets out, as a PromptdeckError with a message a person can act on."""
     if isinstance(exc, PromptdeckError):
         return exc
+    if isinstance(exc, ClientDisconnect) or isinstance(exc.__cause__, ClientDisconnect):  # nobody to answer
+        log.info("the caller went away while sending its request")
+        return ClientGone("the caller went away before its request arrived")
     if isinstance(exc, BodyTooLarge):
         return PayloadTooLarge(str(exc.detail))
     if isinstance(exc, RequestValidationError):
@@ -100,6 +208,10 @@ def as_error(exc: Exception) -> PromptdeckError:
             exc.status_code, "bad_request"
         )
         return error
+    if holds_nul(exc):
+        return ValidationFailed(
+            "a text value holds a NUL character (\\u0000), which the database cannot store; remove it"
+        )
     log.exception("unexpected error", exc_info=exc)
     return PromptdeckError("promptdeck hit an internal error; the run, if any, was logged")
 
@@ -109,16 +221,22 @@ Gate = Callable[[Request], Awaitable[None]]
 
 def dialect_route(render: ErrorRenderer, gate: Gate | None = None) -> type[APIRoute]:
     """A route class whose every error, expected or not, is answered in one dialect's shape.
-    `gate` (e.g. the key check) runs before FastAPI reads and validates the body."""
+    `gate` (e.g. the key check) runs before FastAPI reads and validates the body, and a body
+    FastAPI parses is held to the same nesting limit as the dialects' own (`check_json_depth`)."""
 
     class DialectRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
+            parses_body = self.body_field is not None
 
             async def guarded(request: Request) -> Response:
                 try:
+                    if parses_body:
+                        request = OrjsonRequest(request.scope, request.receive)
                     if gate is not None:
                         await gate(request)
+                    if parses_body:  # read once: FastAPI parses the same cached bytes
+                        check_json_depth(await request.body())
                     return await handler(request)
                 except Exception as exc:
                     return render(as_error(exc), request)
@@ -194,3 +312,40 @@ async def with_keepalive(events: AsyncIterator[T], interval: float) -> AsyncIter
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+class ClientGone(PromptdeckError):
+    """The caller hung up before its non-streaming answer was ready (answered with nginx's 499,
+    which nobody reads)."""
+
+    code = "client_closed_request"
+
+    def __init__(self, message: str = "the caller went away before the answer was ready") -> None:
+        super().__init__(message)
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it as soon as the caller hangs up: a non-streaming caller that
+    leaves must not keep an upstream call (and its cost) running. Call once the body is read:
+    the next `receive` then waits for nothing but the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():  # the caller left, or this request itself was cancelled
+            task.cancel()
+            while not task.done():  # let the run record its own end, as `with_keepalive` does
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait((task,))
+        watcher.cancel()
+    if task.cancelled():
+        log.info("%s %s: the caller went away before the answer; the run was cancelled",
+                 request.method, request.url.path)  # fmt: skip
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

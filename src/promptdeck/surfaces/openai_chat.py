@@ -19,10 +19,11 @@ from promptdeck.domain.deployments import Deployment
 from promptdeck.domain.prompts import param_problems
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.callers import bearer_caller, services
+from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
 from promptdeck.surfaces.http import dialect_route, dumps, json_body, json_object
 from promptdeck.surfaces.openai_wire import Problems, answer, common_fields, json_type, render_error, typed
 
-router = APIRouter(route_class=dialect_route(render_error), tags=["OpenAI"])
+router = APIRouter(route_class=dialect_route(render_error), tags=["OpenAI"], responses=ERRORS["openai"])
 
 INVOKE_PATHS = ("/v1/chat/completions",)
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -280,7 +281,12 @@ COMPLETIONS_DOC: dict[str, Any] = {
 }
 
 
-@router.post(INVOKE_PATHS[0], openapi_extra=COMPLETIONS_DOC, summary="Chat completion from a deployment")
+@router.post(
+    INVOKE_PATHS[0],
+    openapi_extra=COMPLETIONS_DOC,
+    responses={**INVOKE_ERRORS["openai"], 200: {"content": {"text/event-stream": {}}}},  # stream: true
+    summary="Chat completion from a deployment",
+)
 async def chat_completions(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = parse_request(await json_body(request))

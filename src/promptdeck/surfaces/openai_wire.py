@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from promptdeck.domain.errors import HTTP_STATUS, NotFound, PromptdeckError, RateLimited, ValidationFailed
+from promptdeck.domain.errors import HTTP_STATUS, NotFound, PromptdeckError, ValidationFailed
 from promptdeck.domain.events import (
     CONTENT_FILTER,
     LENGTH,
@@ -41,7 +41,7 @@ from promptdeck.domain.inputs import check_flat_metadata
 from promptdeck.domain.runs import RunRecord
 from promptdeck.engine.invoke import Invocation, InvokeRequest
 from promptdeck.surfaces.callers import services
-from promptdeck.surfaces.http import dumps, with_keepalive
+from promptdeck.surfaces.http import dumps, unless_disconnected, with_keepalive
 
 FINISH_REASONS = {STOP: "stop", LENGTH: "length", TOOL_CALLS: "tool_calls", CONTENT_FILTER: "content_filter"}
 DONE = b"data: [DONE]\n\n"
@@ -100,21 +100,17 @@ def error_object(error: PromptdeckError) -> dict[str, Any]:
 
 def render_error(error: PromptdeckError, request: Request | None = None) -> Response:
     status = STATUS.get(error.code, 500)
-    headers: dict[str, str] = {}
-    if isinstance(error, RateLimited):
-        headers["Retry-After"] = str(int(error.retry_after))
+    headers = error.headers()
     if status >= 500:
         headers["x-should-retry"] = "false"
     return Response(dumps({"error": error_object(error)}), status, headers, media_type="application/json")
 
 
-def provider_failure(record: RunRecord) -> Response:
-    """A run that failed at the provider before any answer (the non-streaming path): 502."""
-    error = WireError(
-        record.error_message or "the provider failed",
-        code="provider_error",
-        wire_code=record.error_code or "provider_error",
-    )
+def provider_failure(record: RunRecord, failure: PromptdeckError) -> Response:
+    """A run that failed at the provider before any answer (the non-streaming path): 502, or 429
+    with Retry-After when the upstream said it was rate limited."""
+    error = WireError(failure.message, code=failure.code, wire_code=record.error_code or failure.code)
+    error.retry_after = failure.retry_after
     response = render_error(error)
     response.headers["x-request-id"] = record.request_id
     return response
@@ -350,7 +346,7 @@ async def answer(
         raise located(exc, deployment_param) from exc
     if invoke.stream:
         return stream_response(invocation, app.settings.keepalive_seconds, include_usage)
-    record = await invocation.complete()
+    record = await unless_disconnected(request, invocation.complete())
     if record.error_code:
-        return provider_failure(record)
+        return provider_failure(record, invocation.error())
     return completion_response(record)

@@ -22,14 +22,16 @@ from promptdeck.domain.deployments import Version, draft_version, standalone
 from promptdeck.domain.errors import ProviderFailed, ValidationFailed
 from promptdeck.domain.events import Failed, Finished, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from promptdeck.domain.prompts import check_slug, parse_spec
+from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
 from promptdeck.domain.runs import RunRecord
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.invoke import Invocation, InvokeRequest
 from promptdeck.services import Services
 from promptdeck.surfaces.admin import Admin, VersionIn, render_error
 from promptdeck.surfaces.callers import admin_gate, services
+from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
 from promptdeck.surfaces.fetchhive import PING, SSE_HEADERS
-from promptdeck.surfaces.http import dialect_route, dumps, with_keepalive
+from promptdeck.surfaces.http import dialect_route, dumps, unless_disconnected, with_keepalive
 
 DIALECT = "playground"
 DEPLOYMENT_PREFIX = "playground:"  # deployment names are slugs, which never hold a ':'
@@ -38,7 +40,12 @@ DEPLOYMENT_NAME_MAX = 100  # the run log's deployment column
 END_USER_MAX = 200  # the run log's end_user column (a member's email may be longer)
 METADATA = {"source": DIALECT}
 
-router = APIRouter(prefix="/api", route_class=dialect_route(render_error, admin_gate), tags=["Playground"])
+router = APIRouter(
+    prefix="/api",
+    route_class=dialect_route(render_error, admin_gate),
+    tags=["Playground"],
+    responses=ERRORS["admin"],
+)
 
 
 class PlaygroundRunIn(BaseModel):
@@ -53,7 +60,9 @@ class PlaygroundRunIn(BaseModel):
     prompt: str | None = Field(
         None, description="slug of the prompt whose version to run, or whose draft this is (optional then)"
     )
-    version: int | None = Field(None, ge=1, description="the saved version's number (with prompt)")
+    version: int | None = Field(
+        None, ge=1, le=VERSION_NUMBER_MAX, description="the saved version's number (with prompt)"
+    )
     inputs: dict[str, Any] = Field(default_factory=dict, description="values for the prompt's inputs")
     stream: bool = Field(True, description="answer Server-Sent Events (true) or one JSON object")
 
@@ -83,7 +92,7 @@ async def subject(app: Services, caller: Caller, body: PlaygroundRunIn) -> Versi
     "/playground/run",
     summary="Run an unsaved draft or a saved version with inputs, streamed (SSE) or not; logged as a run",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}, "application/json": {}}}},
+    responses={**INVOKE_ERRORS["admin"], 200: {"content": {"text/event-stream": {}, "application/json": {}}}},
 )
 async def run(body: PlaygroundRunIn, request: Request, caller: Caller = Admin) -> Response:
     app = services(request)
@@ -102,7 +111,7 @@ async def run(body: PlaygroundRunIn, request: Request, caller: Caller = Admin) -
     if body.stream:
         events = stream_events(invocation, app.settings.keepalive_seconds)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
-    record = await invocation.complete()
+    record = await unless_disconnected(request, invocation.complete())
     if record.error_code:
         failure = ProviderFailed(
             record.error_message or "the provider failed",

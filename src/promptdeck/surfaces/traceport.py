@@ -16,10 +16,11 @@ from fastapi import APIRouter, Request, Response
 
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.callers import bearer_caller
+from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
 from promptdeck.surfaces.http import dialect_route, json_body, json_object
 from promptdeck.surfaces.openai_wire import Problems, answer, common_fields, render_error, typed
 
-router = APIRouter(route_class=dialect_route(render_error), tags=["Traceport"])
+router = APIRouter(route_class=dialect_route(render_error), tags=["Traceport"], responses=ERRORS["openai"])
 
 RUN_PATH = "/prompt/{slug}/run"
 
@@ -37,6 +38,9 @@ def parse_request(body: Any) -> dict[str, Any]:
 
 
 RUN_DOC: dict[str, Any] = {
+    # `slug` is read from the path, not a parameter FastAPI validates: FastAPI would document
+    # a 422 for it that this dialect never sends (its bad requests are OpenAI's 400).
+    "parameters": [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}],
     "requestBody": {
         "required": True,
         "content": {
@@ -57,12 +61,18 @@ RUN_DOC: dict[str, Any] = {
                 }
             }
         },
-    }
+    },
 }
 
 
-@router.post(RUN_PATH, openapi_extra=RUN_DOC, summary="Run a deployment (Traceport)")
-async def run(slug: str, request: Request) -> Response:
+@router.post(
+    RUN_PATH,
+    openapi_extra=RUN_DOC,
+    responses={**INVOKE_ERRORS["openai"], 200: {"content": {"text/event-stream": {}}}},  # stream: true
+    summary="Run a deployment (Traceport)",
+)
+async def run(request: Request) -> Response:
+    slug: str = request.path_params["slug"]
     caller = await bearer_caller(request, "invoke")
     parsed = parse_request(await json_body(request))
     include_usage = parsed.pop("include_usage")

@@ -33,7 +33,6 @@ from promptdeck.domain.errors import (
     Forbidden,
     NotFound,
     PromptdeckError,
-    RateLimited,
     Unauthorized,
     ValidationFailed,
 )
@@ -53,7 +52,15 @@ from promptdeck.engine.invoke import Invocation, InvokeRequest
 from promptdeck.engine.ttl_cache import TtlCache
 from promptdeck.services import Services
 from promptdeck.surfaces.callers import services
-from promptdeck.surfaces.http import dialect_route, dumps, json_body, json_object, with_keepalive
+from promptdeck.surfaces.error_shapes import ERRORS
+from promptdeck.surfaces.http import (
+    dialect_route,
+    dumps,
+    json_body,
+    json_object,
+    unless_disconnected,
+    with_keepalive,
+)
 
 LATEST = "LATEST"
 STATUS = {
@@ -89,12 +96,11 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def render_error(error: PromptdeckError, request: Request | None = None) -> Response:
-    headers = {"Retry-After": str(int(error.retry_after))} if isinstance(error, RateLimited) else None
     status = STATUS.get(error.code, 500)
-    return Response(dumps({"detail": error.message}), status, headers, media_type="application/json")
+    return Response(dumps({"detail": error.message}), status, error.headers(), media_type="application/json")
 
 
-router = APIRouter(route_class=dialect_route(render_error), tags=["Vellum"])
+router = APIRouter(route_class=dialect_route(render_error), tags=["Vellum"], responses=ERRORS["vellum"])
 
 
 async def vellum_caller(request: Request) -> Caller:
@@ -558,7 +564,7 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution,
 async def execute_prompt(request: Request) -> Response:
     invocation, parsed, release = await _start(request, stream=False)
     try:
-        record = await invocation.complete()
+        record = await unless_disconnected(request, invocation.complete())
     finally:
         release()
     answer: dict[str, Any] = {"execution_id": execution_id(record)}
@@ -582,6 +588,8 @@ async def execute_prompt(request: Request) -> Response:
 @router.post(
     EXECUTE_PATHS[1],
     openapi_extra=EXECUTE_DOC,
+    response_class=StreamingResponse,  # documents no JSON answer
+    responses={200: {"content": {NDJSON: {}}}},
     summary="Execute a prompt deployment, streamed as newline-delimited JSON",
 )
 async def execute_prompt_stream(request: Request) -> Response:
@@ -669,7 +677,38 @@ async def stream_events(
 # ── actuals ─────────────────────────────────────────────────────────────────
 
 
-@router.post("/v1/submit-completion-actuals", summary="Feedback on earlier executions (200, empty body)")
+def json_body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its JSON body itself (FastAPI cannot see it)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+ACTUAL = {
+    "id": {"type": "string", "description": "an earlier execution_id"},
+    "external_id": {"type": "string"},
+    "text": {"type": "string"},
+    "quality": {"type": "number", "minimum": 0, "maximum": 1},
+    "timestamp": {"type": "string", "format": "date-time"},
+    "metadata": {"type": "object"},
+}
+ACTUALS_DOC = json_body_doc(
+    {
+        "type": "object",
+        "required": ["actuals"],
+        "properties": {
+            "deployment_id": {"type": "string", "format": "uuid"},
+            "deployment_name": {"type": "string"},
+            "actuals": {"type": "array", "items": {"type": "object", "properties": ACTUAL}},
+        },
+    }
+)
+
+
+@router.post(
+    "/v1/submit-completion-actuals",
+    openapi_extra=ACTUALS_DOC,
+    response_class=Response,  # documents the empty answer
+    summary="Feedback on earlier executions (200, empty body)",
+)
 async def submit_completion_actuals(request: Request) -> Response:
     caller = await vellum_caller(request)
     body = json_object(await json_body(request))
@@ -764,7 +803,24 @@ async def _run_for_actual(app: Services, caller: Caller, item: dict[str, Any]) -
 # ── provider payload ────────────────────────────────────────────────────────
 
 
-@router.post("/v1/deployments/provider-payload", summary="The request a deployment would send its provider")
+PAYLOAD_DOC = json_body_doc(
+    {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            name: EXECUTE_DOC["requestBody"]["content"]["application/json"]["schema"]["properties"][name]
+            for name in ("inputs", "release_tag", "expand_meta")
+        }
+        | {"deployment_id": {"type": "string", "format": "uuid"}, "deployment_name": {"type": "string"}},
+    }
+)
+
+
+@router.post(
+    "/v1/deployments/provider-payload",
+    openapi_extra=PAYLOAD_DOC,
+    summary="The request a deployment would send its provider",
+)
 async def provider_payload(request: Request) -> Response:
     caller = await vellum_caller(request)
     parsed = parse_execution(await json_body(request), "deployment_id", "deployment_name", payload=True)
