@@ -122,11 +122,12 @@ async def test_merges_add_up_and_keep_the_earliest_and_latest(engine: AsyncEngin
 
 
 async def test_a_run_whose_row_cannot_be_made_is_left_out_alone(engine: AsyncEngine) -> None:
-    """A value no driver can take (a set in the inputs) fails that run, not its batch, and the
-    writer goes on writing."""
+    """A value its rows cannot take (a set in the metadata, whose rows hold each value as text)
+    fails that run, not its batch, and the writer goes on writing. (What a JSON column cannot
+    hold is stored marked instead: tests/store/test_unwritable_json.py.)"""
     workspace_id = new_id()
     records = [usage_run(workspace_id, created_at=AT + timedelta(seconds=i)) for i in range(6)]
-    records[2].inputs = {"tags": {"a", "b"}}
+    records[2].metadata = {"tags": {"a", "b"}}
     writer = RunWriter(engine, batch_size=50, flush_seconds=0.01)
     writer.start()
     for record in records:

@@ -20,13 +20,15 @@ async def test_wrong_password_is_an_inline_error_and_the_email_is_kept(
     await shot(new_page, "sign-in-error")
 
 
-async def test_five_failures_lock_the_member_for_15_minutes(new_page: Any, console: Console) -> None:
+async def test_five_failures_pause_this_address_for_that_email(new_page: Any, console: Console) -> None:
+    """Only this address pauses: the member still signs in from their own
+    (tests/test_hostile_input_bounds.py signs in from two addresses)."""
     email = console.add_member("viewer")
     for _ in range(5):
         await sign_in(new_page, email, "wrong password!")
-    assert "try again in 15 minutes" in await new_page.get_by_role("alert").inner_text()
-    await sign_in(new_page, email, PASSWORD)  # the right password does not open a locked member
-    assert "locked after 5 failed sign-ins" in await new_page.get_by_role("alert").inner_text()
+    assert "try again in 1 minute" in await new_page.get_by_role("alert").inner_text()
+    await sign_in(new_page, email, PASSWORD)  # not even looked at until the pause is over
+    assert "Too many failed sign-ins" in await new_page.get_by_role("alert").inner_text()
     assert "/sign-in" in new_page.url
 
 

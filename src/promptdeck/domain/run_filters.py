@@ -15,6 +15,9 @@ Order = Literal["desc", "asc"]
 SORTS: tuple[str, ...] = ("time", "latency", "cost", "tokens")
 ORDERS: tuple[str, ...] = ("desc", "asc")
 STATUSES: tuple[str, ...] = ("success", "error")
+VERSION_NUMBER_MAX = 2**31 - 1
+"""The largest version number: what the versions' number column holds (a 32-bit integer on
+PostgreSQL). A larger number names no version, and would overflow the database driver."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,22 @@ def parse_meta(condition: str) -> MetaCondition:
     return MetaCondition(key, "gt" if sep == ">" else "lt", number=number)
 
 
+class TimeOutOfRange(ValueError):
+    """A well-formed time that is not in years 1 to 9999 once moved to UTC."""
+
+
 def parse_time(value: str) -> datetime:
     """An ISO 8601 time; without a zone it is UTC. A trailing `Z` is accepted."""
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     when = datetime.fromisoformat(text)
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    if not when.tzinfo:
+        return when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00, in year 0 in UTC
+        raise TimeOutOfRange(f"{value!r} is outside years 1 to 9999 in UTC") from None
 
 
 def parse_time_params(given: dict[str, str | None], problems: list[str]) -> dict[str, datetime | None]:
@@ -81,6 +93,8 @@ def parse_time_params(given: dict[str, str | None], problems: list[str]) -> dict
         if text is not None:
             try:
                 times[name] = parse_time(text)
+            except TimeOutOfRange as exc:
+                problems.append(f"{name}: {exc}")
             except ValueError:
                 problems.append(f"{name}: expected an ISO 8601 time, e.g. 2026-01-31T12:00:00Z; got {text!r}")
     return times
@@ -105,10 +119,12 @@ def parse_filters(
     if version is not None:
         try:
             number = int(version)
-            if number < 1:
+            if not 1 <= number <= VERSION_NUMBER_MAX:
                 raise ValueError
         except ValueError:
-            problems.append(f"version: expected a version number (1, 2, ...); got {version!r}")
+            problems.append(
+                f"version: expected a version number (1, 2, ... up to {VERSION_NUMBER_MAX}); got {version!r}"
+            )
     if status is not None and status not in STATUSES:
         problems.append(f"status: expected one of {', '.join(STATUSES)}; got {status!r}")
     times = parse_time_params({"since": since, "until": until}, problems)

@@ -133,14 +133,22 @@ def parse_usage_query(
             problems.append(f"limit: expected a whole number from 1 to {MAX_LIMIT}; got {limit!r}")
     if percentiles is not None and percentiles not in PERCENTILES:
         problems.append(f"percentiles: expected {' or '.join(PERCENTILES)}; got {percentiles!r}")
-    first, last = _range(bucket, times["from"], times["to"], now)
-    if last <= first:
-        problems.append("from: must be before to")
-    elif (last - first) / BUCKET_SIZES[bucket] > MAX_POINTS:
+    try:
+        first, last = _range(bucket, times["from"], times["to"], now)
+    except OverflowError:  # e.g. to=9999-12-31T23:59:59 rounded up to the next day
+        first = last = now
         problems.append(
-            f"from, to: at most {MAX_POINTS} {bucket}s in one answer; narrow the range"
-            + (" or use bucket=day" if bucket == "hour" else "")
+            f"from, to: rounded to whole {bucket}s (and without from, the default span before to), "
+            "the range must lie within the years 1 to 9999 in UTC; choose times inside them"
         )
+    else:
+        if last <= first:
+            problems.append("from: must be before to")
+        elif (last - first) / BUCKET_SIZES[bucket] > MAX_POINTS:
+            problems.append(
+                f"from, to: at most {MAX_POINTS} {bucket}s in one answer; narrow the range"
+                + (" or use bucket=day" if bucket == "hour" else "")
+            )
     if problems:
         raise ValidationFailed("invalid usage query: " + "; ".join(problems), details=problems)
     return UsageQuery(
@@ -157,6 +165,7 @@ def parse_usage_query(
 def _range(
     bucket: str, start: datetime | None, end: datetime | None, now: datetime
 ) -> tuple[datetime, datetime]:
+    """Raises OverflowError when the rounding or the default span leaves the calendar."""
     # without `to`: up to the end of the current bucket
     last = floor_to(now, bucket) + BUCKET_SIZES[bucket] if end is None else ceil_to(end, bucket)
     first = floor_to(start, bucket) if start is not None else last - DEFAULT_SPANS[bucket]

@@ -11,6 +11,11 @@ go to the driver as tuples in the table's column order, through the columns' own
 * SQLite: the rows in one `VALUES (...), (...)` list (up to SQLite's limit on parameters), so the
   driver binds them at once and SQLite inserts them all in one step, without Python's GIL: with
   executemany, every row would take the GIL back from whatever else the process is doing.
+  A batch is cut into chunks of a few fixed lengths (the most rows a statement takes, then powers
+  of two), so a table has a dozen statement texts at most: the driver keeps the last 128 texts it
+  met prepared, per connection (~90 bytes a parameter: up to 3 MB each), and one text per batch
+  length held ~200 MB (bench/soak_memory.py); the ~60 of the writer's five tables hold ~33 MB.
+  (PostgreSQL's texts do not depend on the number of rows.)
 
 With a `Merge`, a row whose primary key is already stored is merged into it instead:
 `ON CONFLICT (primary key) DO UPDATE SET n = n + excluded.n, ...`. Rows must then have
@@ -21,13 +26,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from promptdeck.store.database import without_nul
 
 Row = tuple[Any, ...]
 Statement = tuple[str, Any]  # SQL for the driver, and its parameters
@@ -64,6 +71,7 @@ class BulkInsert:
     types: tuple[str, ...]  # PostgreSQL: the columns' types, for the arrays
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column position, processor)
     key_columns: int  # the first columns, the primary key: few distinct values in a batch
+    texts: dict[int, str] = field(default_factory=dict, compare=False, repr=False)  # SQLite, by rows
 
     def statements(self, rows: Sequence[Row]) -> list[Statement]:
         converted = self._converted(rows)
@@ -72,16 +80,21 @@ class BulkInsert:
             columns = tuple(list(column) for column in zip(*converted, strict=True))
             return [(f"{self.head} SELECT * FROM unnest({arrays}){self.tail}", columns)]
         width = len(converted[0])
-        per_statement = SQLITE_MAX_PARAMETERS // width
-        row = "(" + ", ".join("?" * width) + ")"
-        return [
-            (
-                f"{self.head} VALUES {', '.join([row] * len(part))}{self.tail}",
-                tuple(value for values in part for value in values),
-            )
-            for start in range(0, len(converted), per_statement)
-            if (part := converted[start : start + per_statement])
-        ]
+        statements: list[Statement] = []
+        start = 0
+        for length in chunk_lengths(len(converted), SQLITE_MAX_PARAMETERS // width):
+            part = converted[start : start + length]
+            start += length
+            statements.append((self._sqlite_text(width, length), tuple(v for row in part for v in row)))
+        return statements
+
+    def _sqlite_text(self, width: int, rows: int) -> str:
+        """The statement inserting `rows` rows, made once per length (a handful of lengths)."""
+        text = self.texts.get(rows)
+        if text is None:
+            row = "(" + ", ".join("?" * width) + ")"
+            text = self.texts[rows] = f"{self.head} VALUES {', '.join([row] * rows)}{self.tail}"
+        return text
 
     def _converted(self, rows: Sequence[Row]) -> list[Row]:
         if not self.processors:
@@ -101,6 +114,19 @@ class BulkInsert:
                     values[position] = process(value)
             converted.append(tuple(values))
         return converted
+
+
+def chunk_lengths(rows: int, most: int) -> list[int]:
+    """How many rows each statement of a batch takes: `most` while that many are left, then
+    the remainder's binary digits, largest first (700 at most 300: 300, 300, 64, 32, 4). A
+    table's statements then have at most 1 + ⌈log2(most)⌉ lengths, whatever the batch lengths."""
+    lengths = [most] * (rows // most)
+    rest = rows % most
+    while rest:
+        length = 1 << (rest.bit_length() - 1)
+        lengths.append(length)
+        rest -= length
+    return lengths
 
 
 _COMPILED: dict[tuple[str, str, Merge | None], BulkInsert] = {}
@@ -129,7 +155,7 @@ def bulk_insert(dialect: Dialect, table: sa.Table, merge: Merge | None = None) -
     processors = tuple(
         (position, process)
         for position, column in enumerate(columns)
-        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        if (process := _processor(column, dialect)) is not None
     )
     compiled_insert = BulkInsert(
         head=compiled.string[: values.start()],
@@ -140,6 +166,22 @@ def bulk_insert(dialect: Dialect, table: sa.Table, merge: Merge | None = None) -
     )
     _COMPILED[cache_key] = compiled_insert
     return compiled_insert
+
+
+def _processor(column: sa.Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The column's bind processor; on PostgreSQL a text column's also turns NUL characters into
+    U+FFFD first (its text holds none), so a run whose text has one is still written."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name != "postgresql" or not isinstance(column.type, sa.String):
+        return process
+    if process is None:
+        return _text_without_nul
+    then = process
+    return lambda value: then(_text_without_nul(value))
+
+
+def _text_without_nul(value: Any) -> Any:
+    return without_nul(value) if isinstance(value, str) else value
 
 
 def bound(

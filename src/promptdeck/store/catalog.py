@@ -34,6 +34,7 @@ from promptdeck.domain.prompts import (
     parse_spec,
 )
 from promptdeck.domain.reliability import parse_variant_config
+from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.domain.templating import DEFAULT_SYNTAX
 from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
@@ -278,6 +279,13 @@ class CatalogStore:
             return await self._version_by_number(conn, prompt, number)
 
     async def _version_by_number(self, conn: AsyncConnection, prompt: Any, number: int) -> Version:
+        """Every lookup by number passes here (API, console, prompt files, imports): a number
+        the column cannot hold is not found, never passed on to overflow the driver."""
+        if not 1 <= number <= VERSION_NUMBER_MAX:
+            raise NotFound(
+                f"prompt {prompt.slug!r} has no version {number}: version numbers run from 1 to "
+                f"{VERSION_NUMBER_MAX}"
+            )
         row = (
             await conn.execute(
                 sa.select(prompt_versions).where(

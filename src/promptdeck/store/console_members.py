@@ -1,14 +1,19 @@
 """Console members (email + argon2 password + role) and the invitations that create them.
 
 Passwords are hashed with argon2id off the event loop. Signing in with an unknown email
-still costs one hash, so the answer's timing does not tell which emails exist.
+still costs one hash, and is answered and throttled exactly as a wrong password, so neither the
+answer nor its timing tells which emails exist. Failed sign-ins slow down the address they come
+from (`SignInThrottle`); they never lock a member out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -18,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from promptdeck.domain.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from promptdeck.domain.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationFailed
 from promptdeck.domain.members import (
     INVITE_LIFETIME,
     LOCKOUT,
@@ -34,6 +39,76 @@ HASHER = PasswordHasher()
 WRONG_CREDENTIALS = "That email and password do not match a member."
 # Verified against when the email is unknown, so both answers take one hash's time.
 _DUMMY_HASH = HASHER.hash(secrets.token_hex(16))
+FIRST_PAUSE = 60.0  # seconds an address waits once it has used its free failures; doubles after
+LONGEST_PAUSE = LOCKOUT.total_seconds()
+FAILURES_KEPT = 3600.0  # seconds after its last failure that an (email, address) count is forgotten
+MOST_COUNTED = 100_000  # (email, address) counts kept; the stalest go first
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0  # the clock's time of the latest
+
+
+class SignInThrottle:
+    """Failed sign-ins counted per (email, client address), in this process. After
+    MAX_FAILED_SIGN_INS failures in a row that address pauses FIRST_PAUSE seconds for that
+    email, twice as long after each further failure, up to LOCKOUT. The pause is the
+    address's, never the member's: someone who only knows an email slows down themselves, not
+    the member, who still signs in from their own address. Unknown emails count exactly as
+    members' do. An attempt counts as it starts (a success takes it back), so parallel guesses
+    cannot slip past the count. Nothing counts per address alone: behind a proxy that hides
+    client addresses (FORWARDED_ALLOW_IPS unset) that would pause everyone's sign-in. With
+    several replicas each counts its own share: its limits are then a floor."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, most: int = MOST_COUNTED) -> None:
+        self.clock = clock
+        self.most = most
+        self._failures: dict[tuple[str, str], _Failures] = {}
+
+    def _current(self, key: tuple[str, str], now: float) -> _Failures:
+        found = self._failures.get(key)
+        return found if found is not None and now - found.last <= FAILURES_KEPT else _Failures()
+
+    def wait(self, email: str, address: str) -> float:
+        """Seconds until `address` may try `email` again; 0 or less when it may now."""
+        found = self._current((email, address), now := self.clock())
+        over = found.count - MAX_FAILED_SIGN_INS
+        if over < 0:
+            return 0.0
+        return found.last + min(FIRST_PAUSE * 2.0 ** min(over, 30), LONGEST_PAUSE) - now
+
+    def attempt(self, email: str, address: str) -> int:
+        """Count an attempt as failed until `succeeded`; returns the failures left before a pause."""
+        key, now = (email, address), self.clock()
+        count = self._current(key, now).count + 1
+        self._failures.pop(key, None)  # re-added last: the dict stays in order of staleness
+        self._failures[key] = _Failures(count, now)
+        while len(self._failures) > self.most:
+            del self._failures[next(iter(self._failures))]
+        return max(0, MAX_FAILED_SIGN_INS - count)
+
+    def succeeded(self, email: str, address: str) -> None:
+        self._failures.pop((email, address), None)
+
+
+def _paused_message(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return (
+        f"Too many failed sign-ins with this email from your address; try again in {minutes} "
+        f"minute{'s' if minutes > 1 else ''}."
+    )
+
+
+def _failed_message(left: int, pause: float) -> str:
+    """The same for an unknown email as for a wrong password: the counts are the address's."""
+    if not left:
+        return f"{WRONG_CREDENTIALS} {_paused_message(pause)}"
+    return (
+        f"{WRONG_CREDENTIALS} After {left} more failed attempt{'s' if left > 1 else ''}, "
+        f"signing in with this email from your address pauses for {int(FIRST_PAUSE // 60)} minute."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +184,9 @@ async def _verify(password_hash: str, password: str) -> bool:
 
 
 class MemberStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, throttle: SignInThrottle | None = None) -> None:
         self.engine = engine
+        self.throttle = throttle or SignInThrottle()
 
     async def count(self, workspace_id: str) -> int:
         async with self.engine.connect() as conn:
@@ -168,14 +244,20 @@ class MemberStore:
             )
             return [member_from_row(r) for r in rows]
 
-    async def sign_in(self, email: str, password: str) -> Member:
-        """The member these credentials name; counts failures and locks the member for
-        LOCKOUT after MAX_FAILED_SIGN_INS of them in a row. An email that is a member of
-        several workspaces signs in to the oldest membership."""
+    async def sign_in(self, email: str, password: str, address: str = "") -> Member:
+        """The member these credentials name, asked for from client `address`. Failures pause
+        the address (`SignInThrottle`), whether the email is a member's or not; a paused
+        attempt is refused (429) before the password is looked at. An email that is a member
+        of several workspaces signs in to the oldest membership."""
         try:
             email = normalize_email(email)
+            counted = email
         except ValidationFailed:
-            email = ""
+            email, counted = "", email.strip().lower()[:320]
+        wait = self.throttle.wait(counted, address)
+        if wait > 0:
+            raise RateLimited(_paused_message(wait), retry_after=wait)
+        left = self.throttle.attempt(counted, address)
         now = utcnow()
         async with self.engine.connect() as conn:
             row = (
@@ -188,24 +270,11 @@ class MemberStore:
             ).first()
         if row is None:
             await _verify(_DUMMY_HASH, password)
-            raise Unauthorized(WRONG_CREDENTIALS)
+            raise Unauthorized(_failed_message(left, self.throttle.wait(counted, address)))
         member = member_from_row(row)
-        if member.locked_until is not None and member.locked_until > now:
-            await _verify(_DUMMY_HASH, password)
-            raise Forbidden(_locked_message(member.locked_until, now))
-        if not await _verify(row.password_hash, password):
-            await self._count_failure(member)
-            failures = member.failed_attempts + 1
-            if failures >= MAX_FAILED_SIGN_INS:
-                raise Forbidden(
-                    f"{WRONG_CREDENTIALS} That was {MAX_FAILED_SIGN_INS} failed attempts in a row: "
-                    + _locked_message(now + LOCKOUT, now)
-                )
-            left = MAX_FAILED_SIGN_INS - failures
-            raise Unauthorized(
-                f"{WRONG_CREDENTIALS} {left} more failed attempt{'s' if left > 1 else ''} "
-                f"lock{'s' if left == 1 else ''} this member for {LOCKOUT.seconds // 60} minutes."
-            )
+        if not await _verify(row.password_hash, password):  # no write: as quick as an unknown email
+            raise Unauthorized(_failed_message(left, self.throttle.wait(counted, address)))
+        self.throttle.succeeded(counted, address)
         async with self.engine.begin() as conn:
             await conn.execute(
                 console_members.update()
@@ -213,21 +282,6 @@ class MemberStore:
                 .values(failed_attempts=0, locked_until=None, last_sign_in_at=now)
             )
         return replace(member, failed_attempts=0, locked_until=None, last_sign_in_at=now)
-
-    async def _count_failure(self, member: Member) -> None:
-        async with self.engine.begin() as conn:
-            failures = console_members.c.failed_attempts + 1
-            await conn.execute(
-                console_members.update()
-                .where(console_members.c.id == member.id)
-                .values(
-                    failed_attempts=sa.case((failures >= MAX_FAILED_SIGN_INS, 0), else_=failures),
-                    locked_until=sa.case(
-                        (failures >= MAX_FAILED_SIGN_INS, utcnow() + LOCKOUT),
-                        else_=console_members.c.locked_until,
-                    ),
-                )
-            )
 
     async def first_owner(self, workspace_id: str) -> Member | None:
         members = [m for m in await self.list(workspace_id) if m.role == "owner"]
@@ -368,14 +422,6 @@ async def _member_in(conn: AsyncConnection, workspace_id: str, member_id: str) -
     if row is None:
         raise NotFound(f"no member {member_id!r} in this workspace")
     return member_from_row(row)
-
-
-def _locked_message(until: datetime, now: datetime) -> str:
-    minutes = max(1, round((until - now).total_seconds() / 60))
-    return (
-        f"This member is locked after {MAX_FAILED_SIGN_INS} failed sign-ins; "
-        f"try again in {minutes} minute{'s' if minutes > 1 else ''}."
-    )
 
 
 def _invite_values(invite: Invite) -> dict[str, Any]:

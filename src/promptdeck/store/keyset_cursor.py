@@ -13,6 +13,8 @@ import orjson
 
 from promptdeck.domain.errors import ValidationFailed
 
+CURSOR_NUMBER_MAX = 2**63 - 1  # a sort value past the databases' 64-bit integers came from no page
+
 
 def encode(sort: str, order: str, value: Any, last: str) -> str:
     """A cursor pointing after the row whose sort value is `value` and tiebreaker `last`."""
@@ -32,7 +34,7 @@ def decode(cursor: str, sort: str, order: str, sorts: Collection[str], time_sort
             raise ValueError
         if data["s"] == time_sort:
             value = datetime.fromisoformat(value)
-        elif not isinstance(value, int | float) or isinstance(value, bool):
+        elif not isinstance(value, int | float) or isinstance(value, bool) or abs(value) > CURSOR_NUMBER_MAX:
             raise ValueError
     except (ValueError, TypeError, KeyError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
         raise ValidationFailed("cursor: not one this server gave out") from exc

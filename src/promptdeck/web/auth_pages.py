@@ -69,12 +69,15 @@ async def sign_in(request: Request) -> Response:
     values: dict[str, str] = {}
     try:
         values = await _anonymous_post(request)
-        member = await services(request).members.sign_in(values.get("email", ""), values.get("password", ""))
+        address = request.client.host if request.client else ""  # failures pause this address
+        member = await services(request).members.sign_in(
+            values.get("email", ""), values.get("password", ""), address
+        )
     except PromptdeckError as error:
         if isinstance(error, CsrfRefused):
             values = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         values.pop("password", None)
-        return _anonymous_form(
+        response = _anonymous_form(
             request,
             "sign_in.html",
             HTTP_STATUS.get(error.code, 400),
@@ -82,6 +85,8 @@ async def sign_in(request: Request) -> Response:
             values=values,
             error=error.message,
         )
+        response.headers.update(error.headers())  # Retry-After, once sign-in from here pauses
+        return response
     return await _start_session(request, member, safe_next(values.get("next")))
 
 

@@ -116,6 +116,8 @@ def parse_view(params: Mapping[str, str], now: datetime) -> UsageView:
                 problems.append("to: must not be before from")
         except ValidationFailed as exc:
             problems.append(exc.message)
+        except OverflowError:  # the day after 9999-12-31
+            problems.append("to: must be before 9999-12-31")
         short = start and end and parse_time(end) - parse_time(start) <= timedelta(days=2)
         bucket = bucket or ("hour" if short else "day")
     else:
@@ -155,7 +157,8 @@ def period_label(since: datetime, until: datetime) -> str:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, to the second, with four-digit years (strftime writes year 1 as "1")."""
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def logs_href(filters: Mapping[str, str], since: datetime, until: datetime) -> str:
