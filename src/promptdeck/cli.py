@@ -49,12 +49,19 @@ async def _bootstrap(settings: Settings, key_file: Path | None = None) -> tuple[
                 return workspace_id, saved
         _, secret = await access.create_key(workspace_id, "admin", ["admin"])
         if key_file is not None:
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secret + "\n")
-            key_file.chmod(0o600)
+            _write_private(key_file, secret)
         return workspace_id, secret
     finally:
         await db.dispose()
+
+
+def _write_private(path: Path, secret: str) -> None:
+    """A secret in a file only its owner can read, from the moment it exists."""
+    from promptdeck.store.database import create_private_file
+
+    create_private_file(path)
+    path.chmod(0o600)  # a file left from before may have been readable by others
+    path.write_text(secret + "\n")
 
 
 async def _ensure_owner(
@@ -81,9 +88,7 @@ async def _ensure_owner(
         password = one_time_password()
         owner = await members.create(workspace_id, email, password, "owner", must_change_password=True)
         if password_file is not None:
-            password_file.parent.mkdir(parents=True, exist_ok=True)
-            password_file.write_text(password + "\n")
-            password_file.chmod(0o600)
+            _write_private(password_file, password)
         return owner.email, password
     finally:
         await db.dispose()
@@ -169,20 +174,21 @@ async def _prune(settings: Settings, batch_size: int) -> dict[str, int]:
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
-
     from promptdeck.app import create_app
+    from promptdeck.serving import logging_config, raise_open_file_limit, run, server_config
 
-    uvicorn.run(
+    log_level = os.environ.get("PROMPTDECK_LOG_LEVEL", "info")
+    config = server_config(
         create_app(settings),
-        host=host,
-        port=port,
+        settings,
+        host,
+        port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
-        access_log=False,
-        log_level=os.environ.get("PROMPTDECK_LOG_LEVEL", "info"),
-        timeout_graceful_shutdown=30,
+        log_level=log_level,
+        log_config=logging_config(log_level),
     )
+    raise_open_file_limit(settings.max_connections)  # after the config: its logging is set up then
+    run(config)
 
 
 @app.command()

@@ -12,6 +12,7 @@ import uvicorn
 from promptdeck.app import create_app
 from promptdeck.config import Settings
 from promptdeck.services import Services
+from promptdeck.serving import server_config
 from tests.support.postgres import free_port
 
 
@@ -40,9 +41,8 @@ def start_server(settings: Settings) -> LiveServer:
     port = free_port()
     services = Services.build(settings)
     app = create_app(settings, services)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio", http="httptools"
-    )
+    # The server's own configuration, limits on slow clients included (promptdeck/serving.py).
+    config = server_config(app, settings, "127.0.0.1", port, loop="asyncio", log_level="warning")
     server = uvicorn.Server(config)
     holder: dict[str, asyncio.AbstractEventLoop] = {}
 

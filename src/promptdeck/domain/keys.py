@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 KEY_PREFIX = "pd_"
+KEY_BYTES = 30  # random bytes; URL-safe base64 makes them 40 characters, never padded
 VISIBLE_CHARS = 10
 SCOPES = ("invoke", "read", "admin")
+_KEY_SHAPE = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]{40}")
 
 
 def new_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(30)
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def could_be_key(secret: str) -> bool:
+    """Whether `secret` has the shape `new_key` gives every key: anything else is refused
+    without a database look-up or a cache entry."""
+    return _KEY_SHAPE.fullmatch(secret) is not None
 
 
 def hash_key(key: str) -> str:

@@ -39,16 +39,27 @@ class Caller:
 
 
 class KeyCheck:
-    """Turns a presented secret into a `Caller`. Unknown and revoked keys are cached too, so
-    a flood of bad keys does not reach the database."""
+    """Turns a presented secret into a `Caller`. A secret that cannot be a promptdeck key is
+    refused at once, with no look-up and nothing cached; unknown and revoked keys are cached
+    too (in the cache's smaller store for misses), so repeating a bad key does not reach the
+    database and a flood of them cannot grow memory or evict the real keys."""
 
-    def __init__(self, store: AccessStore, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        store: AccessStore,
+        ttl_seconds: float,
+        *,
+        max_entries: int = TtlCache.MAX_ENTRIES,
+        max_misses: int = TtlCache.MAX_MISSES,
+    ) -> None:
         self.store = store
-        self._cache: TtlCache[str, ApiKey | None] = TtlCache(store.find_by_hash, ttl_seconds)
+        self._cache: TtlCache[str, ApiKey | None] = TtlCache(
+            store.find_by_hash, ttl_seconds, max_entries=max_entries, max_misses=max_misses
+        )
         self.last_used: dict[str, datetime] = {}
 
     async def caller(self, secret: str | None, scope: str) -> Caller:
-        if not secret:
+        if not secret or not keys.could_be_key(secret):
             raise Unauthorized(INVALID)
         key = await self._cache.get(keys.hash_key(secret))
         if key is None or key.revoked_at is not None:

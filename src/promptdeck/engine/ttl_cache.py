@@ -1,7 +1,12 @@
-"""A small read-through cache with a time-to-live and explicit invalidation.
+"""A small read-through cache with a time-to-live, a size bound and explicit invalidation.
 
 The hot path reads from it; writes in this process invalidate at once, and the
-TTL bounds how long another replica can serve a stale entry.
+TTL bounds how long another replica can serve a stale entry. Callers choose what
+they look up (a presented key's hash, a deployment name), so the cache must stay
+bounded whatever they send: entries live in LRU stores of fixed size, and expired
+ones are swept as new ones arrive. Misses (a loader's `None`: no such key, no such
+deployment) have a smaller store of their own, so a flood of made-up names evicts
+only other made-up names, never the entries that serve real traffic.
 """
 
 from __future__ import annotations
@@ -11,22 +16,39 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from cachetools import TTLCache
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, load: Callable[[K], Awaitable[V]], ttl_seconds: float) -> None:
+    MAX_ENTRIES = 10_000  # default bound of found values (real keys, deployments, credentials)
+    MAX_MISSES = 1_000  # default bound of `None` values (unknown keys or names)
+
+    def __init__(
+        self,
+        load: Callable[[K], Awaitable[V]],
+        ttl_seconds: float,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_misses: int = MAX_MISSES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load = load
-        self._ttl = ttl_seconds
-        self._entries: dict[K, tuple[float, V]] = {}
+        # cachetools' TTLCache is an LRU whose every insert first drops the expired entries.
+        self._found: TTLCache[K, V] = TTLCache(max(1, max_entries), ttl_seconds, timer=clock)
+        self._missing: TTLCache[K, V] = TTLCache(max(1, max_misses), ttl_seconds, timer=clock)
         self._loading: dict[K, asyncio.Future[V]] = {}
         self._generation = 0  # bumped by invalidate(): a load begun before it must not be stored
 
     async def get(self, key: K) -> V:
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
+        for store in (self._found, self._missing):
+            if key in store:  # not if expired
+                try:
+                    return store[key]
+                except KeyError:  # expired since, on a clock that moved on
+                    pass
         pending = self._loading.get(key)
         if pending is not None:  # one load at a time per key, however many callers wait
             return await asyncio.shield(pending)
@@ -41,7 +63,7 @@ class TtlCache(Generic[K, V]):
             raise
         else:
             if generation == self._generation:
-                self._entries[key] = (time.monotonic() + self._ttl, value)
+                (self._missing if value is None else self._found)[key] = value
             future.set_result(value)
             return value
         finally:
@@ -52,6 +74,13 @@ class TtlCache(Generic[K, V]):
         self._generation += 1
         self._loading.clear()  # later callers start a fresh load instead of joining a stale one
         if key is None:
-            self._entries.clear()
+            self._found.clear()
+            self._missing.clear()
         else:
-            self._entries.pop(key, None)
+            self._found.pop(key, None)
+            self._missing.pop(key, None)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(found, missing) entries held, expired ones not yet swept included: what the bounds limit."""
+        return int(self._found.currsize), int(self._missing.currsize)
