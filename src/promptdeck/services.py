@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.config import Settings
 from promptdeck.domain.errors import NotFound
+from promptdeck.domain.upstream_urls import base_urls
+from promptdeck.engine import template_renders
 from promptdeck.engine.auth import KeyCheck
 from promptdeck.engine.invoke import Engine
 from promptdeck.providers.base import Providers
@@ -62,7 +64,12 @@ class Services:
         db = create_engine(settings.database_url)
         access = AccessStore(db)
         catalog = CatalogStore(db)
-        keys = KeyCheck(access, settings.cache_ttl_seconds)
+        keys = KeyCheck(
+            access,
+            settings.cache_ttl_seconds,
+            max_entries=settings.cache_max_entries,
+            max_misses=settings.cache_max_misses,
+        )
 
         async def record_key_use() -> None:
             await access.record_last_used(keys.take_last_used())
@@ -77,7 +84,17 @@ class Services:
         providers = build_providers(settings)
         credentials = CredentialStore(db, load_secret_key(settings.secret_key, settings.data_dir))
         prices = PriceOverrides(db)
-        engine = Engine(catalog, providers, writer, settings.cache_ttl_seconds, credentials, prices)
+        engine = Engine(
+            catalog,
+            providers,
+            writer,
+            settings.cache_ttl_seconds,
+            credentials,
+            prices,
+            raw_override_urls=base_urls(settings.raw_override_urls),
+            cache_entries=settings.cache_max_entries,
+            cache_misses=settings.cache_max_misses,
+        )
         return cls(
             settings,
             db,
@@ -127,6 +144,7 @@ class Services:
             await self.checkpointer.stop()
         await self.access.record_last_used(self.keys.take_last_used())
         await self.providers.aclose()
+        await template_renders.close_pool()
         await self.db.dispose()
 
     async def find_run(self, workspace_id: str, run_id: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from promptdeck.domain.errors import ValidationFailed
@@ -81,10 +81,15 @@ def _type_ok(decl: InputSpec, value: Any) -> bool:
     return type_ok(decl.type, value)
 
 
-def render_messages(spec: PromptSpec, values: Mapping[str, Any]) -> list[Message]:
+def render_messages(
+    spec: PromptSpec,
+    values: Mapping[str, Any],
+    jinja: Callable[[str, Mapping[str, Any], int], str] = render_jinja,
+) -> list[Message]:
     """The version's messages with `values` filled in. A message that is exactly `{{ name }}` of a
     chat_history input is replaced by that history's messages. Jinja2 templates render in the
-    sandbox with limits; that can take up to a second, so async callers use a worker thread."""
+    sandbox with limits, through `jinja` (a render worker passes one that first says which message
+    it starts); that can take up to a second, so the server renders them in worker processes."""
     histories = {name for name, decl in spec.inputs.items() if decl.type == "chat_history"}
     out: list[Message] = []
     problems: list[str] = []
@@ -95,7 +100,7 @@ def render_messages(spec: PromptSpec, values: Mapping[str, Any]) -> list[Message
             continue
         if spec.template_syntax == JINJA2:
             try:
-                out.append(Message(message.role, render_jinja(message.content, values, index)))
+                out.append(Message(message.role, jinja(message.content, values, index)))
             except TemplateProblem as exc:
                 problems.append(str(exc))
         else:
