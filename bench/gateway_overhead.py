@@ -859,6 +859,20 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_meta(pin: Any, idle_load: float) -> dict[str, Any]:
+    """When, on what and with which code a benchmark ran, as every report here states it."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **git_state(),
+        "pythonpath": os.environ.get("PYTHONPATH") or None,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "pinned": pin,
+        "background_load_cores": idle_load,
+    }
+
+
 def git_state() -> dict[str, Any]:
     """The commit measured, and which files under src/ differed from it (a dirty tree is not the commit)."""
 
@@ -995,15 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {
         "meta": {
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            **git_state(),
-            "pythonpath": os.environ.get("PYTHONPATH") or None,
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "pinned": pin,
+            **run_meta(pin, idle_load),
             "priority": priority,
-            "background_load_cores": idle_load,
             "quick": args.quick,
             "plan": plan.__dict__,
             "upstream_deltas": args.deltas,
