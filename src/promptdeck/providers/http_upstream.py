@@ -29,6 +29,8 @@ from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.events import Event, Failed, Finished
 from promptdeck.domain.upstream_urls import is_under
 from promptdeck.providers.base import ProviderCall
+from promptdeck.providers.event_stream import EventStreamParser, read_events
+from promptdeck.providers.event_stream import SseEvent as SseEvent  # providers import it from here
 
 if TYPE_CHECKING:
     from promptdeck.config import Settings
@@ -49,7 +51,6 @@ STATUS_HINTS = {
 REDIRECT_HINT = "it redirects: set the base URL to where it points (redirects are not followed)"
 RETRYABLE_STATUSES = (408, 409, 429)  # and every 5xx, as the vendors' own clients do
 SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)  # JSON of another shape
-SSE_FIELDS = (":", "event:", "id:", "retry:")
 _TAGS = re.compile(r"<[^>]*>")
 
 
@@ -75,12 +76,6 @@ class UpstreamRequest:
     url: str
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    event: str | None
-    data: str
 
 
 class HttpUpstream:
@@ -250,34 +245,28 @@ class HttpUpstream:
     async def _sse(
         self, response: aiohttp.ClientResponse, deadline: float, raw: dict[str, Any] | None = None
     ) -> AsyncGenerator[SseEvent, None]:
-        """Each `data:` line with the `event:` name before it; the total time limit is checked
-        between lines, and a body that is no event stream at all is reported as such. With
-        `raw`, the top-level keys of every JSON event are gathered into it (the last one wins)."""
-        event: str | None = None
-        seen = False
-        stray = ""  # the start of whatever is not server-sent events, to show in a failure
-        async for line in _lines(response):
+        """The body's server-sent events; the total time limit is checked between them, and a
+        body that is no event stream at all is reported as such. With `raw`, the top-level keys
+        of every JSON event are gathered into it (the last one wins)."""
+
+        def within_deadline() -> None:
             if time.monotonic() > deadline:
                 raise UpstreamFailure(
                     self.failed(
                         "upstream_timeout", f"exceeded the total time limit of {self.timeouts.total:g} s"
                     )
                 )
-            if line.startswith("data:"):
-                seen = True
-                data = line[5:].strip()
-                if raw is not None:
-                    _gather(raw, data)
-                yield SseEvent(event, data)
-            elif line.startswith("event:"):
-                event = line[6:].strip()
-            elif not line.strip():
-                event = None
-            elif not line.startswith(SSE_FIELDS):
-                stray = f"{stray} {line.strip()}".strip()[:200]
-        if not seen and stray:
+
+        parser = EventStreamParser()
+        seen = False
+        async for event in read_events(response.content, parser, within_deadline):
+            seen = True
+            if raw is not None:
+                _gather(raw, event.data)
+            yield event
+        if not seen and parser.stray:
             raise UpstreamFailure(
-                self.failed("upstream_bad_response", f"answered with no event stream: {stray!r}")
+                self.failed("upstream_bad_response", f"answered with no event stream: {parser.stray!r}")
             )
 
     # ── failures ────────────────────────────────────────────────────────────
@@ -345,26 +334,6 @@ class HttpUpstream:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
-    """The body's lines as they arrive, however long (aiohttp's own line reader caps them)."""
-    pending = b""
-    try:
-        async for chunk in response.content.iter_any():
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.rstrip(b"\r").decode(errors="replace")
-    except aiohttp.ClientPayloadError:
-        # aiohttp raises a dropped connection's error before handing over the bytes it had
-        # already received; they are real output, so pass their complete lines on first.
-        pending += b"".join(getattr(response.content, "_buffer", ()))
-        for line in pending.split(b"\n")[:-1]:
-            yield line.rstrip(b"\r").decode(errors="replace")
-        raise
-    if pending:
-        yield pending.rstrip(b"\r").decode(errors="replace")
 
 
 def _gather(raw: dict[str, Any], data: str) -> None:
