@@ -423,10 +423,7 @@ async def reserve_external_id(
         raise duplicate
     claimed.add(key)
     try:
-        pending = any(
-            r.external_id == external_id and r.workspace_id == caller.workspace_id
-            for r in list(app.writer.pending.values())
-        )
+        pending = app.writer.pending_run_by_external_id(*key) is not None
         if pending or await app.feedback.run_with_external_id(*key) is not None:
             raise duplicate
     except BaseException:
@@ -776,14 +773,7 @@ def _actual(given: Any, where: str, problems: Problems) -> dict[str, Any]:
 async def _run_for_actual(app: Services, caller: Caller, item: dict[str, Any]) -> dict[str, Any]:
     ref: str = item["ref"]
     if item["by_external_id"]:
-        pending = next(
-            (
-                r
-                for r in list(app.writer.pending.values())
-                if r.external_id == ref and r.workspace_id == caller.workspace_id
-            ),
-            None,
-        )
+        pending = app.writer.pending_run_by_external_id(caller.workspace_id, ref)
         if pending is not None:
             return {
                 "id": pending.id,
