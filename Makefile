@@ -51,6 +51,7 @@ services:
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(VENV)/.test services lint
 	$(BIN)/pytest

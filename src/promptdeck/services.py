@@ -153,9 +153,7 @@ class Services:
         if len(run_id) == 36:
             with contextlib.suppress(ValueError):
                 run_id = uuid.UUID(run_id).hex
-        record = self.writer.pending.get(run_id) or next(
-            (r for r in self.writer.pending.values() if r.id == run_id), None
-        )
+        record = self.writer.pending_run_by_request_id(run_id) or self.writer.pending_run(run_id)
         if record is not None and record.workspace_id == workspace_id:
             run = run_dict(record)
         else:
@@ -176,9 +174,10 @@ class Services:
     async def store_credential(
         self, workspace_id: str, provider: str, api_key: str, base_url: str | None
     ) -> dict[str, Any]:
-        if provider not in self.providers.names or provider == "local":
+        if provider not in self.providers.credential_names:
             raise NotFound(
-                f"no provider {provider!r} takes credentials (providers: {', '.join(self.providers.names)})"
+                f"no provider {provider!r} takes credentials "
+                f"(credentials: {', '.join(self.providers.credential_names)})"
             )
         stored = await self.credentials.put(workspace_id, provider, api_key, base_url)
         self.engine.forget_provider_settings()

@@ -1,6 +1,7 @@
 """The cost of a run: `PriceList` against genai-prices itself (tiers over 200k input tokens,
-cached and cache-write tokens), free local models, unknown prices, and a workspace's own price
-for a model genai-prices does not know, set and removed through the admin API."""
+cached and cache-write tokens), free providers, unknown prices, and a workspace's own price
+for a model genai-prices does not know, set and removed through the admin API. What is free
+and which price list a provider uses are the provider's own facts, not its name."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import pytest
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
+from promptdeck.config import Settings
 from promptdeck.domain.events import Usage
 from promptdeck.engine.pricing import Price, PriceList
+from promptdeck.providers.base import Providers
+from promptdeck.providers.registry import build_providers
 from tests.conftest import Deck
 from tests.support import fake_openai
 from tests.support.fake_openai import FakeOpenAI, Script, StartDeck, invoke, push_prompt, run_of
@@ -47,6 +51,11 @@ def genai_cost(model_id: str, tokens: tuple[int, int, int, int]) -> float:
     return float(calc_price(usage, model_ref=model, provider_id=provider).total_price)
 
 
+def price_list() -> PriceList:
+    """The price list of a server with the built-in providers."""
+    return PriceList(build_providers(Settings()))
+
+
 def usage(tokens: tuple[int, int, int, int]) -> Usage:
     given, cached, written, output = tokens
     return Usage(input=given, cached_input=cached, cache_write_input=written, output=output)
@@ -55,7 +64,7 @@ def usage(tokens: tuple[int, int, int, int]) -> Usage:
 @pytest.mark.parametrize("tokens", USAGES.values(), ids=list(USAGES))
 @pytest.mark.parametrize("model_id", MODELS)
 def test_the_price_list_agrees_with_genai_prices(model_id: str, tokens: tuple[int, int, int, int]) -> None:
-    cost, known = PriceList().cost(model_id, usage(tokens))
+    cost, known = price_list().cost(model_id, usage(tokens))
 
     assert known is True
     assert cost == pytest.approx(genai_cost(model_id, tokens), rel=1e-12, abs=1e-15)
@@ -63,7 +72,7 @@ def test_the_price_list_agrees_with_genai_prices(model_id: str, tokens: tuple[in
 
 @pytest.mark.parametrize("model_id", ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-pro"])
 def test_long_prompts_are_priced_at_the_higher_tier(model_id: str) -> None:
-    prices = PriceList()
+    prices = price_list()
     at, over = (prices.cost(model_id, usage(USAGES[name]))[0] for name in ("at-200k", "over-200k"))
 
     assert at is not None and over is not None
@@ -71,7 +80,7 @@ def test_long_prompts_are_priced_at_the_higher_tier(model_id: str) -> None:
 
 
 def test_cached_tokens_cost_less_than_fresh_ones() -> None:
-    prices = PriceList()
+    prices = price_list()
     fresh = prices.cost("openai/gpt-4o", Usage(input=8_000, output=300))[0]
     cached = prices.cost("openai/gpt-4o", Usage(input=8_000, cached_input=6_000, output=300))[0]
 
@@ -80,18 +89,40 @@ def test_cached_tokens_cost_less_than_fresh_ones() -> None:
 
 @pytest.mark.parametrize("model_id", ["openai/no-such-model-xyz", "mystery/gpt-4o", "ollama/llama3"])
 def test_an_unknown_price_is_none_and_said_to_be_unknown(model_id: str) -> None:
-    assert PriceList().cost(model_id, Usage(input=100, output=10)) == (None, False)
+    assert price_list().cost(model_id, Usage(input=100, output=10)) == (None, False)
 
 
 def test_the_local_model_is_free() -> None:
-    assert PriceList().cost("local/smollm2-135m-instruct", Usage(input=100, output=10)) == (0.0, True)
+    assert price_list().cost("local/smollm2-135m-instruct", Usage(input=100, output=10)) == (0.0, True)
+
+
+class FakeProvider:
+    """A provider known only by its facts: its name says nothing to the price list."""
+
+    name = "anything"
+    free = False
+    credential_name: str | None = None
+    pricing_name: str | None = None
+
+
+def test_a_providers_own_facts_decide_its_price() -> None:
+    free = type("Free", (FakeProvider,), {"name": "gratis", "free": True})()
+    priced_as_openai = type("Priced", (FakeProvider,), {"name": "my-gateway", "pricing_name": "openai"})()
+    unpriced = type("Unpriced", (FakeProvider,), {"name": "openai"})()  # a name alone prices nothing
+    prices = PriceList(Providers([free, priced_as_openai, unpriced]))
+    tokens = Usage(input=1_000, output=500)
+
+    assert prices.cost("gratis/whatever-model", tokens) == (0.0, True)
+    assert prices.cost("my-gateway/gpt-4o", tokens) == price_list().cost("openai/gpt-4o", tokens)
+    assert prices.cost("my-gateway/gpt-4o", tokens)[1] is True
+    assert prices.cost("openai/gpt-4o", tokens) == (None, False)
 
 
 def test_an_override_wins_over_the_price_list_and_prices_the_cache_rates() -> None:
     override = Price.flat(input=2, output=8, cached_input=0.5, cache_write=3)
     tokens = Usage(input=1_000, cached_input=200, cache_write_input=100, output=50)
 
-    cost, known = PriceList().cost("openai/gpt-4o", tokens, override)
+    cost, known = price_list().cost("openai/gpt-4o", tokens, override)
 
     assert known is True
     assert cost == float((700 * 2 + Decimal("200") * Decimal("0.5") + 100 * 3 + 50 * 8) / Decimal(10**6))

@@ -57,7 +57,6 @@ CANCELLED = "cancelled"
 UPSTREAM_TIMEOUT = "upstream_timeout"
 UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
 CHARS_PER_TOKEN = 4  # for estimates only, when an upstream reports no usage
-SHARED_CREDENTIALS = {"openai-responses": "openai"}  # one OpenAI key serves both of its APIs
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +402,7 @@ class Engine:
         self.providers = providers
         self.writer = writer
         self.breakers = CircuitBreakers()
-        self.prices = PriceList()
+        self.prices = PriceList(providers)
         # Callers name deployments, so unknown names get the small store for misses; a missing
         # credential is a workspace's setting, not a caller's choice: as many as there are entries.
         self.deployments: TtlCache[tuple[str, str], Deployment | None] = TtlCache(
@@ -488,9 +487,8 @@ class Engine:
         )
         provider, model = self.providers.pick(model_id)
         credential = None
-        if provider.name != "local":
-            owner = SHARED_CREDENTIALS.get(provider.name, provider.name)
-            credential = await self.credentials.get((request.caller.workspace_id, owner))
+        if provider.credential_name is not None:
+            credential = await self.credentials.get((request.caller.workspace_id, provider.credential_name))
         spec = version.spec
         call = ProviderCall(
             model,

@@ -12,8 +12,7 @@ from functools import lru_cache
 
 from genai_prices import data_snapshot
 
-from promptdeck.engine.pricing import PRICE_PROVIDERS
-from promptdeck.providers.base import Providers
+from promptdeck.providers.base import Provider, Providers
 
 PER_PROVIDER = 80  # a picker, not a catalogue
 NOT_CHAT: tuple[str, ...] = (
@@ -39,22 +38,20 @@ def priced_models(vendor: str) -> tuple[str, ...]:
     return tuple(sorted(names)[:PER_PROVIDER])
 
 
-def local_models(providers: Providers) -> list[str]:
-    """The embedded provider's model names (the GGUF files it can load); call it only when
-    `local` is among the providers."""
-    local, _ = providers.pick("local/any")
-    return sorted(getattr(local, "paths", {}))
+def installed_models(provider: Provider) -> list[str]:
+    """The models a provider has on this machine (the embedded provider's GGUF files, by name);
+    none for an upstream."""
+    return sorted(getattr(provider, "paths", {}))
 
 
 def model_choices(providers: Providers, overridden: list[str]) -> dict[str, list[str]]:
     """Provider name -> suggested `provider/model` ids, for every configured provider."""
     choices: dict[str, list[str]] = {}
     for name in providers.names:
+        provider, _ = providers.pick(f"{name}/any")
         models = [m for m in overridden if m.partition("/")[0] == name]
-        if name == "local":
-            models += [f"local/{m}" for m in local_models(providers)]
-        vendor = PRICE_PROVIDERS.get(name)
-        if vendor:
-            models += [f"{name}/{m}" for m in priced_models(vendor)]
+        models += [f"{name}/{m}" for m in installed_models(provider)]
+        if provider.pricing_name is not None:
+            models += [f"{name}/{m}" for m in priced_models(provider.pricing_name)]
         choices[name] = list(dict.fromkeys(models))
     return choices

@@ -3,12 +3,12 @@
 Each model's rates are looked up once and kept; the arithmetic per run is then a
 few multiplications (genai-prices' own per-call path costs ~80 µs, too much for
 every run). A workspace may override the price of any model (custom or
-self-hosted ones); the embedded local model is free.
+self-hosted ones). Each provider says whether it is free (the embedded model) and
+the name genai-prices knows it by (`Provider.free`, `Provider.pricing_name`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,58 +16,10 @@ from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
 from promptdeck.domain.events import Usage
+from promptdeck.domain.prices import Price, Rate
+from promptdeck.providers.base import Providers
 
-# promptdeck provider name -> genai-prices provider id
-PRICE_PROVIDERS = {
-    "openai": "openai",
-    "openai-responses": "openai",
-    "azure": "azure",
-    "anthropic": "anthropic",
-    "gemini": "google",
-}
-FREE_PROVIDERS = ("local",)
-MILLION = Decimal(1_000_000)
-
-Rate = tuple[Decimal, tuple[tuple[int, Decimal], ...]]  # base per MTok, (input tokens above, per MTok)
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """USD per million tokens. Cached and cache-write rates default to the input rate."""
-
-    input: Rate
-    output: Rate
-    cached_input: Rate | None = None
-    cache_write: Rate | None = None
-
-    @classmethod
-    def flat(
-        cls, input: float, output: float, cached_input: float | None = None, cache_write: float | None = None
-    ) -> Price:
-        def rate(value: float | None) -> Rate | None:
-            return None if value is None else (Decimal(str(value)), ())
-
-        return cls(rate(input), rate(output), rate(cached_input), rate(cache_write))  # type: ignore[arg-type]
-
-    def cost(self, usage: Usage) -> float:
-        size = usage.input
-        fresh = max(usage.input - usage.cached_input - usage.cache_write_input, 0)
-        total = (
-            fresh * _at(self.input, size)
-            + usage.cached_input * _at(self.cached_input or self.input, size)
-            + usage.cache_write_input * _at(self.cache_write or self.input, size)
-            + usage.output * _at(self.output, size)
-        )
-        return float(total / MILLION)
-
-
-def _at(rate: Rate, input_tokens: int) -> Decimal:
-    """The per-MTok price for a request of this size (long prompts cost more on some models)."""
-    price, tiers = rate
-    for start, tier_price in tiers:
-        if input_tokens > start:
-            price = tier_price
-    return price
+__all__ = ["Price", "PriceList", "Rate"]
 
 
 def _rate(value: Any) -> Rate | None:
@@ -81,7 +33,8 @@ def _rate(value: Any) -> Rate | None:
 class PriceList:
     """Known prices by model id (`provider/model`), looked up in genai-prices once each."""
 
-    def __init__(self) -> None:
+    def __init__(self, providers: Providers) -> None:
+        self._providers = providers
         self._known: dict[str, Price | None] = {}
 
     def price(self, model_id: str) -> Price | None:
@@ -89,10 +42,10 @@ class PriceList:
             self._known[model_id] = self._look_up(model_id)
         return self._known[model_id]
 
-    @staticmethod
-    def _look_up(model_id: str) -> Price | None:
-        provider, _, model = model_id.partition("/")
-        provider_id = PRICE_PROVIDERS.get(provider)
+    def _look_up(self, model_id: str) -> Price | None:
+        name, _, model = model_id.partition("/")
+        provider = self._providers.get(name)
+        provider_id = provider.pricing_name if provider is not None else None
         if provider_id is None:
             return None
         try:
@@ -113,7 +66,8 @@ class PriceList:
         """(cost in USD, whether the price was known). Unknown prices give (None, False)."""
         if override is not None:
             return override.cost(usage), True
-        if model_id.partition("/")[0] in FREE_PROVIDERS:
+        provider = self._providers.get(model_id.partition("/")[0])
+        if provider is not None and provider.free:
             return 0.0, True
         price = self.price(model_id)
         return (price.cost(usage), True) if price is not None else (None, False)

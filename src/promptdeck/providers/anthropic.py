@@ -106,6 +106,9 @@ class AnthropicProvider(HttpUpstream):
     }
 
     name = "anthropic"
+    free = False
+    credential_name: str | None = "anthropic"
+    pricing_name: str | None = "anthropic"
     fixed_headers: ClassVar[dict[str, str]] = {"anthropic-version": API_VERSION}
 
     @classmethod

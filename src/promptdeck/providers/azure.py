@@ -49,6 +49,9 @@ class AzureOpenAIProvider(OpenAIProvider):
     }
 
     name = "azure"
+    free = False
+    credential_name: str | None = "azure"
+    pricing_name: str | None = "azure"
 
     def __init__(
         self, endpoint: str, api_key: str, *, api_version: str = DEFAULT_API_VERSION, **options: Any

@@ -52,6 +52,11 @@ class ProviderCall:
 
 class Provider(Protocol):
     name: str
+    # Facts about the upstream, read by the engine, the price list and the console in place
+    # of provider names (each class sets them; a named OpenAI-compatible upstream per instance):
+    free: bool  # runs cost nothing (the embedded model): priced 0 without a price list
+    credential_name: str | None  # the workspace credential it calls with (shared: `openai`); None: takes none
+    pricing_name: str | None  # its provider id in genai-prices; None: genai-prices lists no prices for it
 
     def stream(self, call: ProviderCall) -> AsyncIterator[Event]:
         """Yield `Started`, deltas, `Usage`, then `Finished` — or `Failed` at any point, and
@@ -74,6 +79,14 @@ class Providers:
     @property
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+    @property
+    def credential_names(self) -> list[str]:
+        """The workspace credentials the providers call with (several may share one)."""
+        return sorted({p.credential_name for p in self._by_name.values() if p.credential_name is not None})
+
+    def get(self, name: str) -> Provider | None:
+        return self._by_name.get(name)
 
     def pick(self, model_id: str) -> tuple[Provider, str]:
         name, _, model = model_id.partition("/")

@@ -88,6 +88,9 @@ class GeminiProvider(HttpUpstream):
     hints = {**STATUS_HINTS, 404: "check the model name (e.g. gemini-2.5-flash), and the base URL"}
 
     name = "gemini"
+    free = False
+    credential_name: str | None = "gemini"
+    pricing_name: str | None = "google"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GeminiProvider:

@@ -71,6 +71,9 @@ def model_paths(configured: str) -> dict[str, Path]:
 
 class LocalProvider:
     name = "local"
+    free = True
+    credential_name: str | None = None
+    pricing_name: str | None = None
 
     def __init__(self, paths: dict[str, Path], context_tokens: int = 2048) -> None:
         self.paths = paths

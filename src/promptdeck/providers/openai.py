@@ -60,6 +60,9 @@ class OpenAIProvider(HttpUpstream):
     hints = {**STATUS_HINTS, 404: "check the model name, and the base URL (it usually ends in /v1)"}
 
     name = "openai"
+    free = False
+    credential_name: str | None = "openai"
+    pricing_name: str | None = "openai"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIProvider:

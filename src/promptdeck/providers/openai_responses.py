@@ -74,6 +74,9 @@ class OpenAIResponsesProvider(HttpUpstream):
     hints = {**STATUS_HINTS, 404: "check the model name, and the base URL (it usually ends in /v1)"}
 
     name = "openai-responses"
+    free = False
+    credential_name: str | None = "openai"  # one OpenAI key serves both of its APIs
+    pricing_name: str | None = "openai"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIResponsesProvider:

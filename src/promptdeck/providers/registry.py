@@ -48,5 +48,8 @@ def build_providers(settings: Settings) -> Providers:
     ]
     for name, url in named_upstreams(settings.upstreams).items():
         key = os.environ.get(f"PROMPTDECK_UPSTREAM_{name.upper().replace('-', '_')}_API_KEY", "")
-        providers.append(OpenAIProvider.configured(settings, url, key, name=name))
+        upstream = OpenAIProvider.configured(settings, url, key, name=name)
+        # Its own stored credential, under its name; genai-prices knows no host named by a server.
+        upstream.credential_name, upstream.pricing_name = name, None
+        providers.append(upstream)
     return Providers(providers)

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.errors import NotFound, ValidationFailed
+from promptdeck.domain.prices import Price
 from promptdeck.domain.runs import new_id, utcnow
-from promptdeck.engine.pricing import Price
 from promptdeck.store.tables import price_overrides
 
 RATES = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok")

@@ -8,13 +8,8 @@ from fastapi import Request
 from promptdeck.domain.errors import Forbidden, Unauthorized
 from promptdeck.domain.members import role_allows
 from promptdeck.engine.auth import Caller, bearer
-from promptdeck.services import Services
-from promptdeck.web.session import CSRF_HEADER, CSRF_REFUSED, SESSION_COOKIE, current_session, tokens_match
-
-
-def services(request: Request) -> Services:
-    result: Services = request.app.state.services
-    return result
+from promptdeck.sessions import CSRF_HEADER, CSRF_REFUSED, SESSION_COOKIE, current_session, tokens_match
+from promptdeck.sessions import services as services  # the dialects import it from here
 
 
 async def bearer_caller(request: Request, scope: str) -> Caller:

@@ -2,9 +2,10 @@
 page routes declare (`Member`, `Editor`, `Owner`).
 
 The cookie `promptdeck_session` holds a random token; the database keeps its SHA-256
-(store/console_sessions.py). It is HttpOnly, SameSite=Lax, Path=/, and Secure when the
-request came over https (uvicorn sets the scheme from X-Forwarded-Proto only for proxies
-listed in FORWARDED_ALLOW_IPS, 127.0.0.1 by default).
+(store/console_sessions.py); what the admin API checks too (the cookie's and header's names,
+the live session, the token check) is promptdeck/sessions.py. The cookie is HttpOnly,
+SameSite=Lax, Path=/, and Secure when the request came over https (uvicorn sets the scheme
+from X-Forwarded-Proto only for proxies listed in FORWARDED_ALLOW_IPS, 127.0.0.1 by default).
 
 CSRF: a synchronizer token kept with the session goes into every form (`csrf_token`) and
 every `fetch` (`X-CSRF-Token`). Forms shown before sign-in (sign-in, accept an invite)
@@ -13,7 +14,6 @@ carry the value of a `promptdeck_form_csrf` cookie instead (double submit).
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 
@@ -22,18 +22,13 @@ from starlette.datastructures import FormData
 
 from promptdeck.domain.errors import Forbidden, PromptdeckError, Unauthorized
 from promptdeck.domain.members import SESSION_LIFETIME, role_allows
-from promptdeck.services import Services
+from promptdeck.sessions import CSRF_HEADER, CSRF_REFUSED, SESSION_COOKIE, tokens_match
+from promptdeck.sessions import current_session as current_session  # pages import these from here
+from promptdeck.sessions import services as services
 from promptdeck.store.console_sessions import Session
 
-SESSION_COOKIE = "promptdeck_session"
 FORM_CSRF_COOKIE = "promptdeck_form_csrf"
 CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "x-csrf-token"
-CSRF_REFUSED = (
-    "This request was refused because it did not carry this page's security token (CSRF): "
-    "it may have come from another site, or the page is stale. Nothing was changed; "
-    "reload the page and send it again."
-)
 # Paths a member who must change their one-time password may still reach.
 BEFORE_PASSWORD_CHANGE = ("/change-password", "/sign-out")
 
@@ -56,22 +51,6 @@ class PasswordChangeRequired(Forbidden):
 class CsrfRefused(Forbidden):
     def __init__(self) -> None:
         super().__init__(CSRF_REFUSED)
-
-
-def services(request: Request) -> Services:
-    result: Services = request.app.state.services
-    return result
-
-
-async def current_session(request: Request) -> Session | None:
-    """The request's live session, if its cookie names one (looked up once per request)."""
-    if hasattr(request.state, "console_session"):
-        cached: Session | None = request.state.console_session
-        return cached
-    token = request.cookies.get(SESSION_COOKIE)
-    session = await services(request).console_sessions.resolve(token) if token else None
-    request.state.console_session = session
-    return session
 
 
 async def signed_in(request: Request) -> Session:
@@ -102,10 +81,6 @@ def require(role: str) -> Callable[[Request], Awaitable[Session]]:
 Member = Depends(signed_in)
 Editor = Depends(require("editor"))
 Owner = Depends(require("owner"))
-
-
-def tokens_match(expected: str | None, presented: str | None) -> bool:
-    return bool(expected and presented) and hmac.compare_digest(str(expected), str(presented))
 
 
 async def checked_form(request: Request, expected: str | None) -> FormData:

@@ -51,7 +51,9 @@ async def settings_page(request: Request, session: Session, status: int = 200, *
         status,
         owner=owner,
         keys=await app.access.list_keys(workspace_id) if owner else [],
-        providers=[p for p in await app.list_providers(workspace_id) if p["name"] != "local"],
+        providers=[
+            p for p in await app.list_providers(workspace_id) if p["name"] in app.providers.credential_names
+        ],
         members=await app.members.list(workspace_id),
         retention_days=await app.retention.get_days(workspace_id),
         scopes=SCOPES,
