@@ -327,25 +327,27 @@ class ClientGone(PromptdeckError):
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it as soon as the caller hangs up: a non-streaming caller that
     leaves must not keep an upstream call (and its cost) running. Call once the body is read:
-    the next `receive` then waits for nothing but the disconnect."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnect(request))
+    the next `receive` then waits for nothing but the disconnect. `work` runs in this task; one
+    watcher task cancels it (a second task and `asyncio.wait` cost ~0.1 ms a request)."""
+    here = asyncio.current_task()
+    assert here is not None
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, here))
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():  # the caller left, or this request itself was cancelled
-            task.cancel()
-            while not task.done():  # let the run record its own end, as `with_keepalive` does
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait((task,))
-        watcher.cancel()
-    if task.cancelled():
+        return await work
+    except asyncio.CancelledError:
+        if not (watcher.done() and not watcher.cancelled() and watcher.result()):
+            raise  # cancelled from elsewhere (a shutdown): not ours to turn into an answer
+        here.uncancel()
         log.info("%s %s: the caller went away before the answer; the run was cancelled",
                  request.method, request.url.path)  # fmt: skip
-        raise ClientGone
-    return task.result()
+        raise ClientGone from None
+    finally:
+        watcher.cancel()
 
 
-async def _disconnect(request: Request) -> None:
+async def _cancel_on_disconnect(request: Request, task: asyncio.Task[Any]) -> bool:
+    """Wait for the caller to hang up, then cancel `task`; True once it did."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    task.cancel()
+    return True
