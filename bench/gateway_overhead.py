@@ -276,6 +276,23 @@ class Tally:
             self.error_samples.append(what)
 
 
+async def answered(
+    connections: list[HttpCaller], slot: int, port: int, request: bytes, tally: Tally
+) -> Reply | None:
+    """One request on a kept-alive connection: its complete 200 reply, or None with the error
+    counted. A closed connection is replaced (OSError when it cannot be)."""
+    try:
+        reply = await connections[slot].send(request)
+    except ConnectionClosed as exc:
+        tally.error(f"connection closed: {exc}")
+        connections[slot] = await connect(port)
+        return None
+    if reply.status != 200 or not reply.complete:
+        tally.error(f"HTTP {reply.status}, complete={reply.complete}")
+        return None
+    return reply
+
+
 async def closed_loop(
     port: int, connections: list[HttpCaller], request: bytes, count: int, cap_s: float
 ) -> Tally:
@@ -294,17 +311,11 @@ async def closed_loop(
             remaining -= 1
             sent = time.perf_counter_ns()
             try:
-                reply = await connections[slot].send(request)
-            except ConnectionClosed as exc:
-                tally.error(f"connection closed: {exc}")
-                try:
-                    connections[slot] = await connect(port)
-                except OSError as refused:
-                    tally.error(f"cannot reconnect: {refused}")
-                    return
-                continue
-            if reply.status != 200 or not reply.complete:
-                tally.error(f"HTTP {reply.status}, complete={reply.complete}")
+                reply = await answered(connections, slot, port, request, tally)
+            except OSError as refused:
+                tally.error(f"cannot reconnect: {refused}")
+                return
+            if reply is None:
                 continue
             tally.latencies.append(reply.done_ns - sent)
             tally.firsts.append(reply.first_ns - sent)

@@ -30,9 +30,9 @@ from gateway_overhead import (
     GENERATOR_CORE,
     PROMPTDECK_CORE,
     ROOT,
-    ConnectionClosed,
     HttpCaller,
     Tally,
+    answered,
     background_load,
     change_cell,
     connect,
@@ -83,17 +83,11 @@ async def mixed_load(
             remaining -= 1
             turn ^= 1
             try:
-                reply = await connections[slot].send(requests[turn])
-            except ConnectionClosed as exc:
-                tally.error(f"connection closed: {exc}")
-                try:
-                    connections[slot] = await connect(port)
-                except OSError as refused:
-                    tally.error(f"cannot reconnect: {refused}")
-                    return
-                continue
-            if reply.status != 200 or not reply.complete:
-                tally.error(f"HTTP {reply.status}, complete={reply.complete}")
+                reply = await answered(connections, slot, port, requests[turn], tally)
+            except OSError as refused:
+                tally.error(f"cannot reconnect: {refused}")
+                return
+            if reply is None:
                 continue
             tally.latencies.append(0)  # counted, not timed: the series would itself grow memory
 
