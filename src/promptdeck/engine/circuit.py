@@ -9,6 +9,7 @@ closes it, failure opens it again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -21,16 +22,19 @@ class _State:
 
 
 class CircuitBreakers:
-    def __init__(self, threshold: int = 5, cooldown: float = 30.0) -> None:
+    def __init__(
+        self, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
+        self._clock = clock
         self._states: dict[str, _State] = {}
 
     def allows(self, upstream: str) -> bool:
         state = self._states.get(upstream)
         if state is None or state.opened_at is None:
             return True
-        if time.monotonic() - state.opened_at < self.cooldown or state.trial_running:
+        if self._clock() - state.opened_at < self.cooldown or state.trial_running:
             return False
         state.trial_running = True  # half-open: this one call decides
         return True
@@ -44,7 +48,7 @@ class CircuitBreakers:
         state.last_error = error
         state.trial_running = False
         if state.failures >= self.threshold or state.opened_at is not None:
-            state.opened_at = time.monotonic()
+            state.opened_at = self._clock()
 
     def released(self, upstream: str) -> None:
         """A call ended without a verdict on the upstream (its request was refused, or the caller
