@@ -17,6 +17,7 @@ from promptdeck.domain.upstream_urls import base_urls
 from promptdeck.engine import template_renders
 from promptdeck.engine.auth import KeyCheck
 from promptdeck.engine.invoke import Engine
+from promptdeck.engine.vellum_state import VellumState
 from promptdeck.providers.base import Providers
 from promptdeck.providers.registry import build_providers
 from promptdeck.store.access import AccessStore, ApiKey
@@ -56,6 +57,7 @@ class Services:
     console_sessions: SessionStore
     usage: UsageReport
     end_users: EndUsers
+    vellum: VellumState  # the Vellum dialect's deployment ids and external-id claims
     checkpointer: WalCheckpointer | None = None  # SQLite only
     _pruner: asyncio.Task[None] | None = None
 
@@ -84,6 +86,7 @@ class Services:
         providers = build_providers(settings)
         credentials = CredentialStore(db, load_secret_key(settings.secret_key, settings.data_dir))
         prices = PriceOverrides(db)
+        feedback = FeedbackStore(db, writer.pending_run)
         engine = Engine(
             catalog,
             providers,
@@ -107,12 +110,13 @@ class Services:
             engine,
             credentials,
             prices,
-            FeedbackStore(db, writer.pending_run),
+            feedback,
             RetentionStore(db),
             members=MemberStore(db),
             console_sessions=SessionStore(db),
             usage=UsageReport(db),
             end_users=EndUsers(db),
+            vellum=VellumState(catalog, writer, feedback, settings.cache_ttl_seconds),
             checkpointer=WalCheckpointer(path) if (path := sqlite_file(settings.database_url)) else None,
         )
 

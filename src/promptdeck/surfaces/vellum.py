@@ -17,7 +17,6 @@ Choices where Vellum is silent (docs/dialects.md says the same for callers):
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ from promptdeck.domain.events import (
 from promptdeck.domain.runs import RunRecord
 from promptdeck.engine.auth import Caller, bearer
 from promptdeck.engine.invoke import Invocation, InvokeRequest
-from promptdeck.engine.ttl_cache import TtlCache
 from promptdeck.services import Services
 from promptdeck.surfaces.callers import services
 from promptdeck.surfaces.error_shapes import ERRORS
@@ -361,49 +359,11 @@ def _raw_overrides(given: Any, problems: Problems) -> dict[str, Any] | None:
 # ── deployments by id, external ids ─────────────────────────────────────────
 
 
-RELOAD_SECONDS = 1.0  # an unknown deployment id reloads a workspace's ids at most this often
-
-
-class DialectState:
-    """What this dialect keeps per app: each workspace's deployment ids and names, and external
-    ids claimed by runs that have not reached the run writer yet."""
-
-    def __init__(self, app: Services) -> None:
-        catalog = app.catalog
-
-        async def names_of(workspace_id: str) -> tuple[float, dict[str, str]]:
-            found = {d.id: d.name for d in await catalog.list_deployments(workspace_id)}
-            return time.monotonic(), found
-
-        self.names: TtlCache[str, tuple[float, dict[str, str]]] = TtlCache(
-            names_of, app.settings.cache_ttl_seconds
-        )
-        self.external_ids: set[tuple[str, str]] = set()
-
-    async def deployment_name(self, workspace_id: str, deployment_id: str) -> str | None:
-        """The name of the deployment with this id. An unknown id reloads the workspace's ids
-        (a deployment may be new), but at most once a second, so a flood of made-up ids is
-        answered from memory."""
-        loaded, names = await self.names.get(workspace_id)
-        if deployment_id not in names and time.monotonic() - loaded > RELOAD_SECONDS:
-            self.names.invalidate(workspace_id)
-            loaded, names = await self.names.get(workspace_id)
-        return names.get(deployment_id)
-
-
-def dialect_state(request: Request) -> DialectState:
-    state = request.app.state
-    found: DialectState | None = getattr(state, "vellum", None)
-    if found is None:
-        found = state.vellum = DialectState(services(request))
-    return found
-
-
 async def deployment_name(request: Request, caller: Caller, parsed: Execution) -> str:
     if parsed.deployment_name is not None:
         return parsed.deployment_name
     assert parsed.deployment_id is not None
-    name = await dialect_state(request).deployment_name(caller.workspace_id, parsed.deployment_id)
+    name = await services(request).vellum.deployment_name(caller.workspace_id, parsed.deployment_id)
     if name is None:
         raise NotFound(f"no prompt deployment with id {as_uuid(parsed.deployment_id)!r}")
     return name
@@ -414,22 +374,7 @@ async def reserve_external_id(
 ) -> Callable[[], None]:
     """Claim an external id for a new run, or refuse a duplicate; returns the release, to call
     once the run is with the writer (whose pending runs are checked too)."""
-    if external_id is None:
-        return lambda: None
-    app, claimed = services(request), dialect_state(request).external_ids
-    key = (caller.workspace_id, external_id)
-    duplicate = ValidationFailed(f"external_id {external_id!r} is already used by another execution")
-    if key in claimed:
-        raise duplicate
-    claimed.add(key)
-    try:
-        pending = app.writer.pending_run_by_external_id(*key) is not None
-        if pending or await app.feedback.run_with_external_id(*key) is not None:
-            raise duplicate
-    except BaseException:
-        claimed.discard(key)
-        raise
-    return lambda: claimed.discard(key)
+    return await services(request).vellum.reserve_external_id(caller.workspace_id, external_id)
 
 
 # ── answers ─────────────────────────────────────────────────────────────────
