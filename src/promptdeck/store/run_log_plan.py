@@ -51,14 +51,33 @@ RUNS_PRIMARY_KEY = "sqlite_autoindex_runs_1"  # SQLite's name for the index of r
 DRIVER_CAP = 2000
 
 
-@compiles(sa.Table, "sqlite")
-def _table_with_index_hint(table: sa.Table, compiler: Any, **kw: Any) -> str:
-    """SQLAlchemy's SQLite compiler drops FROM hints: render `with_hint(table, "INDEXED BY ix",
-    "sqlite")` as SQLite's INDEXED BY. (Without statistics, SQLite's planner always prefers the
-    index that spares it a sort, however many rows that index then makes it read.)"""
-    text: str = compiler.visit_table(table, **kw)
-    hint = (kw.get("fromhints") or {}).get(table) if kw.get("asfrom") else None
-    return f"{text} {hint}" if hint else text
+class IndexedSelect(sa.Select[Any]):
+    """A run-log page's statement. SQLAlchemy's SQLite compiler drops FROM hints; this statement's
+    own are rendered as written, so `with_hint(runs, "INDEXED BY ix", "sqlite")` reaches SQLite.
+    (Without statistics, SQLite's planner always prefers the index that spares it a sort, however
+    many rows that index then makes it read.) Every other statement compiles as SQLAlchemy's do."""
+
+    inherit_cache = True
+
+
+def _hint_as_written(table: Any, text: str | None) -> str | None:
+    return text
+
+
+@compiles(IndexedSelect, "sqlite")
+def _select_with_index_hints(select: IndexedSelect, compiler: Any, **kw: Any) -> str:
+    """Render the FROM hints of this statement (and of statements within it) while it compiles,
+    then put the compiler back as it was."""
+    outer = compiler.__dict__.get("get_from_hint_text")  # a page nested in another sets it too
+    compiler.get_from_hint_text = _hint_as_written
+    try:
+        text: str = compiler.visit_select(select, **kw)
+    finally:
+        if outer is None:
+            del compiler.get_from_hint_text
+        else:
+            compiler.get_from_hint_text = outer
+    return text
 
 
 def run_conditions(workspace_id: str, filters: RunFilters) -> list[sa.ColumnElement[bool]]:
@@ -239,7 +258,7 @@ def page_query(
     """The statement of one page as its plan reads it, sorted by (sort value, id) from after a
     cursor's position. Metadata conditions other than the driver are checked per run."""
     driver = plan.driver
-    query = sa.select(runs).where(*run_conditions(workspace_id, filters))
+    query: sa.Select[Any] = IndexedSelect(runs).where(*run_conditions(workspace_id, filters))
     key, run_id = SORT_KEYS[sort], runs.c.id
     if driver is not None and driver.meta is not None:
         if plan.walks:  # along the condition's (key, text, time) index; it holds each run's time and id
