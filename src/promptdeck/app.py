@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from promptdeck import __version__
 from promptdeck.config import Settings
+from promptdeck.http_errors import as_error
 from promptdeck.services import Services
 from promptdeck.surfaces import (
     admin,
@@ -22,7 +23,7 @@ from promptdeck.surfaces import (
     traceport,
     vellum,
 )
-from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, SecurityHeaders, as_error
+from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, SecurityHeaders
 from promptdeck.web.console import is_console_path, mount_console, not_found_page
 
 # Path prefix -> the error shape its callers' clients understand (Fetch Hive's elsewhere).

@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from pydantic_core import to_json, to_jsonable_python
 
+from promptdeck.admin_models import KeyIn, PromptIn, RetentionIn
 from promptdeck.domain.errors import HTTP_STATUS, Forbidden, PromptdeckError, ValidationFailed
 from promptdeck.domain.keys import allows
 from promptdeck.domain.reliability import parse_variant_config
@@ -49,15 +50,6 @@ router = APIRouter(
     responses=ERRORS["admin"],
 )
 Admin = Depends(admin_caller)
-
-
-class PromptIn(BaseModel):
-    slug: str
-    name: str = ""
-    description: str = ""
-    undeclared_variables: str = Field(
-        "declare", description="template variables a new version does not declare: declare or refuse"
-    )
 
 
 class PromptPatch(BaseModel):
@@ -124,11 +116,6 @@ class PayloadIn(BaseModel):
     variant: str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     stream: bool = False
-
-
-class KeyIn(BaseModel):
-    name: str = "key"
-    scopes: list[str] = Field(default_factory=lambda: ["invoke"])
 
 
 @router.get("/health", summary="Liveness and run-writer metrics (no key needed)")
@@ -459,10 +446,6 @@ class FeedbackIn(BaseModel):
     thumbs: Literal["up", "down"] | None = None
     correction: str | None = Field(None, description="what the answer should have been")
     metadata: dict[str, Any] | None = None
-
-
-class RetentionIn(BaseModel):
-    days: int | None = Field(..., ge=1, le=36500, description="keep runs this many days; null: forever")
 
 
 def run_filters(

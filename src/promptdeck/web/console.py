@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from promptdeck.surfaces.http import as_error
+from promptdeck.http_errors import as_error
 from promptdeck.web import (
     auth_pages,
     deployments_pages,

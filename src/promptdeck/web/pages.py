@@ -18,8 +18,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from promptdeck import __version__
 from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
+from promptdeck.http_errors import as_error
 from promptdeck.store.console_sessions import Session
-from promptdeck.surfaces.http import as_error
 from promptdeck.web.session import PasswordChangeRequired, SignInRequired
 
 M = TypeVar("M", bound=BaseModel)

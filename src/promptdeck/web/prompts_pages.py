@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic_core import to_jsonable_python
 
+from promptdeck.admin_models import PromptIn
 from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
 from promptdeck.domain.members import role_allows
 from promptdeck.domain.prompts import INPUT_TYPES, PARAMETERS, REASONING_EFFORTS, ROLES
@@ -23,7 +24,6 @@ from promptdeck.engine.model_choices import model_choices
 from promptdeck.store.catalog import v_summary
 from promptdeck.store.console_sessions import Session
 from promptdeck.store.prompt_overview import PromptOverview, PromptSummary, pointers_by_version
-from promptdeck.surfaces.admin import PromptIn
 from promptdeck.web.diff_view import blocks
 from promptdeck.web.pages import ConsoleRoute, page, redirect, validated
 from promptdeck.web.session import CSRF_FIELD, Editor, Member, checked_form, services

@@ -16,11 +16,11 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
+from promptdeck.admin_models import KeyIn, RetentionIn
 from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
 from promptdeck.domain.keys import SCOPES
 from promptdeck.domain.members import ROLES
 from promptdeck.store.console_sessions import Session
-from promptdeck.surfaces.admin import KeyIn, RetentionIn
 from promptdeck.web.pages import ConsoleRoute, page, redirect, validated
 from promptdeck.web.session import CSRF_FIELD, Member, Owner, checked_form, is_https, services
 
