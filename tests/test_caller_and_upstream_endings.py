@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import Deck
 from tests.support import fake_openai
-from tests.support.fake_openai import INPUTS, FakeOpenAI, Script, StartDeck, expect_hive_error, invoke, run_of
+from tests.support.fake_openai import INPUTS, FakeOpenAI, Script, StartDeck, expect_hive_error, run_of
+from tests.support.invoking import invoke
 
 upstream, start_deck = fake_openai.upstream, fake_openai.start_deck
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 
 from tests.support import fake_openai
-from tests.support.fake_openai import FakeOpenAI, StartDeck, invoke
+from tests.support.fake_openai import FakeOpenAI, StartDeck
+from tests.support.invoking import invoke
 from tests.test_cli import cli_env, fails, succeeds
 
 upstream = fake_openai.upstream

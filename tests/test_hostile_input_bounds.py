@@ -24,6 +24,7 @@ from tests.conftest import Deck
 from tests.support import fake_openai
 from tests.support.console_sign_in import signed_in_client
 from tests.support.fake_openai import INPUTS, FakeOpenAI, deck_over, sqlite_url
+from tests.support.invoking import invoke
 
 upstream, hive, db_deck = fake_openai.upstream, fake_openai.hive, fake_openai.db_deck
 PASSWORD = "correct horse battery"
@@ -352,7 +353,7 @@ def test_the_database_its_log_and_the_secret_key_are_the_owners_only(
     umask = os.umask(0o022)  # a usual umask: files 0644 unless created otherwise
     try:
         with deck_over(upstream.url, sqlite_url(data), data) as deck:
-            assert fake_openai.invoke(deck, "fast").status_code == 200
+            assert invoke(deck, "fast").status_code == 200
             deck.flush()
             names = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
     finally:

@@ -14,6 +14,7 @@ import httpx
 from tests.conftest import Deck
 from tests.support import fake_openai
 from tests.support.fake_openai import FakeOpenAI, StartDeck, expect_hive_error, run_of
+from tests.support.invoking import invoke
 
 upstream, start_deck = fake_openai.upstream, fake_openai.start_deck
 
@@ -28,11 +29,6 @@ def deploy(deck: Deck, slug: str, version: dict[str, Any], **prompt: Any) -> Non
         ok(client.post("/api/prompts", json={"slug": slug, **prompt}), 201)
         ok(client.post(f"/api/prompts/{slug}/versions", json={"model": "openai/fast", **version}), 201)
         ok(client.post("/api/deployments", json={"name": slug, "prompt": slug}), 201)
-
-
-def invoke(deck: Deck, deployment: str, inputs: dict[str, Any]) -> httpx.Response:
-    with deck.client() as client:
-        return client.post("/v1/prompt/invoke", json={"deployment": deployment, "inputs": inputs})
 
 
 def test_a_422_lists_every_problem_before_any_provider_call(
@@ -136,13 +132,13 @@ def test_a_runaway_jinja2_template_is_refused_quickly_while_the_server_keeps_ser
     worker.start()
     time.sleep(0.1)
     served = time.monotonic()
-    ok(fake_openai.invoke(deck, "fast"))  # answered while the template is still running
+    ok(invoke(deck, "fast"))  # answered while the template is still running
     assert time.monotonic() - served < 0.9
     worker.join(10)
     message = expect_hive_error(answers["response"], 422, "validation_error")
     assert answers["seconds"] < 5
     assert "messages[1]: line 2: took longer than" in message
-    ok(fake_openai.invoke(deck, "fast"))
+    ok(invoke(deck, "fast"))
 
 
 def test_template_syntax_errors_are_refused_at_creation(start_deck: StartDeck) -> None:

@@ -14,11 +14,12 @@ from genai_prices import calc_price
 from promptdeck.config import Settings
 from promptdeck.domain.events import Usage
 from promptdeck.engine.pricing import Price, PriceList
-from promptdeck.providers.base import Providers
 from promptdeck.providers.registry import build_providers
 from tests.conftest import Deck
 from tests.support import fake_openai
-from tests.support.fake_openai import FakeOpenAI, Script, StartDeck, invoke, push_prompt, run_of
+from tests.support.fake_openai import FakeOpenAI, Script, StartDeck, push_prompt, run_of
+from tests.support.fake_providers import FakeProvider, providers
+from tests.support.invoking import invoke
 
 upstream, start_deck = fake_openai.upstream, fake_openai.start_deck
 
@@ -96,20 +97,11 @@ def test_the_local_model_is_free() -> None:
     assert price_list().cost("local/smollm2-135m-instruct", Usage(input=100, output=10)) == (0.0, True)
 
 
-class FakeProvider:
-    """A provider known only by its facts: its name says nothing to the price list."""
-
-    name = "anything"
-    free = False
-    credential_name: str | None = None
-    pricing_name: str | None = None
-
-
 def test_a_providers_own_facts_decide_its_price() -> None:
-    free = type("Free", (FakeProvider,), {"name": "gratis", "free": True})()
-    priced_as_openai = type("Priced", (FakeProvider,), {"name": "my-gateway", "pricing_name": "openai"})()
-    unpriced = type("Unpriced", (FakeProvider,), {"name": "openai"})()  # a name alone prices nothing
-    prices = PriceList(Providers([free, priced_as_openai, unpriced]))
+    free = FakeProvider("gratis", free=True)
+    priced_as_openai = FakeProvider("my-gateway", pricing_name="openai")
+    unpriced = FakeProvider("openai")  # a name alone prices nothing: its facts say nothing
+    prices = PriceList(providers(free, priced_as_openai, unpriced))
     tokens = Usage(input=1_000, output=500)
 
     assert prices.cost("gratis/whatever-model", tokens) == (0.0, True)

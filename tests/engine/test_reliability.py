@@ -21,11 +21,11 @@ from tests.support.fake_openai import (
     FakeOpenAI,
     Script,
     StartDeck,
-    invoke,
     invoke_streamed,
     push_prompt,
     run_of,
 )
+from tests.support.invoking import invoke
 
 upstream, start_deck = fake_openai.upstream, fake_openai.start_deck
 

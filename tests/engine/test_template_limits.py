@@ -23,6 +23,7 @@ import httpx
 from tests.conftest import Deck
 from tests.support import fake_openai
 from tests.support.fake_openai import FakeOpenAI, StartDeck, expect_hive_error
+from tests.support.invoking import invoke, timed_invoke
 
 upstream, start_deck = fake_openai.upstream, fake_openai.start_deck
 
@@ -62,14 +63,6 @@ def deploy_jinja(deck: Deck, slug: str, content: str) -> httpx.Response:
     return created
 
 
-def invoke(deck: Deck, deployment: str, inputs: dict[str, Any] | None = None) -> tuple[httpx.Response, float]:
-    started = time.monotonic()
-    with deck.client() as client:
-        client.timeout = httpx.Timeout(60)
-        response = client.post("/v1/prompt/invoke", json={"deployment": deployment, "inputs": inputs or {}})
-    return response, time.monotonic() - started
-
-
 def body_messages(upstream: FakeOpenAI) -> list[dict[str, Any]]:
     return [message for request in upstream.requests for message in request["messages"]]
 
@@ -90,11 +83,11 @@ def test_each_bomb_is_a_422_within_the_limit_and_leaves_no_memory_behind(start_d
     deck = start_deck()
     for slug, (content, _) in BOMBS.items():
         ok(deploy_jinja(deck, slug, content), 201)
-    invoke(deck, "lipsum")  # the first renders start the pool's workers
+    timed_invoke(deck, "lipsum", {})  # the first renders start the pool's workers
     rss_before = status_kb("VmRSS")
     reset_peak_rss()
     for slug, (_, says) in BOMBS.items():
-        response, seconds = invoke(deck, slug)
+        response, seconds = timed_invoke(deck, slug, {})
         message = expect_hive_error(response, 422, "validation_error")
         assert re.search(says, message) if isinstance(says, re.Pattern) else says in message, (slug, message)
         assert seconds < 1 + SLACK, (slug, seconds)
@@ -105,26 +98,28 @@ def test_each_bomb_is_a_422_within_the_limit_and_leaves_no_memory_behind(start_d
     failed = [r for r in deck.runs() if r["deployment"] in BOMBS]
     assert len(failed) == len(BOMBS) + 1
     assert {(r["status"], r["error_code"]) for r in failed} == {("error", "validation_error")}
-    ok(fake_openai.invoke(deck, "fast"))
+    ok(invoke(deck, "fast"))
 
 
 def test_six_runaways_delay_no_other_prompt(start_deck: StartDeck, upstream: FakeOpenAI) -> None:
     deck = start_deck()
     ok(deploy_jinja(deck, "runaway", BIG_POWER), 201)
     ok(deploy_jinja(deck, "loop", "{% for i in items %}{{ loop.index }}. {{ i | title }} {% endfor %}"), 201)
-    ok(invoke(deck, "loop", {"items": ["warm", "up"]})[0])
+    ok(timed_invoke(deck, "loop", {"items": ["warm", "up"]})[0])
     answers: list[tuple[httpx.Response, float]] = []
-    runaways = [threading.Thread(target=lambda: answers.append(invoke(deck, "runaway"))) for _ in range(6)]
+    runaways = [
+        threading.Thread(target=lambda: answers.append(timed_invoke(deck, "runaway", {}))) for _ in range(6)
+    ]
     for thread in runaways:
         thread.start()
     started = time.monotonic()
     slowest = {"jinja2": 0.0, "default": 0.0}
     while time.monotonic() - started < 2:  # while the runaways render (4 at a time, 1.25 s each)
-        response, seconds = invoke(deck, "loop", {"items": ["apples", "pears"]})
+        response, seconds = timed_invoke(deck, "loop", {"items": ["apples", "pears"]})
         ok(response)
         slowest["jinja2"] = max(slowest["jinja2"], seconds)
         default_started = time.monotonic()
-        ok(fake_openai.invoke(deck, "fast"))
+        ok(invoke(deck, "fast"))
         slowest["default"] = max(slowest["default"], time.monotonic() - default_started)
     assert max(slowest.values()) < 0.9, slowest
     for thread in runaways:
@@ -146,7 +141,7 @@ def test_saving_a_version_runs_none_of_its_filters(start_deck: StartDeck) -> Non
     assert time.monotonic() - started < 1 + SLACK
     ok(created, 201)
     assert (status_kb("VmHWM") - rss_before) / 1024 < 100  # was 880 MB, in the server, while saving
-    response, seconds = invoke(deck, "wide")
+    response, seconds = timed_invoke(deck, "wide", {})
     assert "messages[1]: needed more memory" in expect_hive_error(response, 422, "validation_error")
     assert seconds < 1 + SLACK
 
@@ -201,7 +196,7 @@ def test_a_render_that_never_answers_is_killed_at_the_limit(start_deck: StartDec
     ok(deploy_jinja(deck, "runaway", RUNAWAY_LOOP), 201)
     ok(deploy_jinja(deck, "fine", "{{ 6 * 7 }}"), 201)
     answers: list[tuple[httpx.Response, float]] = []
-    caller = threading.Thread(target=lambda: answers.append(invoke(deck, "runaway")))
+    caller = threading.Thread(target=lambda: answers.append(timed_invoke(deck, "runaway", {})))
     caller.start()
     time.sleep(0.4)
     busy = [pid for pid, state in render_workers().items() if state == "R"]
@@ -216,4 +211,4 @@ def test_a_render_that_never_answers_is_killed_at_the_limit(start_deck: StartDec
     while busy[0] in render_workers() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert busy[0] not in render_workers()  # killed, and the next render has a worker of its own
-    ok(invoke(deck, "fine")[0])
+    ok(timed_invoke(deck, "fine", {})[0])

@@ -4,7 +4,8 @@ live server and the fake OpenAI-compatible upstream (OpenAI's documented chat fo
 from __future__ import annotations
 
 from tests.support import fake_openai
-from tests.support.fake_openai import FakeOpenAI, Script, StartDeck, invoke, run_of
+from tests.support.fake_openai import FakeOpenAI, Script, StartDeck, run_of
+from tests.support.invoking import invoke
 
 upstream = fake_openai.upstream
 start_deck = fake_openai.start_deck

@@ -9,26 +9,14 @@ import pytest
 
 from promptdeck.config import Settings
 from promptdeck.domain.errors import NotFound
-from promptdeck.providers.base import Providers
 from promptdeck.providers.registry import build_providers
 from promptdeck.services import Services
+from tests.support.fake_providers import FakeProvider
+from tests.support.fake_providers import providers as fake_providers
 
-
-class FakeProvider:
-    name = "fake"
-    free = False
-    credential_name: str | None = "fake"
-    pricing_name: str | None = None
-
-
-class FreeProvider(FakeProvider):
-    name = "gratis"
-    free = True
-    credential_name = None
-
-
-class SharingProvider(FakeProvider):
-    name = "fake-v2"  # another API of the same vendor, one key for both
+FAKE = FakeProvider("fake", credential_name="fake")
+FREE = FakeProvider("gratis", free=True)
+SHARING = FakeProvider("fake-v2", credential_name="fake")  # another API of the same vendor, one key for both
 
 
 def test_the_built_in_providers_facts() -> None:
@@ -52,7 +40,7 @@ def test_the_built_in_providers_facts() -> None:
 
 
 def test_credentials_are_those_the_providers_call_with() -> None:
-    providers = Providers([FakeProvider(), FreeProvider(), SharingProvider()])
+    providers = fake_providers(FAKE, FREE, SHARING)
 
     assert providers.names == ["fake", "fake-v2", "gratis"]
     assert providers.credential_names == ["fake"]  # shared once; the free one takes none
@@ -60,7 +48,7 @@ def test_credentials_are_those_the_providers_call_with() -> None:
 
 def test_a_provider_that_takes_no_credential_refuses_one() -> None:
     services = Services.__new__(Services)  # only `providers` is read before the refusal
-    services.providers = Providers([FakeProvider(), FreeProvider()])
+    services.providers = fake_providers(FAKE, FREE)
 
     with pytest.raises(NotFound, match="'gratis'"):
         asyncio.run(services.store_credential("ws", "gratis", "sk-x", None))

@@ -86,9 +86,7 @@ async def test_batches_of_many_lengths_make_few_statement_texts_and_write_every_
             r.id: r for r in await conn.execute(sa.select(runs).where(runs.c.workspace_id == workspace_id))
         }
         metadata = (
-            await conn.execute(
-                sa.select(sa.func.count()).where(run_metadata.c.workspace_id == workspace_id)
-            )
+            await conn.execute(sa.select(sa.func.count()).where(run_metadata.c.workspace_id == workspace_id))
         ).scalar()
         counted = dict(
             (

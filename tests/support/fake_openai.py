@@ -11,10 +11,10 @@ Each request is answered by the `Script` registered for its model name (the part
 `requests` holds each request's JSON body; `seen` the same requests with their path and headers,
 and whether the caller hung up before the answer was complete.
 
-Test modules take the fixtures below by re-export (`upstream = fake_openai.upstream`).
+It is `tests.support.fake_upstream.FakeUpstream` (served from a background thread) with an
+OpenAI-shaped `answer`.
 
-It speaks just enough HTTP/1.1 for httpx: streamed answers use chunked encoding, so a cut
-stream is a real protocol failure, and every answer closes its connection.
+Test modules take the fixtures below by re-export (`upstream = fake_openai.upstream`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,8 @@ import orjson
 import pytest
 
 from tests.conftest import Deck, make_settings, seed
+from tests.support.fake_upstream import FakeUpstream, Seen, chunk, head
+from tests.support.invoking import INPUTS
 from tests.support.live_server import start_server
 from tests.support.postgres import free_port
 
@@ -57,36 +57,23 @@ class Script:
         return "".join(self.chunks)
 
 
-@dataclass
-class Seen:
-    """One request as it reached the fake upstream, and how far its answer got."""
+class FakeOpenAI(FakeUpstream):
+    """`FakeUpstream` answering as OpenAI's chat completions would, by `Script`."""
 
-    path: str
-    headers: dict[str, str]  # names in lower case
-    body: dict[str, Any]
-    chunks_sent: int = 0
-    hung_up: bool = False  # the caller closed the connection before the answer was complete
-
-    @property
-    def model(self) -> str:
-        return str(self.body.get("model"))
-
-
-@dataclass
-class FakeOpenAI:
-    scripts: dict[str, Script] = field(default_factory=dict)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    seen: list[Seen] = field(default_factory=list)
-    queued: dict[str, list[Script]] = field(default_factory=dict)
-    port: int = 0
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    def __init__(self) -> None:
+        super().__init__(prefix="/v1")
+        self.scripts: dict[str, Script] = {}
+        self.queued: dict[str, list[Script]] = {}
 
     @property
     def url(self) -> str:
         """The base URL to configure as `openai_base_url`."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return self.base_url
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Each request's JSON body, in order."""
+        return [seen.body for seen in self.seen]
 
     def script(self, model: str) -> Script:
         return self.scripts.get(model, Script())
@@ -107,60 +94,8 @@ class FakeOpenAI:
         self.start()
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        started = threading.Event()
-        loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            server = loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024, reuse_address=True)
-            )
-            self.port = server.sockets[0].getsockname()[1]
-            started.set()
-            loop.run_forever()
-            server.close()
-            for task in self._tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
-            loop.run_until_complete(server.wait_closed())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, daemon=True, name="fake-openai")
-        self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError("the fake upstream did not start")
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop = self._thread = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        seen: Seen | None = None
-        try:
-            seen = await _read_request(reader)
-            self.requests.append(seen.body)
-            self.seen.append(seen)
-            await self._answer(self._next_script(seen.model), seen, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            if seen is not None:
-                seen.hung_up = True
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    async def _answer(
-        self, script: Script, seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def answer(self, seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        script = self._next_script(seen.model)
         request = seen.body
         if script.hang:
             await asyncio.Event().wait()  # until the server stops
@@ -173,10 +108,10 @@ class FakeOpenAI:
                 return
             body = script.raw if script.raw is not None else orjson.dumps(_answer_body(script, request))
             framing = f"Content-Length: {len(body)}"
-            writer.write(_head(script.status, "application/json", framing, script.headers) + body)
+            writer.write(head(script.status, "application/json", framing, script.headers) + body)
             await writer.drain()
             return
-        writer.write(_head(200, "text/event-stream", "Transfer-Encoding: chunked", script.headers))
+        writer.write(head(200, "text/event-stream", "Transfer-Encoding: chunked", script.headers))
         model = request["model"]
         for index, text in enumerate(script.chunks):
             if index == script.cut_after:
@@ -185,13 +120,13 @@ class FakeOpenAI:
             if reader.at_eof():  # the caller closed its side: stop, as a real upstream would
                 seen.hung_up = True
                 return
-            writer.write(_chunk(_sse(_delta(model, {"content": text}))))
+            writer.write(chunk(_sse(_delta(model, {"content": text}))))
             await writer.drain()
             seen.chunks_sent += 1
         finish = _sse(_delta(model, {}, finish_reason="stop"))
         if script.usage is not None:
             finish += _sse({"id": "chatcmpl-fake", "model": model, "choices": [], "usage": _usage(script)})
-        writer.write(_chunk(finish + b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        writer.write(chunk(finish + b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
 
 
@@ -203,29 +138,6 @@ async def _hangs_up_within(reader: asyncio.StreamReader, seconds: float) -> bool
         return await asyncio.wait_for(reader.read(1), seconds) == b""
     except TimeoutError:
         return False
-
-
-async def _read_request(reader: asyncio.StreamReader) -> Seen:
-    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers: dict[str, str] = {}
-    for line in head[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length") or 0)
-    body = orjson.loads(await reader.readexactly(length)) if length else {}
-    path = head[0].split(" ")[1] if head[0].count(" ") >= 2 else ""
-    return Seen(path, headers, body if isinstance(body, dict) else {})
-
-
-def _head(status: int, content_type: str, framing: str, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
-    head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n{framing}\r\n"
-    head += "".join(f"{name}: {value}\r\n" for name, value in extra)
-    return (head + "Connection: close\r\n\r\n").encode()
-
-
-def _chunk(data: bytes) -> bytes:
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -287,9 +199,6 @@ def prompt_document(deployment: str, model: str, variants: tuple[str, ...] = ("d
     }
 
 
-INPUTS = {"text": "The quick brown fox jumps over the lazy dog.", "audience": "kids"}
-
-
 def push_prompt(
     url: str, admin_key: str, deployment: str, model: str, variants: tuple[str, ...] = ("default",)
 ) -> None:
@@ -321,13 +230,6 @@ def deck_over(upstream_url: str, database_url: str, tmp_path: Path, **overrides:
         yield Deck(live, key, workspace_id)
     finally:
         live.stop()
-
-
-def invoke(deck: Deck, deployment: str, variant: str | None = None) -> httpx.Response:
-    """A non-streamed Fetch Hive invoke with `INPUTS`."""
-    body = {"deployment": deployment, "inputs": INPUTS, "variant": variant}
-    with deck.client() as client:
-        return client.post("/v1/prompt/invoke", json=body)
 
 
 def invoke_streamed(deck: Deck, deployment: str, variant: str | None = None) -> list[dict[str, Any]]:

@@ -1,10 +1,16 @@
-"""Recorded upstream transcripts played by a real HTTP server on 127.0.0.1, and what a caller
-makes of the events a provider turns them into.
+"""The one fake upstream of the suite: a real HTTP server on 127.0.0.1 that records each request
+and answers it with a scripted reply, and what a caller makes of the events a provider turns
+the replies into.
 
-    async with TranscriptServer(prefix="/v1") as upstream:
+In the test's own event loop, answering each request with the next reply in turn:
+
+    async with FakeUpstream(prefix="/v1") as upstream:
         upstream.play(respond(200, {...}), stream([b"data: ...\\n\\n"]))
         ...                                # point a provider at upstream.base_url
-        upstream.requests                  # each request exactly as it arrived
+        upstream.seen                      # each request exactly as it arrived
+
+or from a background thread (`with FakeUpstream(...) as upstream:`), for a server process that
+calls it; a subclass decides each answer itself by overriding `answer` (see `fake_openai`).
 
 It speaks just enough HTTP/1.1 for httpx: streamed answers use chunked encoding, so a cut
 stream is a real protocol failure, and every answer closes its connection.
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -36,6 +43,7 @@ from promptdeck.domain.events import (
 from promptdeck.providers.http_upstream import HttpUpstream
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Headers = tuple[tuple[str, str], ...]
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -43,25 +51,34 @@ Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 @dataclass
 class Seen:
-    """One request as it reached the upstream."""
+    """One request as it reached the upstream, and how far its answer got."""
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: dict[str, Any]
+    chunks_sent: int = 0
+    hung_up: bool = False  # the caller closed the connection before the answer was complete
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model"))
 
 
 @dataclass
-class TranscriptServer:
-    """A real socket server that answers each request with the next scripted reply.
-    `prefix` is the path its `base_url` ends in (`/v1` for OpenAI-style base URLs)."""
+class FakeUpstream:
+    """A real socket server that answers each request with the next reply given to `play`
+    (or as a subclass's `answer` decides). `prefix` is the path its `base_url` ends in (`/v1`
+    for OpenAI-style base URLs)."""
 
     prefix: str = ""
     replies: list[Reply] = field(default_factory=list)
-    requests: list[Seen] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
     _open: dict[asyncio.Task[Any], asyncio.StreamWriter] = field(default_factory=dict)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -70,55 +87,114 @@ class TranscriptServer:
     def play(self, *replies: Reply) -> None:
         self.replies = list(replies)
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def answer(self, seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.replies.pop(0)(reader, writer)
+
+    # in the running event loop
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", 0, backlog=1024, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
-        """Hang up on connections still held open, so every handler ends on its own."""
+    async def close(self) -> None:
+        """Hang up on connections still held open and end every handler."""
         assert self._server is not None
         self._server.close()
         for writer in self._open.values():
             writer.close()
-        await asyncio.wait_for(asyncio.gather(*self._open), timeout=5)
+        for task in self._open:
+            task.cancel()
+        await asyncio.wait_for(asyncio.gather(*self._open, return_exceptions=True), timeout=5)
         await self._server.wait_closed()
 
-    async def __aenter__(self) -> TranscriptServer:
-        await self.start()
+    async def __aenter__(self) -> FakeUpstream:
+        await self.open()
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        await self.stop()
+        await self.close()
+
+    # from a background thread
+
+    def start(self) -> None:
+        started = threading.Event()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.open())
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.close())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, daemon=True, name=type(self).__name__)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the fake upstream did not start")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop = self._thread = None
+
+    def __enter__(self) -> FakeUpstream:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._open[task] = writer
+        seen: Seen | None = None
         try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            request_line, *header_lines = head.strip().split("\r\n")
-            method, path, _ = request_line.split(" ")
-            headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-            body = await reader.readexactly(int(headers.get("content-length", 0)))
-            self.requests.append(Seen(method, path, headers, orjson.loads(body) if body else {}))
-            await self.replies.pop(0)(reader, writer)
+            seen = await read_request(reader)
+            self.seen.append(seen)
+            await self.answer(seen, reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            if seen is not None:
+                seen.hung_up = True
         finally:
             writer.close()
             del self._open[task]
 
 
+async def read_request(reader: asyncio.StreamReader) -> Seen:
+    request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length") or 0)
+    body = orjson.loads(await reader.readexactly(length)) if length else {}
+    method, path, *_ = [*request_line.split(" "), "", ""]
+    return Seen(method, path, headers, body if isinstance(body, dict) else {})
+
+
 # --- replies -------------------------------------------------------------------------------------
 
 
-def _head(status: int, content_type: str, framing: str) -> bytes:
-    return (
-        f"HTTP/1.1 {status} {_phrase(status)}\r\nContent-Type: {content_type}\r\n{framing}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
+def head(status: int, content_type: str, framing: str, extra: Headers = ()) -> bytes:
+    """A response head that closes the connection; `framing` is its Content-Length or
+    Transfer-Encoding line."""
+    lines = f"HTTP/1.1 {status} {_phrase(status)}\r\nContent-Type: {content_type}\r\n{framing}\r\n"
+    lines += "".join(f"{name}: {value}\r\n" for name, value in extra)
+    return (lines + "Connection: close\r\n\r\n").encode()
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def _phrase(status: int) -> str:
@@ -128,36 +204,14 @@ def _phrase(status: int) -> str:
         return "Unknown"
 
 
-P = TypeVar("P", bound=HttpUpstream)
-
-
-@contextlib.asynccontextmanager
-async def provider_maker(
-    cls: type[P], base_url: str, key: str, url_option: str = "base_url"
-) -> AsyncIterator[Callable[..., P]]:
-    """Builds providers of `cls` aimed at a transcript server (or wherever the option named
-    `url_option` says) with `key` unless `api_key=` is given, and closes them all afterwards."""
-    made: list[P] = []
-
-    def make(**options: Any) -> P:
-        url = options.pop(url_option, base_url)
-        provider = cls(url, options.pop("api_key", key), **options)  # type: ignore[call-arg]
-        made.append(provider)
-        return provider
-
-    try:
-        yield make
-    finally:
-        for provider in made:
-            await provider.aclose()
-
-
-def respond(status: int, body: dict[str, Any] | bytes, content_type: str = "application/json") -> Reply:
-    """One whole response with a Content-Length."""
+def respond(
+    status: int, body: dict[str, Any] | bytes, content_type: str = "application/json", headers: Headers = ()
+) -> Reply:
+    """One whole response with a Content-Length (and any extra `headers`, e.g. Retry-After)."""
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
 
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(_head(status, content_type, f"Content-Length: {len(raw)}") + raw)
+        writer.write(head(status, content_type, f"Content-Length: {len(raw)}", headers) + raw)
         await writer.drain()
 
     return reply
@@ -170,11 +224,11 @@ def stream(
     chunk), `drop` (connection closed mid-body) or `stall` (say nothing more, keep it open)."""
 
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(_head(200, content_type, "Transfer-Encoding: chunked"))
+        writer.write(head(200, content_type, "Transfer-Encoding: chunked"))
         for event in events:
             if writer.is_closing():
                 return
-            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            writer.write(chunk(event))
             await writer.drain()
             if pause:
                 await asyncio.sleep(pause)
@@ -216,6 +270,32 @@ def unanswered_port() -> Iterator[int]:
         for client in held:
             client.close()
         listener.close()
+
+
+# --- providers aimed at it -----------------------------------------------------------------------
+
+P = TypeVar("P", bound=HttpUpstream)
+
+
+@contextlib.asynccontextmanager
+async def provider_maker(
+    cls: type[P], base_url: str, key: str, url_option: str = "base_url"
+) -> AsyncIterator[Callable[..., P]]:
+    """Builds providers of `cls` aimed at a fake upstream (or wherever the option named
+    `url_option` says) with `key` unless `api_key=` is given, and closes them all afterwards."""
+    made: list[P] = []
+
+    def make(**options: Any) -> P:
+        url = options.pop(url_option, base_url)
+        provider = cls(url, options.pop("api_key", key), **options)  # type: ignore[call-arg]
+        made.append(provider)
+        return provider
+
+    try:
+        yield make
+    finally:
+        for provider in made:
+            await provider.aclose()
 
 
 # --- what the caller ends up with ----------------------------------------------------------------
