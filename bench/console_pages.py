@@ -58,9 +58,9 @@ from gateway_overhead import (  # noqa: E402
     percentile,
 )
 from promptdeck.config import Settings  # noqa: E402
-from promptdeck.store.catalog import CatalogStore  # noqa: E402
 from promptdeck.store.console_members import MemberStore  # noqa: E402
 from promptdeck.store.database import create_engine  # noqa: E402
+from promptdeck.store.prompt_sync import PromptSync  # noqa: E402
 from run_log_data import DEPLOYMENTS, MODELS, RunFactory, Shape  # noqa: E402
 from run_log_scale import Database, LoadMeter, bootstrap, open_database, settle, write_log  # noqa: E402
 
@@ -151,9 +151,9 @@ async def seed(url: str) -> tuple[str, str]:
     workspace_id, _ = await bootstrap(url)
     engine = create_engine(url)
     try:
-        catalog = CatalogStore(engine)
+        sync = PromptSync(engine)
         for document in prompt_documents():
-            await catalog.push(workspace_id, document, actor="console-pages-bench")
+            await sync.push(workspace_id, document, actor="console-pages-bench")
         await MemberStore(engine).create(workspace_id, EMAIL, PASSWORD, "owner")
     finally:
         await engine.dispose()

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from promptdeck.store.tables import provider_credentials
 from tests.conftest import Deck
 from tests.support import fake_openai
-from tests.support.fake_openai import INPUTS, FakeOpenAI, Script, StartDeck, deck_over, invoke, run_of
+from tests.support.fake_openai import INPUTS, FakeOpenAI, Script, StartDeck, deck_over, run_of
+from tests.support.invoking import invoke
 
 upstream, start_deck = fake_openai.upstream, fake_openai.start_deck
 
@@ -214,7 +215,7 @@ def test_the_payload_is_the_exact_body_the_provider_gets_and_calls_no_one(
     if stream:
         fake_openai.invoke_streamed(deck, "fast", "beta")
     else:
-        assert invoke(deck, "fast", "beta").status_code == 200
+        assert invoke(deck, "fast", variant="beta").status_code == 200
     assert upstream.requests == [answer.json()["payload"]]  # what a real call sends
 
 

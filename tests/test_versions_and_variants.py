@@ -15,7 +15,8 @@ from promptdeck.domain.reliability import SplitArm
 from promptdeck.domain.traffic_split import choose, point
 from tests.conftest import Deck
 from tests.support import fake_openai
-from tests.support.fake_openai import INPUTS, FakeOpenAI, Script, deck_over
+from tests.support.fake_openai import FakeOpenAI, Script, deck_over
+from tests.support.invoking import invoke
 
 upstream = fake_openai.upstream
 
@@ -63,11 +64,6 @@ def variants_of(client: httpx.Client, deployment: str = "fast") -> dict[str, int
 
 def history(client: httpx.Client, variant: str = "default") -> list[dict[str, Any]]:
     return list(ok(client.get(f"/api/deployments/fast/variants/{variant}/history"))["data"])
-
-
-def invoke(client: httpx.Client, variant: str | None = None, user: str | None = None, **inputs: Any) -> Any:
-    body = {"deployment": "fast", "variant": variant, "inputs": inputs or INPUTS, "user": user}
-    return client.post("/v1/prompt/invoke", json=body)
 
 
 # ── diff ─────────────────────────────────────────────────────────────────────────
@@ -240,7 +236,7 @@ def test_a_promotion_that_would_break_recent_callers_is_refused_unless_forced(li
             ok(client.put(f"/api/deployments/fast/variants/{name}", json={"version": 1}))
         for _ in range(3):
             ok(invoke(client))
-        assert invoke(client, text="no audience").status_code == 422  # refused, but still a run
+        assert invoke(client, inputs={"text": "no audience"}).status_code == 422  # refused, but still a run
         live.flush()
 
         risky = version("{{tone}} for {{audience}}: {{text}}")
@@ -386,7 +382,7 @@ def test_split_config_is_validated(live: Deck) -> None:
             "split[0].weight",
             "split[1].version",
             "split[2].weight",
-            "split[3]: unknown field",
+            "split[3].share: unknown field",
         ):
             assert any(fragment in problem for problem in bad["details"]), (fragment, bad["details"])
         twice = [{"version": 1, "weight": 1}, {"version": 1, "weight": 2}]

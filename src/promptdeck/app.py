@@ -15,6 +15,7 @@ from promptdeck.http_errors import as_error
 from promptdeck.services import Services
 from promptdeck.surfaces import (
     admin,
+    admin_runs,
     analytics,
     fetchhive,
     openai_chat,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(traceport.router)
     app.include_router(vellum.router)
     app.include_router(admin.router)
+    app.include_router(admin_runs.router)
     app.include_router(analytics.router)
     app.include_router(playground.router)
     mount_console(app)  # the web console's pages and /static/

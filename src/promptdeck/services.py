@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.config import Settings
+from promptdeck.domain.change_events import CatalogChanged, ChangeEvent, ChangeFeed, ProviderSettingsChanged
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.upstream_urls import base_urls
 from promptdeck.engine import template_renders
@@ -58,14 +59,16 @@ class Services:
     usage: UsageReport
     end_users: EndUsers
     vellum: VellumState  # the Vellum dialect's deployment ids and external-id claims
+    changes: ChangeFeed  # every store write the caches below depend on is published here
     checkpointer: WalCheckpointer | None = None  # SQLite only
     _pruner: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = create_engine(settings.database_url)
+        changes = ChangeFeed()
         access = AccessStore(db)
-        catalog = CatalogStore(db)
+        catalog = CatalogStore(db, changes)
         keys = KeyCheck(
             access,
             settings.cache_ttl_seconds,
@@ -84,11 +87,11 @@ class Services:
             after_batch=record_key_use,
         )
         providers = build_providers(settings)
-        credentials = CredentialStore(db, load_secret_key(settings.secret_key, settings.data_dir))
-        prices = PriceOverrides(db)
+        credentials = CredentialStore(db, load_secret_key(settings.secret_key, settings.data_dir), changes)
+        prices = PriceOverrides(db, changes)
         feedback = FeedbackStore(db, writer.pending_run)
         engine = Engine(
-            catalog,
+            catalog.deployments,
             providers,
             writer,
             settings.cache_ttl_seconds,
@@ -98,6 +101,8 @@ class Services:
             cache_entries=settings.cache_max_entries,
             cache_misses=settings.cache_max_misses,
         )
+        vellum = VellumState(catalog.deployments, writer, feedback, settings.cache_ttl_seconds)
+        subscribe_caches(changes, engine, vellum)
         return cls(
             settings,
             db,
@@ -116,7 +121,8 @@ class Services:
             console_sessions=SessionStore(db),
             usage=UsageReport(db),
             end_users=EndUsers(db),
-            vellum=VellumState(catalog, writer, feedback, settings.cache_ttl_seconds),
+            vellum=vellum,
+            changes=changes,
             checkpointer=WalCheckpointer(path) if (path := sqlite_file(settings.database_url)) else None,
         )
 
@@ -143,6 +149,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
             self._pruner = None
+        await self.engine.close_open_runs()
         await self.writer.stop()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
@@ -165,9 +172,6 @@ class Services:
         run["feedback"] = await self.feedback.for_run(workspace_id, run["id"])
         return run
 
-    def catalog_changed(self) -> None:
-        self.engine.forget_deployments()
-
     # Changes the admin API and the console's settings both make (one implementation).
 
     async def list_providers(self, workspace_id: str) -> list[dict[str, Any]]:
@@ -183,15 +187,27 @@ class Services:
                 f"no provider {provider!r} takes credentials "
                 f"(credentials: {', '.join(self.providers.credential_names)})"
             )
-        stored = await self.credentials.put(workspace_id, provider, api_key, base_url)
-        self.engine.forget_provider_settings()
-        return stored
+        return await self.credentials.put(workspace_id, provider, api_key, base_url)
 
     async def delete_credential(self, workspace_id: str, provider: str) -> None:
         await self.credentials.delete(workspace_id, provider)
-        self.engine.forget_provider_settings()
 
     async def revoke_key(self, workspace_id: str, key_id: str) -> ApiKey:
         key = await self.access.revoke_key(workspace_id, key_id)
         self.keys.forget()
         return key
+
+
+def subscribe_caches(changes: ChangeFeed, engine: Engine, vellum: VellumState) -> None:
+    """The caches a write makes stale, subscribed to the change feed: the engine's resolved
+    deployments and Vellum's deployment ids on a catalog change, the engine's credentials and
+    price overrides on a provider settings change."""
+
+    def forget(event: ChangeEvent) -> None:
+        if isinstance(event, CatalogChanged):
+            engine.forget_deployments()
+            vellum.names.invalidate(event.workspace_id)
+        elif isinstance(event, ProviderSettingsChanged):
+            engine.forget_provider_settings()
+
+    changes.subscribe(forget)

@@ -17,6 +17,7 @@ import httpx
 from promptdeck.domain.runs import RunRecord
 from tests.support.browser import shot
 from tests.support.fake_openai import INPUTS
+from tests.support.invoking import invoke
 from tests.web.conftest import Console
 
 TAGS = itertools.count()
@@ -26,30 +27,6 @@ ANSWER = "Hello, world!"  # the fake upstream's default answer
 def tag() -> str:
     """A metadata value no other test's runs carry (the server is shared)."""
     return f"t{next(TAGS)}-{uuid.uuid4().hex[:6]}"
-
-
-def invoke(
-    console: Console,
-    metadata: dict[str, Any],
-    user: str | None = None,
-    variant: str | None = None,
-    fail: bool = False,
-) -> str | None:
-    """A Fetch Hive invoke of `fast`; `fail` leaves the inputs out (an error run, no model call).
-    Returns the request id (None for a failed one: its error carries none)."""
-    body: dict[str, Any] = {"deployment": "fast", "inputs": {} if fail else INPUTS, "metadata": metadata}
-    if user:
-        body["user"] = user
-    if variant:
-        body["variant"] = variant
-    answer = httpx.post(
-        console.url + "/v1/prompt/invoke",
-        json=body,
-        headers={"Authorization": f"Bearer {console.admin_key}"},
-        timeout=30,
-    )
-    assert answer.status_code == (422 if fail else 200), answer.text
-    return None if fail else str(answer.json()["request_id"])
 
 
 def flush(console: Console) -> None:
@@ -73,9 +50,21 @@ async def test_filters_find_runs_by_metadata_status_user_and_variant(
     upstream_page: Any, upstream_console: Console
 ) -> None:
     page, mark = upstream_page, tag()
-    invoke(upstream_console, {"suite": mark, "customer": "acme"}, user=f"ann-{mark}")
-    invoke(upstream_console, {"suite": mark, "customer": "globex"}, user=f"bob-{mark}", variant="beta")
-    invoke(upstream_console, {"suite": mark, "customer": "acme"}, user=f"bob-{mark}", fail=True)
+    invoke(upstream_console, metadata={"suite": mark, "customer": "acme"}, user=f"ann-{mark}", expect=200)
+    invoke(
+        upstream_console,
+        metadata={"suite": mark, "customer": "globex"},
+        user=f"bob-{mark}",
+        variant="beta",
+        expect=200,
+    )
+    invoke(
+        upstream_console,
+        inputs={},
+        metadata={"suite": mark, "customer": "acme"},
+        user=f"bob-{mark}",
+        expect=422,
+    )
     flush(upstream_console)
 
     await page.goto("/logs")
@@ -112,7 +101,7 @@ async def test_filters_find_runs_by_metadata_status_user_and_variant(
 async def test_next_page_and_live_tail(upstream_page: Any, upstream_console: Console) -> None:
     page, mark = upstream_page, tag()
     for _ in range(52):
-        invoke(upstream_console, {"batch": mark})
+        invoke(upstream_console, metadata={"batch": mark}, expect=200)
     flush(upstream_console)
     await page.goto(f"/logs?meta=batch%3D{mark}")
     first = await shown(page)
@@ -128,8 +117,9 @@ async def test_next_page_and_live_tail(upstream_page: Any, upstream_console: Con
     await page.evaluate("window.notReloaded = true")
     await page.get_by_label("Live tail").check()
     await page.get_by_text("Live: 0 new runs").wait_for()
-    newest = invoke(upstream_console, {"batch": mark}, user=f"tail-{mark}")
-    invoke(upstream_console, {"batch": "someone else"})  # not matching: never shown
+    answer = invoke(upstream_console, metadata={"batch": mark}, user=f"tail-{mark}", expect=200)
+    newest = answer.json()["request_id"]
+    invoke(upstream_console, metadata={"batch": "someone else"}, expect=200)  # not matching: never shown
     top = page.locator("#runs tr.run-row").first
     await top.filter(has_text=f"tail-{mark}").wait_for(timeout=15_000)
     assert await page.evaluate("window.notReloaded === true")
@@ -143,7 +133,11 @@ async def test_a_run_page_shows_its_parts_and_takes_feedback(
     upstream_page: Any, upstream_console: Console
 ) -> None:
     page, mark = upstream_page, tag()
-    request_id = str(invoke(upstream_console, {"suite": mark, "plan": "pro"}, user=f"cara-{mark}"))
+    request_id = str(
+        invoke(
+            upstream_console, metadata={"suite": mark, "plan": "pro"}, user=f"cara-{mark}", expect=200
+        ).json()["request_id"]
+    )
     flush(upstream_console)
     await page.goto(f"/logs?meta=suite%3D{mark}")
     async with page.expect_navigation():
@@ -171,7 +165,7 @@ async def test_a_run_page_shows_its_parts_and_takes_feedback(
     form = page.locator("#feedback-form")
     await form.get_by_label("Score (0 to 1)").fill("1.5")
     await form.get_by_role("button", name="Add feedback").click()
-    await form.locator(".form-error", has_text="less than or equal to 1").wait_for()
+    await form.locator(".form-error", has_text="score: expected a number up to 1.0; got 1.5").wait_for()
     await form.get_by_label("up", exact=True).check()
     await form.get_by_label("Score (0 to 1)").fill("0.9")
     await form.get_by_label("Correction").fill("Hi there, world.")
@@ -217,7 +211,7 @@ def test_bad_filters_are_explained_next_to_the_form(upstream_console: Console) -
 
 
 def test_roles_csrf_and_unknown_runs(upstream_console: Console) -> None:
-    request_id = str(invoke(upstream_console, {"suite": tag()}))
+    request_id = str(invoke(upstream_console, metadata={"suite": tag()}, expect=200).json()["request_id"])
     flush(upstream_console)
     with upstream_console.session_client(upstream_console.add_member("viewer")) as (viewer, csrf):
         run_page = viewer.get(f"/logs/{request_id}")

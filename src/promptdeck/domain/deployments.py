@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.prompts import PromptSpec
-from promptdeck.domain.reliability import VariantConfig
+from promptdeck.domain.reliability import DEFAULT_CONFIG, VariantConfig
 from promptdeck.domain.traffic_split import choose, point
 
 LATEST = "latest"  # a release tag every deployment has: the prompt's newest version
@@ -43,9 +43,15 @@ class Deployment:
     # Versions a variant config names by number (fallbacks, split arms), by number.
     named_versions: dict[int, Version] = field(default_factory=dict)
     newest: Version | None = None  # the prompt's newest version: what `latest` serves
+    # Variants that follow `latest`: each new version of the prompt moves them (a catalog
+    # state, not part of the variant's user-set config).
+    following: frozenset[str] = frozenset()
 
     def config(self, variant: str) -> VariantConfig:
-        return self.configs.get(variant) or VariantConfig()
+        return self.configs.get(variant) or DEFAULT_CONFIG
+
+    def follows_latest(self, variant: str) -> bool:
+        return variant in self.following
 
     def resolve(self, variant: str | None) -> tuple[str, Version]:
         """The variant to serve (the default when none is named) and its version."""

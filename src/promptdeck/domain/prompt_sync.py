@@ -41,9 +41,7 @@ def pulled_document(
     for deployment in sorted(deployments, key=lambda d: d.name):
         order = sorted(deployment.variants, key=lambda v: (v != deployment.default_variant, v))
         deploy[deployment.name] = {
-            variant: LATEST
-            if deployment.config(variant).follows_latest
-            else deployment.variants[variant].number
+            variant: LATEST if deployment.follows_latest(variant) else deployment.variants[variant].number
             for variant in order
         }
     if deploy:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.engine.ttl_cache import TtlCache
-from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.deployments import DeploymentStore
 from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.run_writer import RunWriter
 
@@ -19,7 +19,7 @@ RELOAD_SECONDS = 1.0  # an unknown deployment id reloads a workspace's ids at mo
 class VellumState:
     def __init__(
         self,
-        catalog: CatalogStore,
+        catalog: DeploymentStore,
         writer: RunWriter,
         feedback: FeedbackStore,
         ttl_seconds: float,

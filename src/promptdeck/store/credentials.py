@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from promptdeck.domain.change_events import ChangeFeed, ProviderSettingsChanged
 from promptdeck.domain.errors import NotFound, ValidationFailed
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.domain.upstream_urls import base_url_problem
@@ -42,9 +43,12 @@ class Credential:
 
 
 class CredentialStore:
-    def __init__(self, engine: AsyncEngine, secret_key: bytes) -> None:
+    """Each committed change publishes `ProviderSettingsChanged`: the engine caches credentials."""
+
+    def __init__(self, engine: AsyncEngine, secret_key: bytes, changes: ChangeFeed | None = None) -> None:
         self.engine = engine
         self.fernet = Fernet(secret_key)
+        self.changes = changes or ChangeFeed()
 
     async def put(
         self, workspace_id: str, provider: str, api_key: str, base_url: str | None
@@ -69,6 +73,7 @@ class CredentialStore:
                         id=new_id(), workspace_id=workspace_id, provider=provider, **values
                     )
                 )
+        self.changes.publish(ProviderSettingsChanged(workspace_id))
         return {"provider": provider, "base_url": values["base_url"], "updated_at": values["updated_at"]}
 
     async def get(self, workspace_id: str, provider: str) -> Credential | None:
@@ -116,3 +121,4 @@ class CredentialStore:
             )
         if result.rowcount == 0:
             raise NotFound(f"no stored credential for provider {provider!r}")
+        self.changes.publish(ProviderSettingsChanged(workspace_id))

@@ -7,8 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptdeck.domain.errors import NotFound, ValidationFailed
-from promptdeck.domain.prices import Price
+from promptdeck.domain.change_events import ChangeFeed, ProviderSettingsChanged
+from promptdeck.domain.errors import NotFound
+from promptdeck.domain.prices import Price, PriceOverride
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.store.tables import price_overrides
 
@@ -16,22 +17,15 @@ RATES = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_wr
 
 
 class PriceOverrides:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    """Each committed change publishes `ProviderSettingsChanged`: the engine caches overrides."""
 
-    async def put(self, workspace_id: str, model: str, rates: dict[str, Any]) -> dict[str, Any]:
-        problems = []
-        for name in RATES:
-            value = rates.get(name)
-            if value is None and name not in RATES[:2]:  # the cache rates are optional
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                problems.append(f"{name}: expected a number of USD per million tokens, 0 or more")
-        if "/" not in model.strip("/"):
-            problems.append("model: expected 'provider/model'")
-        if problems:
-            raise ValidationFailed("invalid price: " + "; ".join(problems), details=problems)
-        values = {name: rates.get(name) for name in RATES} | {"updated_at": utcnow()}
+    def __init__(self, engine: AsyncEngine, changes: ChangeFeed | None = None) -> None:
+        self.engine = engine
+        self.changes = changes or ChangeFeed()
+
+    async def put(self, workspace_id: str, model: str, rates: PriceOverride) -> dict[str, Any]:
+        """Store a price the admin API has checked (`PriceOverride`, `ModelName`)."""
+        values = {name: getattr(rates, name) for name in RATES} | {"updated_at": utcnow()}
         async with self.engine.begin() as conn:
             where = (price_overrides.c.workspace_id == workspace_id) & (price_overrides.c.model == model)
             if (await conn.execute(price_overrides.update().where(where).values(**values))).rowcount == 0:
@@ -40,6 +34,7 @@ class PriceOverrides:
                         id=new_id(), workspace_id=workspace_id, model=model, **values
                     )
                 )
+        self.changes.publish(ProviderSettingsChanged(workspace_id))
         return {"model": model, **values}
 
     async def all(self, workspace_id: str) -> dict[str, Price]:
@@ -67,6 +62,7 @@ class PriceOverrides:
             )
         if result.rowcount == 0:
             raise NotFound(f"no price override for {model!r}")
+        self.changes.publish(ProviderSettingsChanged(workspace_id))
 
 
 def _price(row: dict[str, Any]) -> Price:

@@ -107,7 +107,7 @@ class PromptOverview:
                 deployments.c.name.label("deployment"),
                 deployments.c.default_variant,
                 variants.c.name.label("variant"),
-                variants.c.config,
+                variants.c.follows_latest,
                 prompt_versions.c.number,
             )
             .select_from(prompts)
@@ -125,7 +125,7 @@ class PromptOverview:
                 variant=r.variant,
                 version_number=r.number,
                 is_default=r.variant == r.default_variant,
-                follows_latest=isinstance(r.config, dict) and bool(r.config.get("follows_latest")),
+                follows_latest=bool(r.follows_latest),
             )
             for r in rows
         ]

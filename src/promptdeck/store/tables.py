@@ -109,6 +109,8 @@ variants = sa.Table(
     sa.Column("version_id", Id, sa.ForeignKey("prompt_versions.id"), nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("config", sa.JSON),  # timeouts, retries, fallbacks (domain/reliability.py)
+    # Each new version of the prompt moves this variant (set by moves to `latest`, not by config).
+    sa.Column("follows_latest", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("deployment_id", "name"),
 )
 

@@ -3,9 +3,10 @@ archive of `GET /api/export` / `POST /api/import`.
 
 The archive holds one member, `workspace.json`: every prompt with its full version history
 (content, content hash, note, author, time), and every deployment with its variants (the
-version each points at and its config JSON, `follows_latest` included). Never runs, API keys
+version each points at, whether it follows `latest`, and its config JSON). Never runs, API keys
 or provider credentials. An import is all or nothing and refuses a prompt slug or deployment
-name the workspace already has.
+name the workspace already has. Archives written before `follows_latest` had a column of its
+own carry it inside the config JSON; an import reads either form.
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ from typing import Any
 
 import orjson
 
+from promptdeck.domain.change_events import CatalogChanged
 from promptdeck.domain.errors import Conflict, PromptdeckError, ValidationFailed
 from promptdeck.domain.prompt_sync import pulled_document
 from promptdeck.domain.prompts import check_slug, parse_spec
 from promptdeck.domain.reliability import parse_variant_config
 from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.deployments import config_data, deployment_row, insert_deployment
+from promptdeck.store.prompts import insert_prompt, insert_version, prompt_row, require_prompt
 from promptdeck.store.tables import prompt_versions, prompts, variants
+from promptdeck.store.variant_moves import move
 
 FORMAT = "promptdeck-workspace"
 FORMAT_VERSION = 1
 MEMBER = "workspace.json"
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
+FOLLOWS_LATEST = "follows_latest"
 
 
 class WorkspaceArchive:
@@ -40,16 +46,14 @@ class WorkspaceArchive:
 
     async def pull_documents(self, workspace_id: str) -> list[dict[str, Any]]:
         """One prompt-file document per prompt that has a version, by slug."""
-        deployments = await self.catalog.list_deployments(workspace_id)
+        deployments = await self.catalog.deployments.list_deployments(workspace_id)
         documents = []
-        for prompt in await self.catalog.list_prompts(workspace_id):
-            if prompt["latest_version"] is None:
+        for prompt in await self.catalog.prompts.list_prompts(workspace_id):
+            if prompt.latest_version is None:
                 continue
-            version = await self.catalog.get_version(workspace_id, prompt["slug"], prompt["latest_version"])
-            serving = [d for d in deployments if d.prompt_id == prompt["id"]]
-            documents.append(
-                pulled_document(prompt["slug"], prompt["name"], prompt["description"], version, serving)
-            )
+            version = await self.catalog.prompts.get_version(workspace_id, prompt.slug, prompt.latest_version)
+            serving = [d for d in deployments if d.prompt_id == prompt.id]
+            documents.append(pulled_document(prompt.slug, prompt.name, prompt.description, version, serving))
         return documents
 
     # ── export ───────────────────────────────────────────────────────────────
@@ -57,14 +61,15 @@ class WorkspaceArchive:
     async def export(self, workspace_id: str) -> dict[str, Any]:
         catalog = self.catalog
         data: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "prompts": []}
-        for prompt in await catalog.list_prompts(workspace_id):
-            versions = await catalog.list_versions(workspace_id, prompt["slug"])
+        listed = await catalog.prompts.list_prompts(workspace_id)
+        for prompt in listed:
+            versions = await catalog.prompts.list_versions(workspace_id, prompt.slug)
             data["prompts"].append(
                 {
-                    "slug": prompt["slug"],
-                    "name": prompt["name"],
-                    "description": prompt["description"],
-                    "created_at": prompt["created_at"].isoformat(),
+                    "slug": prompt.slug,
+                    "name": prompt.name,
+                    "description": prompt.description,
+                    "created_at": prompt.created_at.isoformat(),
                     "versions": [
                         {
                             "number": v.number,
@@ -78,18 +83,22 @@ class WorkspaceArchive:
                     ],
                 }
             )
-        slugs = {p["id"]: p["slug"] for p in await catalog.list_prompts(workspace_id)}
+        slugs = {p.id: p.slug for p in listed}
         data["deployments"] = [
             {
                 "name": d.name,
                 "prompt": slugs[d.prompt_id],
                 "default_variant": d.default_variant,
                 "variants": {
-                    name: {"version": v.number, "config": d.config(name).to_dict()}
+                    name: {
+                        "version": v.number,
+                        FOLLOWS_LATEST: d.follows_latest(name),
+                        "config": config_data(d.config(name)),
+                    }
                     for name, v in sorted(d.variants.items())
                 },
             }
-            for d in await catalog.list_deployments(workspace_id)
+            for d in await catalog.deployments.list_deployments(workspace_id)
         ]
         return data
 
@@ -103,17 +112,16 @@ class WorkspaceArchive:
         an archive in one transaction; refuses (409) names the workspace already has."""
         data = unpack(archive)
         check_archive(data)
-        catalog = self.catalog
         counts = {"prompts": 0, "versions": 0, "deployments": 0, "variants": 0}
-        async with catalog.engine.begin() as conn:
+        async with self.catalog.engine.begin() as conn:
             taken = [
                 f"prompt {p['slug']!r}"
                 for p in data["prompts"]
-                if await catalog._prompt_row(conn, workspace_id, p["slug"]) is not None
+                if await prompt_row(conn, workspace_id, p["slug"]) is not None
             ] + [
                 f"deployment {d['name']!r}"
                 for d in data["deployments"]
-                if await catalog._deployment_row(conn, workspace_id, d["name"]) is not None
+                if await deployment_row(conn, workspace_id, d["name"]) is not None
             ]
             if taken:
                 raise Conflict(
@@ -123,17 +131,17 @@ class WorkspaceArchive:
             version_ids: dict[tuple[str, int], str] = {}
             prompt_ids: dict[str, str] = {}
             for p in data["prompts"]:
-                row = await catalog._insert_prompt(conn, workspace_id, p["slug"], p["name"], p["description"])
+                prompt_id = await insert_prompt(conn, workspace_id, p["slug"], p["name"], p["description"])
                 await conn.execute(
                     prompts.update()
-                    .where(prompts.c.id == row["id"])
+                    .where(prompts.c.id == prompt_id)
                     .values(created_at=_time(p["created_at"]))
                 )
-                prompt = await catalog._require_prompt(conn, workspace_id, p["slug"])
+                prompt = await require_prompt(conn, workspace_id, p["slug"])
                 prompt_ids[p["slug"]] = prompt.id
                 counts["prompts"] += 1
                 for v in p["versions"]:
-                    version = await catalog._insert_version(
+                    version = await insert_version(
                         conn, prompt, parse_spec(v["content"]), v["note"], v["author"]
                     )
                     await conn.execute(
@@ -144,19 +152,20 @@ class WorkspaceArchive:
                     version_ids[(p["slug"], v["number"])] = version.id
                     counts["versions"] += 1
             for d in data["deployments"]:
-                deployment_id = await catalog._insert_deployment(
+                deployment_id = await insert_deployment(
                     conn, workspace_id, d["name"], prompt_ids[d["prompt"]], d["default_variant"]
                 )
                 counts["deployments"] += 1
                 for name, target in d["variants"].items():
-                    config = target["config"]
-                    await catalog._move(
+                    config = {k: v for k, v in (target.get("config") or {}).items() if k != FOLLOWS_LATEST}
+                    await move(
                         conn,
                         deployment_id,
                         name,
                         version_ids[(d["prompt"], target["version"])],
                         actor,
                         "import",
+                        _follows_latest(target),
                     )
                     await conn.execute(
                         variants.update()
@@ -164,7 +173,15 @@ class WorkspaceArchive:
                         .values(config=config or None)
                     )
                     counts["variants"] += 1
+        self.catalog.changes.publish(CatalogChanged(workspace_id))
         return counts
+
+
+def _follows_latest(target: dict[str, Any]) -> bool:
+    """A variant's `follows_latest`: beside its config, or (older archives) inside it."""
+    config = target.get("config")
+    inside = isinstance(config, dict) and config.get(FOLLOWS_LATEST) is True
+    return target.get(FOLLOWS_LATEST) is True or inside
 
 
 def pack(data: dict[str, Any]) -> bytes:
@@ -270,6 +287,8 @@ def check_archive(data: Any) -> None:
             if not isinstance(target, dict) or target.get("version") not in numbers[prompt]:
                 problems.append(f"{at}: points at no version of prompt {prompt!r}")
                 continue
+            if not isinstance(target.get(FOLLOWS_LATEST, False), bool):
+                problems.append(f"{at}: follows_latest: expected true or false")
             config = check(at, lambda target=target: parse_variant_config(target.get("config")))
             if config is None:
                 continue

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 
+from promptdeck.catalog_views import variant_config_dict
 from promptdeck.domain.deployments import Deployment
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.members import role_allows
@@ -70,7 +71,7 @@ def view(deployment: Deployment) -> DeploymentView:
         VariantRow(
             name=name,
             version=version.number,
-            follows_latest=deployment.config(name).follows_latest,
+            follows_latest=deployment.follows_latest(name),
             split=deployment.config(name).split,
             is_default=name == deployment.default_variant,
             href=f"{href}?{urlencode({'variant': name})}#variant",
@@ -113,14 +114,14 @@ def can_edit(session: Session) -> bool:
 async def deployments(request: Request, session: Session = Member) -> Response:
     app = services(request)
     workspace_id = session.member.workspace_id
-    found = await app.catalog.list_deployments(workspace_id)
+    found = await app.catalog.deployments.list_deployments(workspace_id)
     editor = can_edit(session)
     return page(
         request,
         "deployments.html",
         deployments=[view(d) for d in found],
         runs_24h=await runs_last_day(request, workspace_id),
-        prompts=await app.catalog.list_prompts(workspace_id) if editor else [],
+        prompts=await app.catalog.prompts.list_prompts(workspace_id) if editor else [],
         can_edit=editor,
     )
 
@@ -131,14 +132,13 @@ async def deployment_page(
 ) -> Response:
     app = services(request)
     workspace_id = session.member.workspace_id
-    deployment = await app.catalog.load_deployment(workspace_id, name)
+    deployment = await app.catalog.deployments.load_deployment(workspace_id, name)
     chosen = variant or deployment.default_variant
     if chosen not in deployment.variants:
         known = ", ".join(sorted(deployment.variants)) or "none"
         raise NotFound(f"deployment {name!r} has no variant {chosen!r} (variants: {known})")
     version = deployment.variants[chosen]
     shown = view(deployment)
-    config = deployment.config(chosen)
     made = snippets(
         str(request.base_url),
         deployment.name,
@@ -153,9 +153,9 @@ async def deployment_page(
         chosen=next(row for row in shown.variants if row.name == chosen),
         version=version,
         input_names=list(version.spec.inputs),
-        config=config.to_dict(),
-        history=await app.catalog.history(workspace_id, name, chosen),
-        versions=[v.number for v in await app.catalog.list_versions(workspace_id, shown.prompt)],
+        config=variant_config_dict(deployment, chosen),
+        history=await app.catalog.deployments.history(workspace_id, name, chosen),
+        versions=[v.number for v in await app.catalog.prompts.list_versions(workspace_id, shown.prompt)],
         snippets=made,
         can_edit=can_edit(session),
     )

@@ -184,7 +184,7 @@ def run_href(run: dict[str, Any]) -> str:
 
 async def deployment_choices(request: Request, workspace_id: str) -> tuple[list[str], list[str]]:
     """Deployment names and variant names, for the filters' suggestions."""
-    found = await services(request).catalog.list_deployments(workspace_id)
+    found = await services(request).catalog.deployments.list_deployments(workspace_id)
     variants = sorted({name for d in found for name in d.variants})
     return [d.name for d in found], variants
 
@@ -259,7 +259,7 @@ async def run_page(run_id: str, request: Request, session: Session = Member) -> 
     run = await app.find_run(workspace_id, run_id)
     slug = None
     with contextlib.suppress(NotFound):  # the deployment was removed since; the run stays readable
-        slug = prompt_slug(await app.catalog.load_deployment(workspace_id, run["deployment"]))
+        slug = prompt_slug(await app.catalog.deployments.load_deployment(workspace_id, run["deployment"]))
     metadata = [
         (key, value, "/logs?" + urlencode({"meta": f"{key}={value_text(value)}"}))
         for key, value in (run.get("metadata") or {}).items()

@@ -15,13 +15,13 @@ from fastapi import APIRouter, Request, Response
 from pydantic_core import to_jsonable_python
 
 from promptdeck.admin_models import PromptIn
+from promptdeck.catalog_views import prompt_detail, version_dict
 from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
 from promptdeck.domain.members import role_allows
 from promptdeck.domain.prompts import INPUT_TYPES, PARAMETERS, REASONING_EFFORTS, ROLES
 from promptdeck.domain.templating import TEMPLATE_SYNTAXES
 from promptdeck.domain.version_diff import report
 from promptdeck.engine.model_choices import model_choices
-from promptdeck.store.catalog import v_summary
 from promptdeck.store.console_sessions import Session
 from promptdeck.store.prompt_overview import PromptOverview, PromptSummary, pointers_by_version
 from promptdeck.web.diff_view import blocks
@@ -73,7 +73,7 @@ async def create_prompt(request: Request, session: Session = Editor) -> Response
                 "slug: required — the name callers and deployments use, e.g. support-reply"
             )
         body = validated(PromptIn, {k: fields.get(k, "") for k in ("slug", "name", "description")})
-        await services(request).catalog.create_prompt(
+        await services(request).catalog.prompts.create_prompt(
             session.member.workspace_id, body.slug, body.name or body.slug, body.description
         )
     except PromptdeckError as error:
@@ -113,6 +113,14 @@ def editor_data(
     return data
 
 
+async def prompt_with_versions(request: Request, workspace_id: str, slug: str) -> dict[str, Any]:
+    """A prompt as the admin API shows it (`GET /api/prompts/{slug}`): what the pages and
+    editor.js read."""
+    prompts = services(request).catalog.prompts
+    prompt = await prompts.get_prompt(workspace_id, slug)
+    return prompt_detail(prompt, await prompts.list_versions(workspace_id, slug))
+
+
 def version_number(raw: str, what: str) -> int | None:
     if not raw:
         return None
@@ -141,11 +149,13 @@ def prompt_tab(
 async def editor(request: Request, slug: str, session: Session = Member) -> Response:
     app = services(request)
     workspace_id = session.member.workspace_id
-    prompt = await app.catalog.get_prompt(workspace_id, slug)
+    prompt = await prompt_with_versions(request, workspace_id, slug)
     # `?from=<n>` ("Open in editor"), or `?version=<n>` (the logs' link to a run's version)
     asked = request.query_params.get("from") or request.query_params.get("version", "")
     number = version_number(asked, "from")
-    opened = v_summary(await app.catalog.get_version(workspace_id, slug, number)) if number else None
+    opened = (
+        version_dict(await app.catalog.prompts.get_version(workspace_id, slug, number)) if number else None
+    )
     overridden = [price["model"] for price in await app.prices.list(workspace_id)]
     models = model_choices(app.providers, overridden)
     return prompt_tab(request, session, prompt, "editor", data=editor_data(prompt, session, models, opened))
@@ -155,7 +165,7 @@ async def editor(request: Request, slug: str, session: Session = Member) -> Resp
 async def versions(request: Request, slug: str, session: Session = Member) -> Response:
     app = services(request)
     workspace_id = session.member.workspace_id
-    prompt = await app.catalog.get_prompt(workspace_id, slug)
+    prompt = await prompt_with_versions(request, workspace_id, slug)
     pointers = pointers_by_version(await PromptOverview(app.db).pointers(workspace_id, slug))
     return prompt_tab(request, session, prompt, "versions", pointers=pointers)
 
@@ -164,7 +174,7 @@ async def versions(request: Request, slug: str, session: Session = Member) -> Re
 async def diff(request: Request, slug: str, session: Session = Member) -> Response:
     app = services(request)
     workspace_id = session.member.workspace_id
-    prompt = await app.catalog.get_prompt(workspace_id, slug)
+    prompt = await prompt_with_versions(request, workspace_id, slug)
     numbers = [v["number"] for v in prompt["versions"]]
     to = version_number(request.query_params.get("to", ""), "to") or (numbers[-1] if numbers else None)
     since = version_number(request.query_params.get("from", ""), "from")
@@ -172,8 +182,8 @@ async def diff(request: Request, slug: str, session: Session = Member) -> Respon
         since = max((n for n in numbers if n < to), default=to)
     compared = None
     if since is not None and to is not None:
-        old = await app.catalog.get_version(workspace_id, slug, since)
-        new = await app.catalog.get_version(workspace_id, slug, to)
+        old = await app.catalog.prompts.get_version(workspace_id, slug, since)
+        new = await app.catalog.prompts.get_version(workspace_id, slug, to)
         compared = report(slug, since, old.spec, to, new.spec)
     return prompt_tab(
         request,

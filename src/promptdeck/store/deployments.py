@@ -1,0 +1,355 @@
+"""Deployments and their variants: creating them, moving and rolling back variants (every move
+recorded in the history), variant configs, and loading a deployment resolved for the engine.
+
+Every write publishes `CatalogChanged` once it has committed, so the engine's cache of resolved
+deployments never serves a stale variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from promptdeck.domain.change_events import CatalogChanged, ChangeFeed
+from promptdeck.domain.deployments import LATEST, Deployment, Version
+from promptdeck.domain.errors import Conflict, NotFound, UnsafePromotion, ValidationFailed
+from promptdeck.domain.promotion import RECENT_RUNS, describe, promotion_risks
+from promptdeck.domain.prompts import check_slug
+from promptdeck.domain.reliability import VariantConfig, parse_variant_config
+from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.store.prompts import (
+    latest_version,
+    prompt_by_id,
+    require_prompt,
+    spec_from_row,
+    version_by_number,
+    version_from_row,
+)
+from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
+from promptdeck.store.variant_moves import move
+from promptdeck.store.variant_runs import recent_inputs, version_stats
+
+
+@dataclass(frozen=True, slots=True)
+class VariantMove:
+    """One entry of a variant's history: who moved it, when, from and to which version, and why."""
+
+    id: str
+    actor: str
+    created_at: datetime
+    from_version: int | None
+    to_version: int
+    from_version_id: str | None
+    to_version_id: str
+    note: str
+
+
+class DeploymentStore:
+    def __init__(self, engine: AsyncEngine, changes: ChangeFeed | None = None) -> None:
+        self.engine = engine
+        self.changes = changes or ChangeFeed()
+
+    async def create_deployment(
+        self,
+        workspace_id: str,
+        name: str,
+        prompt_slug: str,
+        variant_versions: dict[str, int | str],
+        default_variant: str | None = None,
+        actor: str = "",
+    ) -> Deployment:
+        check_slug(name, "deployment name")
+        if not variant_versions:
+            raise ValidationFailed('a deployment needs at least one variant, e.g. {"default": "latest"}')
+        default_variant = default_variant or next(iter(variant_versions))
+        if default_variant not in variant_versions:
+            raise ValidationFailed(f"default_variant {default_variant!r} is not one of the variants given")
+        try:
+            async with self.engine.begin() as conn:
+                prompt = await require_prompt(conn, workspace_id, prompt_slug)
+                if await deployment_row(conn, workspace_id, name) is not None:
+                    raise Conflict(f"a deployment named {name!r} already exists")
+                deployment_id = await insert_deployment(conn, workspace_id, name, prompt.id, default_variant)
+                for variant, target in variant_versions.items():
+                    version = await target_version(conn, prompt, target)
+                    await move(conn, deployment_id, variant, version.id, actor, "created", target == LATEST)
+        except IntegrityError as exc:  # created concurrently between the check and the insert
+            raise Conflict(f"a deployment named {name!r} already exists") from exc
+        self.changes.publish(CatalogChanged(workspace_id))  # a name the engine cached as unknown
+        return await self.load_deployment(workspace_id, name)
+
+    async def move_variant(
+        self,
+        workspace_id: str,
+        deployment: str,
+        variant: str,
+        target: int | str,
+        actor: str = "",
+        note: str = "",
+        force: bool = False,
+        reason: str = "",
+    ) -> Deployment:
+        """Move a variant, refusing a move its callers' recent inputs say is unsafe unless forced
+        (with a reason, kept in the move's note)."""
+        async with self.engine.begin() as conn:
+            row = await require_deployment(conn, workspace_id, deployment)
+            prompt = await prompt_by_id(conn, row.prompt_id)
+            version = await target_version(conn, prompt, target)
+            note = await self._check_promotion(conn, workspace_id, row, variant, version, note, force, reason)
+            await move(conn, row.id, variant, version.id, actor, note, target == LATEST)
+        self.changes.publish(CatalogChanged(workspace_id))
+        return await self.load_deployment(workspace_id, deployment)
+
+    async def _check_promotion(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        deployment: Any,
+        variant: str,
+        version: Version,
+        note: str,
+        force: bool,
+        reason: str,
+    ) -> str:
+        """The note to record; raises `UnsafePromotion` for an unforced risky move."""
+        if force and not reason.strip():
+            raise ValidationFailed("a forced move needs a reason (it is kept in the variant's history)")
+        current_row = (
+            await conn.execute(
+                sa.select(prompt_versions)
+                .join(variants, variants.c.version_id == prompt_versions.c.id)
+                .where(variants.c.deployment_id == deployment.id, variants.c.name == variant)
+            )
+        ).first()
+        if current_row is not None and current_row.id == version.id:
+            return note
+        current = spec_from_row(current_row) if current_row is not None else None
+        recent = await recent_inputs(conn, workspace_id, deployment.name, variant, RECENT_RUNS)
+        risks = promotion_risks(current, version.spec, recent)
+        if not risks:
+            return note
+        if not force:
+            raise UnsafePromotion(
+                f"moving {deployment.name}/{variant} to version {version.number} would break its callers: "
+                f'{describe(risks)}. Send "force": true with a "reason" to move it anyway',
+                details={"version": version.number, "inputs": risks},
+            )
+        forced = f"forced: {reason.strip()}"
+        return f"{note} ({forced})" if note else forced
+
+    async def history(self, workspace_id: str, deployment: str, variant: str) -> list[VariantMove]:
+        """A variant's moves, newest first: who (the key's name), when, from and to which version."""
+        async with self.engine.connect() as conn:
+            variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
+            return await self._history(conn, variant_id)
+
+    async def _variant_id(
+        self, conn: AsyncConnection, workspace_id: str, deployment: str, variant: str
+    ) -> str:
+        row = await require_deployment(conn, workspace_id, deployment)
+        found = (
+            await conn.execute(
+                sa.select(variants.c.id).where(variants.c.deployment_id == row.id, variants.c.name == variant)
+            )
+        ).first()
+        if found is None:
+            raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
+        return str(found.id)
+
+    async def _history(
+        self, conn: AsyncConnection, variant_id: str, limit: int | None = None
+    ) -> list[VariantMove]:
+        source = prompt_versions.alias("source")
+        target = prompt_versions.alias("target")
+        query = (
+            sa.select(variant_moves, source.c.number.label("from_number"), target.c.number.label("to_number"))
+            .outerjoin(source, source.c.id == variant_moves.c.from_version_id)
+            .join(target, target.c.id == variant_moves.c.to_version_id)
+            .where(variant_moves.c.variant_id == variant_id)
+            .order_by(variant_moves.c.created_at.desc(), variant_moves.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            VariantMove(
+                id=r.id,
+                actor=r.actor,
+                created_at=r.created_at,
+                from_version=r.from_number,
+                to_version=r.to_number,
+                from_version_id=r.from_version_id,
+                to_version_id=r.to_version_id,
+                note=r.note,
+            )
+            for r in await conn.execute(query)
+        ]
+
+    async def rollback(
+        self, workspace_id: str, deployment: str, variant: str, actor: str = "", note: str = ""
+    ) -> Deployment:
+        """Move a variant back to the version it pointed at before its last move; recorded as a
+        move (so a second rollback undoes the first). It no longer follows `latest`."""
+        async with self.engine.begin() as conn:
+            variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
+            last = await self._history(conn, variant_id, limit=1)
+            back_to = last[0].from_version_id if last else None
+            if back_to is None:
+                raise Conflict(
+                    f"{deployment}/{variant} has never been moved since it was created: "
+                    "there is no earlier version to roll back to"
+                )
+            row = await require_deployment(conn, workspace_id, deployment)
+            label = f"rollback from version {last[0].to_version}"
+            await move(
+                conn,
+                row.id,
+                variant,
+                back_to,
+                actor,
+                f"{label}: {note}" if note else label,
+                False,
+            )
+        self.changes.publish(CatalogChanged(workspace_id))
+        return await self.load_deployment(workspace_id, deployment)
+
+    async def variant_stats(self, workspace_id: str, deployment: str, variant: str) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            await self._variant_id(conn, workspace_id, deployment, variant)
+            return await version_stats(conn, workspace_id, deployment, variant)
+
+    async def list_deployments(self, workspace_id: str) -> list[Deployment]:
+        async with self.engine.connect() as conn:
+            names = await conn.execute(
+                sa.select(deployments.c.name)
+                .where(deployments.c.workspace_id == workspace_id)
+                .order_by(deployments.c.name)
+            )
+            return [await self._load(conn, workspace_id, n.name) for n in names.all()]
+
+    async def load_deployment(self, workspace_id: str, name: str) -> Deployment:
+        """A deployment with every variant resolved to its version: what the engine caches."""
+        async with self.engine.connect() as conn:
+            return await self._load(conn, workspace_id, name)
+
+    async def _load(self, conn: AsyncConnection, workspace_id: str, name: str) -> Deployment:
+        row = await deployment_row(conn, workspace_id, name)
+        if row is None:
+            raise NotFound(f"no deployment named {name!r}")
+        rows = (
+            await conn.execute(
+                sa.select(
+                    variants.c.name.label("variant"),
+                    variants.c.config,
+                    variants.c.follows_latest,
+                    prompt_versions,
+                    prompts.c.slug,
+                )
+                .join(prompt_versions, prompt_versions.c.id == variants.c.version_id)
+                .join(prompts, prompts.c.id == prompt_versions.c.prompt_id)
+                .where(variants.c.deployment_id == row.id)
+            )
+        ).all()
+        resolved = {r.variant: version_from_row(r, r.slug) for r in rows}
+        configs = {r.variant: parse_variant_config(r.config) for r in rows if r.config}
+        numbers = {f.version for c in configs.values() for f in c.fallbacks if f.version is not None}
+        numbers |= {arm.version for c in configs.values() for arm in c.split}
+        named_versions = {}
+        if numbers:
+            found = await conn.execute(
+                sa.select(prompt_versions, prompts.c.slug)
+                .join(prompts, prompts.c.id == prompt_versions.c.prompt_id)
+                .where(prompt_versions.c.prompt_id == row.prompt_id, prompt_versions.c.number.in_(numbers))
+            )
+            named_versions = {v.number: version_from_row(v, v.slug) for v in found}
+        return Deployment(
+            row.id,
+            workspace_id,
+            row.name,
+            row.prompt_id,
+            row.default_variant,
+            resolved,
+            configs,
+            named_versions,
+            await latest_version(conn, await prompt_by_id(conn, row.prompt_id)),
+            frozenset(r.variant for r in rows if r.follows_latest),
+        )
+
+    async def set_variant_config(
+        self, workspace_id: str, deployment: str, variant: str, raw: Any
+    ) -> Deployment:
+        """Set a variant's timeouts, retries, fallbacks and traffic split; the versions they name
+        must be versions of the deployment's prompt. Whether the variant follows `latest` is not
+        config (a `follows_latest` key is ignored): only moves change it."""
+        config = raw if isinstance(raw, VariantConfig) else parse_variant_config(raw)
+        async with self.engine.begin() as conn:
+            row = await require_deployment(conn, workspace_id, deployment)
+            prompt = await prompt_by_id(conn, row.prompt_id)
+            for number in [f.version for f in config.fallbacks] + [a.version for a in config.split]:
+                if number is not None:
+                    await version_by_number(conn, prompt, number)
+            result = await conn.execute(
+                variants.update()
+                .where(variants.c.deployment_id == row.id, variants.c.name == variant)
+                .values(config=config_data(config))
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
+        self.changes.publish(CatalogChanged(workspace_id))
+        return await self.load_deployment(workspace_id, deployment)
+
+
+def config_data(config: VariantConfig) -> dict[str, Any]:
+    """A variant config as the `config` column holds it: never `follows_latest` (its own column)."""
+    data = config.to_dict()
+    data.pop("follows_latest", None)
+    return data
+
+
+async def deployment_row(conn: AsyncConnection, workspace_id: str, name: str) -> Any:
+    return (
+        await conn.execute(
+            sa.select(deployments).where(
+                deployments.c.workspace_id == workspace_id, deployments.c.name == name
+            )
+        )
+    ).first()
+
+
+async def require_deployment(conn: AsyncConnection, workspace_id: str, name: str) -> Any:
+    row = await deployment_row(conn, workspace_id, name)
+    if row is None:
+        raise NotFound(f"no deployment {name!r} in this workspace")
+    return row
+
+
+async def insert_deployment(
+    conn: AsyncConnection, workspace_id: str, name: str, prompt_id: str, default_variant: str
+) -> str:
+    deployment_id = new_id()
+    await conn.execute(
+        deployments.insert().values(
+            id=deployment_id,
+            workspace_id=workspace_id,
+            name=name,
+            prompt_id=prompt_id,
+            default_variant=default_variant,
+            created_at=utcnow(),
+        )
+    )
+    return deployment_id
+
+
+async def target_version(conn: AsyncConnection, prompt: Any, target: int | str) -> Version:
+    """The version a move names: `latest` (the prompt's newest) or a number."""
+    if target == LATEST:
+        latest = await latest_version(conn, prompt)
+        if latest is None:
+            raise ValidationFailed(f"prompt {prompt.slug!r} has no version yet")
+        return latest
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise ValidationFailed(f"a variant points at 'latest' or a version number; got {target!r}")
+    return await version_by_number(conn, prompt, target)

@@ -1,0 +1,235 @@
+"""The admin API's runs (list, export as JSON Lines or CSV, one run, feedback), API keys and run
+retention under `/api/`: same gate, scopes and error shape as `admin.py`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from pydantic_core import to_json, to_jsonable_python
+
+from promptdeck.admin_models import KeyIn, RetentionIn
+from promptdeck.domain.errors import Forbidden, ValidationFailed
+from promptdeck.domain.keys import allows
+from promptdeck.domain.run_filters import RunFilters, check_sort, parse_filters
+from promptdeck.domain.runs import utcnow
+from promptdeck.engine.auth import Caller
+from promptdeck.surfaces.admin import Admin, render_error
+from promptdeck.surfaces.callers import admin_gate, services
+from promptdeck.surfaces.error_shapes import ERRORS
+from promptdeck.surfaces.http import dialect_route
+
+router = APIRouter(
+    prefix="/api",
+    route_class=dialect_route(render_error, admin_gate),
+    tags=["Admin"],
+    responses=ERRORS["admin"],
+)
+
+
+@router.get("/keys")
+async def list_keys(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    if not allows(caller.scopes, "admin"):  # key names are not for read-only keys
+        raise Forbidden("listing API keys needs the 'admin' scope")
+    return {"data": [k.to_dict() for k in await services(request).access.list_keys(caller.workspace_id)]}
+
+
+@router.post("/keys", status_code=201, summary="Create an API key; the secret is in this answer only")
+async def create_key(body: KeyIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    key, secret = await services(request).access.create_key(caller.workspace_id, body.name, body.scopes)
+    return key.to_dict() | {"api_key": secret}
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return (await services(request).revoke_key(caller.workspace_id, key_id)).to_dict()
+
+
+class FeedbackIn(BaseModel):
+    score: float | None = Field(None, ge=0, le=1, description="quality, 0 (worst) to 1 (best)")
+    thumbs: Literal["up", "down"] | None = None
+    correction: str | None = Field(None, description="what the answer should have been")
+    metadata: dict[str, Any] | None = None
+
+
+def run_filters(
+    deployment: str | None = None,
+    variant: str | None = None,
+    version: str | None = Query(None, description="version number"),
+    model: str | None = None,
+    provider: str | None = None,
+    status: str | None = Query(None, description="success | error"),
+    user: str | None = Query(None, description="the end user"),
+    since: str | None = Query(None, description="ISO 8601 time; runs at or after it"),
+    until: str | None = Query(None, description="ISO 8601 time; runs before it"),
+    q: str | None = Query(None, description="case-insensitive text in the inputs or the output"),
+    meta: list[str] = Query(
+        [], description="repeatable: key:value (equals), key (exists), key>n, key<n (numeric)"
+    ),
+) -> RunFilters:
+    """FastAPI dependency: the run log's filters, every problem reported at once (422)."""
+    return parse_filters(
+        deployment=deployment,
+        variant=variant,
+        version=version,
+        model=model,
+        provider=provider,
+        status=status,
+        user=user,
+        since=since,
+        until=until,
+        q=q,
+        meta=meta,
+    )
+
+
+Filters = Depends(run_filters)
+SORT_HELP = "time (default) | latency | cost | tokens"
+
+
+@router.get("/runs", summary="Runs, filtered and sorted; pass next_cursor back as cursor for the next page")
+async def list_runs(
+    request: Request,
+    caller: Caller = Admin,
+    filters: RunFilters = Filters,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = None,
+    sort: str = Query("time", description=SORT_HELP),
+    order: str = Query("desc", description="desc (default) | asc"),
+) -> dict[str, Any]:
+    checked_sort, checked_order = check_sort(sort, order)
+    return await services(request).run_log.page(
+        caller.workspace_id, limit, cursor, filters, checked_sort, checked_order
+    )
+
+
+@router.get("/runs/metadata-keys", summary="The metadata keys of the last 7 days' runs, with examples")
+async def metadata_keys(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return await services(request).run_log.metadata_keys(caller.workspace_id)
+
+
+CSV_COLUMNS = (
+    "id",
+    "request_id",
+    "created_at",
+    "dialect",
+    "deployment",
+    "variant",
+    "version_number",
+    "model",
+    "provider",
+    "status",
+    "end_user",
+    "external_id",
+    "duration_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "stop_reason",
+    "error_code",
+    "error_message",
+    "inputs",
+    "output",
+    "metadata",
+)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    if isinstance(value, datetime):
+        return to_jsonable_python(value)
+    return value
+
+
+def _csv_line(values: list[Any]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue().encode()
+
+
+@router.get(
+    "/runs/export",
+    summary="Every matching run as JSON Lines or CSV, streamed",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
+async def export_runs(
+    request: Request,
+    caller: Caller = Admin,
+    filters: RunFilters = Filters,
+    format: str = Query("jsonl", description="jsonl | csv"),
+    sort: str = Query("time", description=SORT_HELP),
+    order: str = Query("desc", description="desc (default) | asc"),
+) -> StreamingResponse:
+    if format not in ("jsonl", "csv"):
+        raise ValidationFailed(f"format: expected jsonl or csv; got {format!r}")
+    checked_sort, checked_order = check_sort(sort, order)
+    found = services(request).run_log.iterate(caller.workspace_id, filters, checked_sort, checked_order)
+
+    async def jsonl() -> AsyncIterator[bytes]:
+        async for run in found:
+            yield to_json(run) + b"\n"  # times as the rest of the API writes them
+
+    async def as_csv() -> AsyncIterator[bytes]:
+        yield _csv_line(list(CSV_COLUMNS))
+        async for run in found:
+            yield _csv_line([_csv_cell(run.get(column)) for column in CSV_COLUMNS])
+
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    return StreamingResponse(
+        jsonl() if format == "jsonl" else as_csv(),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="runs-{stamp}.{format}"'},
+    )
+
+
+@router.get("/runs/{run_id}", summary="One run, by id or request id, with its feedback")
+async def get_run(run_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return await services(request).find_run(caller.workspace_id, run_id)
+
+
+@router.post("/runs/{run_id}/feedback", status_code=201, summary="Score, thumbs or a correction for a run")
+async def add_feedback(
+    run_id: str, body: FeedbackIn, request: Request, caller: Caller = Admin
+) -> dict[str, Any]:
+    if body.score is None and body.thumbs is None and body.correction is None:
+        raise ValidationFailed("feedback needs at least one of score, thumbs, correction")
+    app = services(request)
+    run = await app.find_run(caller.workspace_id, run_id)
+    (stored,) = await app.feedback.add(
+        caller.workspace_id,
+        [
+            {
+                "run_id": run["id"],
+                "quality": body.score,
+                "thumbs": body.thumbs,
+                "text": body.correction,
+                "metadata": body.metadata,
+            }
+        ],
+    )
+    return stored
+
+
+@router.get("/settings/retention", summary="How long this workspace keeps its runs")
+async def get_retention(request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    return {"days": await services(request).retention.get_days(caller.workspace_id)}
+
+
+@router.put("/settings/retention", summary="Keep runs this many days (null: forever)")
+async def put_retention(body: RetentionIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
+    app = services(request)
+    await app.retention.set_days(caller.workspace_id, body.days)
+    return {"days": body.days}
