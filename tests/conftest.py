@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptdeck.cli import _bootstrap
 from promptdeck.config import Settings
 from promptdeck.domain.promptfile import load_prompt_file
-from promptdeck.store.catalog import CatalogStore
 from promptdeck.store.database import create_engine, migrate
+from promptdeck.store.prompt_sync import PromptSync
 from tests.support.live_server import LiveServer, start_server
 from tests.support.postgres import PostgresServer, start_postgres
 
@@ -104,7 +104,7 @@ def seed(settings: Settings, document: str = EXAMPLE) -> tuple[str, str]:
         workspace_id, key = await _bootstrap(settings)
         db = create_engine(settings.database_url)
         try:
-            await CatalogStore(db).push(workspace_id, load_prompt_file(document), actor="tests")
+            await PromptSync(db).push(workspace_id, load_prompt_file(document), actor="tests")
         finally:
             await db.dispose()
         return workspace_id, key
@@ -113,8 +113,7 @@ def seed(settings: Settings, document: str = EXAMPLE) -> tuple[str, str]:
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    base = Settings(data_dir=tmp_path, database_url=database_url)
-    return replace(base, **overrides)
+    return Settings(**({"data_dir": tmp_path, "database_url": database_url} | overrides))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptdeck.cli_lifecycle import register as register_lifecycle
-from promptdeck.config import Settings
+from promptdeck.config import Settings, SettingsError
 from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.promptfile import load_prompt_file
 
@@ -28,6 +28,16 @@ err = Console(stderr=True, soft_wrap=True)
 def _fail(message: str) -> None:
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    """The settings from the environment; a value they cannot use ends the command (status 2)."""
+    try:
+        return Settings()
+    except SettingsError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {escape(problem)}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 async def _bootstrap(settings: Settings, key_file: Path | None = None) -> tuple[str, str]:
@@ -109,7 +119,7 @@ def init(
 ) -> None:
     """Migrate the database, create the first workspace if none, print a new admin key, and
     create the console's first owner (with a one-time password) if there is no member."""
-    settings = Settings()
+    settings = _settings()
 
     async def go() -> tuple[str, str, str | None]:
         workspace_id, secret = await _bootstrap(settings)
@@ -141,7 +151,7 @@ def serve(
     """Serve the API (migrating the database first)."""
     from promptdeck.store.database import migrate
 
-    settings = Settings()
+    settings = _settings()
     migrate(settings.database_url)
     _serve(settings, host or settings.host, port or settings.port)
 
@@ -153,7 +163,7 @@ def prune(
 ) -> None:
     """Delete runs older than each workspace's retention period (PUT /api/settings/retention),
     with their metadata and feedback, in batches. The server also does this hourly."""
-    deleted = asyncio.run(_prune(Settings(), batch_size))
+    deleted = asyncio.run(_prune(_settings(), batch_size))
     if as_json:
         print(json.dumps({"deleted": deleted}))
         return
@@ -198,7 +208,7 @@ def quickstart(
     port: int = typer.Option(None),
 ) -> None:
     """Set everything up for a first look (database, workspace, key, example prompt) and serve."""
-    settings = Settings()
+    settings = _settings()
     host, port = host or settings.host, port or settings.port
     if not example.is_file():
         _fail(f"no prompt file at {example}; run from the repository root or pass --example FILE")
@@ -235,8 +245,8 @@ inputs={{'text': 'The quick brown fox jumps over the lazy dog.'}})['response'])"
 
 async def _seed(settings: Settings, example: Path) -> tuple[str, str, str | None]:
     """(admin key, console owner's email, their one-time password while it is unchanged)."""
-    from promptdeck.store.catalog import CatalogStore
     from promptdeck.store.database import create_engine
+    from promptdeck.store.prompt_sync import PromptSync
 
     workspace_id, key = await _bootstrap(settings, settings.data_dir / "dev-admin-key")
     owner, password = await _ensure_owner(
@@ -245,7 +255,7 @@ async def _seed(settings: Settings, example: Path) -> tuple[str, str, str | None
     document = load_prompt_file(example.read_text(), str(example))
     db = create_engine(settings.database_url)
     try:
-        await CatalogStore(db).push(workspace_id, document, actor="quickstart")
+        await PromptSync(db).push(workspace_id, document, actor="quickstart")
     finally:
         await db.dispose()
     return key, owner, password

@@ -1,114 +1,135 @@
-"""Settings, read once from PROMPTDECK_* environment variables."""
+"""Settings, read once from PROMPTDECK_* environment variables (pydantic-settings).
+
+A value a setting cannot use stops promptdeck before it starts, with one line per problem that
+names the variable, the value and what is expected: `PROMPTDECK_PORT='abc': expected an
+integer` (`SettingsError`). Tests and `create_app` pass settings as keyword arguments instead."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def _env(default: Any, *names: str) -> Any:
+    """A setting's default and the environment variable(s) it is read from, the first set winning."""
+    return Field(default, validation_alias=AliasChoices(*names))
 
 
-def _float(name: str, default: float) -> float:
-    return float(_env(name, str(default)))
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a time limit or an interval
+Count = Annotated[int, Field(ge=1)]
+NotNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+NotNegativeCount = Annotated[int, Field(ge=0)]
+OptionalCount = Annotated[Count | None, BeforeValidator(lambda value: None if value == "" else value)]
 
 
-def _int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message has one actionable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
-def _optional_int(name: str) -> int | None:
-    """An integer setting whose default depends on something only known later (the database)."""
-    value = _env(name, "")
-    return int(value) if value else None
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=True, populate_by_name=True)
 
-
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(_env("PROMPTDECK_DATA_DIR", ".promptdeck")))
-    database_url: str = ""
-    host: str = field(default_factory=lambda: _env("PROMPTDECK_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: _int("PROMPTDECK_PORT", 8400))
-    max_body_bytes: int = field(default_factory=lambda: _int("PROMPTDECK_MAX_BODY_BYTES", 1024 * 1024))
-    cache_ttl_seconds: float = field(default_factory=lambda: _float("PROMPTDECK_CACHE_TTL", 10.0))
+    data_dir: Path = _env(Path(".promptdeck"), "PROMPTDECK_DATA_DIR")
+    # empty: a SQLite file in data_dir
+    database_url: str = _env("", "PROMPTDECK_DATABASE_URL")
+    host: str = _env("127.0.0.1", "PROMPTDECK_HOST")
+    port: Port = _env(8400, "PROMPTDECK_PORT")
+    max_body_bytes: Count = _env(1024 * 1024, "PROMPTDECK_MAX_BODY_BYTES")
+    cache_ttl_seconds: NotNegative = _env(10.0, "PROMPTDECK_CACHE_TTL")
     # Per cache (API keys, deployments, credentials): found entries, and unknown keys or names.
-    cache_max_entries: int = field(default_factory=lambda: _int("PROMPTDECK_CACHE_MAX_ENTRIES", 10_000))
-    cache_max_misses: int = field(default_factory=lambda: _int("PROMPTDECK_CACHE_MAX_MISSES", 1_000))
+    cache_max_entries: NotNegativeCount = _env(10_000, "PROMPTDECK_CACHE_MAX_ENTRIES")
+    cache_max_misses: NotNegativeCount = _env(1_000, "PROMPTDECK_CACHE_MAX_MISSES")
     # Slow or idle clients (docs/deploy.md): all request headers within `header_timeout`; at most
     # `body_timeout` between two pieces of a body, and `body_min_rate` bytes/s after its first
     # `body_timeout`; an idle keep-alive connection `idle_timeout`.
-    header_timeout: float = field(default_factory=lambda: _float("PROMPTDECK_HEADER_TIMEOUT", 10.0))
-    body_timeout: float = field(default_factory=lambda: _float("PROMPTDECK_BODY_TIMEOUT", 20.0))
-    body_min_rate: float = field(default_factory=lambda: _float("PROMPTDECK_BODY_MIN_RATE", 500.0))
-    idle_timeout: int = field(default_factory=lambda: _int("PROMPTDECK_IDLE_TIMEOUT", 5))
-    max_connections: int = field(default_factory=lambda: _int("PROMPTDECK_MAX_CONNECTIONS", 4096))
-    backlog: int = field(default_factory=lambda: _int("PROMPTDECK_BACKLOG", 2048))
-    keepalive_seconds: float = field(default_factory=lambda: _float("PROMPTDECK_KEEPALIVE_SECONDS", 15.0))
-    local_model_path: str = field(default_factory=lambda: _env("PROMPTDECK_LOCAL_MODEL_PATH", ""))
-    local_context_tokens: int = field(default_factory=lambda: _int("PROMPTDECK_LOCAL_CONTEXT", 2048))
-    openai_base_url: str = field(
-        default_factory=lambda: _env("PROMPTDECK_OPENAI_BASE_URL", "https://api.openai.com/v1")
-    )
-    openai_api_key: str = field(
-        default_factory=lambda: _env("PROMPTDECK_OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", ""))
-    )
-    anthropic_base_url: str = field(
-        default_factory=lambda: _env("PROMPTDECK_ANTHROPIC_BASE_URL", "https://api.anthropic.com")
-    )
-    anthropic_api_key: str = field(
-        default_factory=lambda: _env("PROMPTDECK_ANTHROPIC_API_KEY", os.environ.get("ANTHROPIC_API_KEY", ""))
-    )
-    gemini_base_url: str = field(
-        default_factory=lambda: _env(
-            "PROMPTDECK_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"
-        )
-    )
-    gemini_api_key: str = field(
-        default_factory=lambda: _env(
-            "PROMPTDECK_GEMINI_API_KEY",
-            os.environ.get("GEMINI_API_KEY", os.environ.get("GOOGLE_API_KEY", "")),
-        )
-    )
-    azure_openai_endpoint: str = field(
-        default_factory=lambda: _env(
-            "PROMPTDECK_AZURE_OPENAI_ENDPOINT", os.environ.get("AZURE_OPENAI_ENDPOINT", "")
-        )
-    )
-    azure_openai_api_key: str = field(
-        default_factory=lambda: _env(
-            "PROMPTDECK_AZURE_OPENAI_API_KEY", os.environ.get("AZURE_OPENAI_API_KEY", "")
-        )
-    )
-    azure_openai_api_version: str = field(
-        default_factory=lambda: _env("PROMPTDECK_AZURE_OPENAI_API_VERSION", "2024-10-21")
-    )
-    secret_key: str = field(default_factory=lambda: _env("PROMPTDECK_SECRET_KEY", ""))
-    upstreams: str = field(default_factory=lambda: _env("PROMPTDECK_UPSTREAMS", ""))
+    header_timeout: Seconds = _env(10.0, "PROMPTDECK_HEADER_TIMEOUT")
+    body_timeout: Seconds = _env(20.0, "PROMPTDECK_BODY_TIMEOUT")
+    body_min_rate: NotNegative = _env(500.0, "PROMPTDECK_BODY_MIN_RATE")
+    idle_timeout: Count = _env(5, "PROMPTDECK_IDLE_TIMEOUT")
+    max_connections: Count = _env(4096, "PROMPTDECK_MAX_CONNECTIONS")
+    backlog: Count = _env(2048, "PROMPTDECK_BACKLOG")
+    keepalive_seconds: Seconds = _env(15.0, "PROMPTDECK_KEEPALIVE_SECONDS")
+    local_model_path: str = _env("", "PROMPTDECK_LOCAL_MODEL_PATH")
+    local_context_tokens: Count = _env(2048, "PROMPTDECK_LOCAL_CONTEXT")
+    openai_base_url: str = _env("https://api.openai.com/v1", "PROMPTDECK_OPENAI_BASE_URL")
+    openai_api_key: str = _env("", "PROMPTDECK_OPENAI_API_KEY", "OPENAI_API_KEY")
+    anthropic_base_url: str = _env("https://api.anthropic.com", "PROMPTDECK_ANTHROPIC_BASE_URL")
+    anthropic_api_key: str = _env("", "PROMPTDECK_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    gemini_base_url: str = _env("https://generativelanguage.googleapis.com", "PROMPTDECK_GEMINI_BASE_URL")
+    gemini_api_key: str = _env("", "PROMPTDECK_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+    azure_openai_endpoint: str = _env("", "PROMPTDECK_AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_ENDPOINT")
+    azure_openai_api_key: str = _env("", "PROMPTDECK_AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
+    azure_openai_api_version: str = _env("2024-10-21", "PROMPTDECK_AZURE_OPENAI_API_VERSION")
+    secret_key: str = _env("", "PROMPTDECK_SECRET_KEY")
+    upstreams: str = _env("", "PROMPTDECK_UPSTREAMS")
     # Base URLs a caller's raw_overrides.url may point at (comma-separated); none by default.
-    raw_override_urls: str = field(default_factory=lambda: _env("PROMPTDECK_RAW_OVERRIDE_URLS", ""))
-    upstream_connect_timeout: float = field(
-        default_factory=lambda: _float("PROMPTDECK_UPSTREAM_CONNECT_TIMEOUT", 5.0)
-    )
-    upstream_read_timeout: float = field(
-        default_factory=lambda: _float("PROMPTDECK_UPSTREAM_READ_TIMEOUT", 60.0)
-    )
-    upstream_total_timeout: float = field(
-        default_factory=lambda: _float("PROMPTDECK_UPSTREAM_TOTAL_TIMEOUT", 300.0)
-    )
+    raw_override_urls: str = _env("", "PROMPTDECK_RAW_OVERRIDE_URLS")
+    upstream_connect_timeout: Seconds = _env(5.0, "PROMPTDECK_UPSTREAM_CONNECT_TIMEOUT")
+    upstream_read_timeout: Seconds = _env(60.0, "PROMPTDECK_UPSTREAM_READ_TIMEOUT")
+    upstream_total_timeout: Seconds = _env(300.0, "PROMPTDECK_UPSTREAM_TOTAL_TIMEOUT")
     # unset: the run writer's default for the database (store/run_writer.py BATCH_SIZES)
-    writer_batch_size: int | None = field(
-        default_factory=lambda: _optional_int("PROMPTDECK_WRITER_BATCH_SIZE")
-    )
-    writer_flush_seconds: float = field(
-        default_factory=lambda: _float("PROMPTDECK_WRITER_FLUSH_SECONDS", 0.25)
-    )
-    writer_queue_size: int = field(default_factory=lambda: _int("PROMPTDECK_WRITER_QUEUE_SIZE", 50_000))
+    writer_batch_size: OptionalCount = _env(None, "PROMPTDECK_WRITER_BATCH_SIZE")
+    writer_flush_seconds: Seconds = _env(0.25, "PROMPTDECK_WRITER_FLUSH_SECONDS")
+    writer_queue_size: Count = _env(50_000, "PROMPTDECK_WRITER_QUEUE_SIZE")
 
-    def __post_init__(self) -> None:
-        if not self.database_url:
-            url = _env("PROMPTDECK_DATABASE_URL", "")
+    def __init__(self, **values: Any) -> None:
+        """Keyword arguments (by field name) win over the environment."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError([_problem(error, values) for error in exc.errors()]) from None
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        if not self.database_url:  # frozen: set once, here, as the settings are made
+            url = os.environ.get("PROMPTDECK_DATABASE_URL", "")  # also when database_url="" is given
             if not url:
                 url = f"sqlite+aiosqlite:///{(self.data_dir / 'promptdeck.db').resolve()}"
-            object.__setattr__(self, "database_url", url)
+            self.__dict__["database_url"] = url
+        return self
+
+
+def _variable(name: str) -> str:
+    """The environment variable a field (or one of its variables) is read from."""
+    field = Settings.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return name
+
+
+EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "greater_than": "a number above {gt:g}",
+    "greater_than_equal": "a number of {ge:g} or more",
+    "less_than_equal": "a number of at most {le:g}",
+}
+
+
+def _problem(error: ErrorDetails, given: dict[str, Any]) -> str:
+    """`PROMPTDECK_PORT='abc': expected an integer` (a keyword argument is named as given)."""
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    where = name if name in given else _variable(name)
+    if name == "port" or where == "PROMPTDECK_PORT":
+        expected = "a port number from 1 to 65535"
+        if error["type"] in ("int_parsing", "int_type", "int_from_float"):
+            expected = "an integer"
+    else:
+        template = EXPECTED.get(error["type"])
+        expected = template.format(**error.get("ctx", {})) if template else error["msg"]
+    return f"{where}={error['input']!r}: expected {expected}"

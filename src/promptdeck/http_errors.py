@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from promptdeck.domain import schema_problems
 from promptdeck.domain.errors import PayloadTooLarge, PromptdeckError, ValidationFailed
 from promptdeck.store.database import holds_nul
 
@@ -47,9 +48,7 @@ def as_error(exc: Exception) -> PromptdeckError:
     if isinstance(exc, RequestValidationError):
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return ValidationFailed("the request body is not valid JSON")
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
-        ]
+        problems = schema_problems.lines(exc.errors())
         return ValidationFailed("invalid request: " + "; ".join(problems), details=problems)
     if isinstance(exc, StarletteHTTPException):  # FastAPI's and the router's own (unknown path, method)
         if exc.status_code == 400 and isinstance(exc.__cause__, BodyTooLarge):

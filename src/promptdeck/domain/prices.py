@@ -6,12 +6,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
 from promptdeck.domain.events import Usage
+from promptdeck.domain.reliability import ModelName, expected
+
+__all__ = ["ModelName", "Price", "PriceOverride"]
 
 MILLION = Decimal(1_000_000)
 
 Rate = tuple[Decimal, tuple[tuple[int, Decimal], ...]]  # base per MTok, (input tokens above, per MTok)
+
+
+RATE_EXPECTED: WrapValidator = expected("a number of USD per million tokens, 0 or more")
+# Finite and not a bool or a string: FastAPI's JSON reader takes `NaN` and `Infinity`, which the
+# price table cannot hold (NaN is stored as NULL; Infinity is an endless cost).
+PerMTok = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True), RATE_EXPECTED]
+
+
+class PriceOverride(BaseModel):
+    """A workspace's price for a model (USD per million tokens), checked once as it is read.
+    The cached-input and cache-write rates default to the input rate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_per_mtok: PerMTok
+    output_per_mtok: PerMTok
+    cached_input_per_mtok: PerMTok | None = None
+    cache_write_per_mtok: PerMTok | None = None
+
+    def price(self) -> Price:
+        return Price.flat(
+            self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok, self.cache_write_per_mtok
+        )
 
 
 @dataclass(frozen=True, slots=True)

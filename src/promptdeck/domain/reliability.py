@@ -21,58 +21,171 @@ and is not set through the config endpoint.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WrapValidator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
+from promptdeck.domain.schema_problems import lines
 
 DEFAULT_MAX_ATTEMPTS = 2  # one retry of a retryable failure, unless the variant says otherwise
-KNOWN_KEYS = ("timeouts", "retries", "fallbacks", "split", "follows_latest")
+FROZEN = ConfigDict(frozen=True, extra="forbid")
+FORBID = ConfigDict(extra="forbid")  # pydantic dataclasses take `frozen` from the decorator
 
 
-@dataclass(frozen=True, slots=True)
+def expected(message: str) -> WrapValidator:
+    """Replace pydantic's own complaint about a value with what the field expects."""
+
+    def validate(value: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if any(e["type"] == "extra_forbidden" or e["loc"] for e in exc.errors()):
+                raise  # a problem inside the value (an unknown field of an object): reported as is
+            raise PydanticCustomError("invalid_value", "expected " + message) from None
+
+    return WrapValidator(validate)
+
+
+def _none_as(default: Any) -> BeforeValidator:
+    """A section given as null is the section left out."""
+    return BeforeValidator(lambda value: default if value is None else value)
+
+
+Seconds = Annotated[
+    float, Field(gt=0, allow_inf_nan=False, strict=True), expected("a number of seconds above 0")
+]
+Backoff = Annotated[
+    float,
+    Field(gt=0, le=300, allow_inf_nan=False, strict=True),
+    expected("seconds above 0 and at most 300"),
+]
+Attempts = Annotated[int, Field(ge=1, le=10, strict=True), expected("a whole number from 1 to 10")]
+# A version number as the database can hold it: a larger one is refused here, not by the database.
+VersionNumber = Annotated[int, Field(ge=1, le=VERSION_NUMBER_MAX, strict=True), expected("a version number")]
+
+
+def _model_name(value: str) -> str:
+    if "/" not in value.strip("/"):
+        raise PydanticCustomError("model_name", "expected 'provider/model'")
+    return value
+
+
+ModelName = Annotated[str, Field(strict=True), expected("'provider/model'"), AfterValidator(_model_name)]
+
+
+@dataclass(frozen=True, config=FORBID)
 class Fallback:
-    model: str
-    version: int | None = None
+    """Another model to try; `version` names a version of the same prompt tuned for it."""
+
+    model: ModelName
+    version: VersionNumber | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, config=FORBID)
 class SplitArm:
-    version: int
-    weight: float
+    version: VersionNumber
+    weight: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True), expected("a number of 0 or more")]
 
 
-@dataclass(frozen=True, slots=True)
-class VariantConfig:
-    connect_timeout: float | None = None
-    first_byte_timeout: float | None = None
-    total_timeout: float | None = None
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    backoff_seconds: float = 0.5
-    max_backoff_seconds: float = 8.0
-    fallbacks: tuple[Fallback, ...] = ()
-    split: tuple[SplitArm, ...] = ()
-    follows_latest: bool = False
+class Timeouts(BaseModel):
+    model_config = FROZEN
+
+    connect: Seconds | None = None
+    first_byte: Seconds | None = None
+    total: Seconds | None = None
+
+
+class Retries(BaseModel):
+    model_config = FROZEN
+
+    max_attempts: Attempts = DEFAULT_MAX_ATTEMPTS
+    backoff_seconds: Backoff = 0.5
+    max_backoff_seconds: Backoff = 8.0
+
+
+def _distinct_and_weighted(arms: tuple[SplitArm, ...]) -> tuple[SplitArm, ...]:
+    """Each version once, and weights adding up to more than 0."""
+    seen: set[int] = set()
+    for arm in arms:
+        if arm.version in seen:
+            raise PydanticCustomError(
+                "split_twice", "version {version} is listed twice", {"version": arm.version}
+            )
+        seen.add(arm.version)
+    if arms and sum(arm.weight for arm in arms) <= 0:
+        raise PydanticCustomError("split_weights", "the weights must add up to more than 0")
+    return arms
+
+
+class VariantConfig(BaseModel):
+    """A variant's time limits, retries, fallback chain and traffic split; every field optional.
+    The engine reads the flat attributes below (`max_attempts`, `first_byte_timeout`, ...)."""
+
+    model_config = FROZEN
+
+    timeouts: Annotated[Timeouts, _none_as({}), expected("an object")] = Timeouts()
+    retries: Annotated[Retries, _none_as({}), expected("an object")] = Retries()
+    fallbacks: Annotated[
+        tuple[Annotated[Fallback, expected("{model, version?}")], ...],
+        _none_as(()),
+        expected("a list of {model, version?}"),
+        Field(description="models to try in turn when the variant's own model fails"),
+    ] = ()
+    split: Annotated[
+        tuple[Annotated[SplitArm, expected("{version, weight}")], ...],
+        _none_as(()),
+        expected("a list of {version, weight}"),
+        AfterValidator(_distinct_and_weighted),
+        Field(description="versions of the prompt served by weight (server-side A/B)"),
+    ] = ()
+    follows_latest: Annotated[
+        bool,
+        Field(strict=True, description="set by the catalog when the variant points at `latest`"),
+        expected("true or false"),
+    ] = False
+
+    @property
+    def connect_timeout(self) -> float | None:
+        return self.timeouts.connect
+
+    @property
+    def first_byte_timeout(self) -> float | None:
+        return self.timeouts.first_byte
+
+    @property
+    def total_timeout(self) -> float | None:
+        return self.timeouts.total
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries.max_attempts
+
+    @property
+    def backoff_seconds(self) -> float:
+        return self.retries.backoff_seconds
+
+    @property
+    def max_backoff_seconds(self) -> float:
+        return self.retries.max_backoff_seconds
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data; `split` and `follows_latest` appear only when set."""
-        timeouts = {
-            name: value
-            for name, value in (
-                ("connect", self.connect_timeout),
-                ("first_byte", self.first_byte_timeout),
-                ("total", self.total_timeout),
-            )
-            if value is not None
-        }
         data: dict[str, Any] = {
-            "timeouts": timeouts,
-            "retries": {
-                "max_attempts": self.max_attempts,
-                "backoff_seconds": self.backoff_seconds,
-                "max_backoff_seconds": self.max_backoff_seconds,
-            },
+            "timeouts": self.timeouts.model_dump(exclude_none=True),
+            "retries": self.retries.model_dump(),
             "fallbacks": [
                 {"model": f.model, **({"version": f.version} if f.version is not None else {})}
                 for f in self.fallbacks
@@ -85,96 +198,21 @@ class VariantConfig:
         return data
 
 
+DEFAULT_CONFIG = VariantConfig()
+"""The config of a variant that has none: built once, since building a model costs ~5 µs."""
+
+
 def parse_variant_config(raw: Any) -> VariantConfig:
-    """Check a variant's reliability settings, reporting every problem at once."""
+    """Check a variant's reliability settings (stored JSON, an archive's), reporting every
+    problem at once; a config already checked is returned as it is."""
     if raw is None:
-        return VariantConfig()
+        return DEFAULT_CONFIG
+    if isinstance(raw, VariantConfig):
+        return raw
     if not isinstance(raw, dict):
         raise ValidationFailed("a variant config is an object with timeouts, retries and fallbacks")
-    problems: list[str] = [f"{key}: unknown field" for key in raw if key not in KNOWN_KEYS]
-    timeouts = _section(raw, "timeouts", ("connect", "first_byte", "total"), problems)
-    retries = _section(raw, "retries", ("max_attempts", "backoff_seconds", "max_backoff_seconds"), problems)
-    for name, value in timeouts.items():
-        if not _positive(value):
-            problems.append(f"timeouts.{name}: expected a number of seconds above 0")
-    attempts = retries.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
-        problems.append("retries.max_attempts: expected a whole number from 1 to 10")
-    for name in ("backoff_seconds", "max_backoff_seconds"):
-        if name in retries and (not _positive(retries[name]) or retries[name] > 300):
-            problems.append(f"retries.{name}: expected seconds above 0 and at most 300")
-    fallbacks: list[Fallback] = []
-    raw_fallbacks = raw.get("fallbacks") or []
-    if not isinstance(raw_fallbacks, list):
-        problems.append("fallbacks: expected a list of {model, version?}")
-        raw_fallbacks = []
-    for i, item in enumerate(raw_fallbacks):
-        model = item.get("model") if isinstance(item, dict) else None
-        version = item.get("version") if isinstance(item, dict) else None
-        if not isinstance(model, str) or "/" not in model.strip("/"):
-            problems.append(f"fallbacks[{i}].model: expected 'provider/model'")
-        elif version is not None and (
-            isinstance(version, bool) or not isinstance(version, int) or version < 1
-        ):
-            problems.append(f"fallbacks[{i}].version: expected a version number")
-        else:
-            fallbacks.append(Fallback(model, version))
-    split = _split(raw.get("split"), problems)
-    follows_latest = raw.get("follows_latest", False)
-    if not isinstance(follows_latest, bool):
-        problems.append("follows_latest: expected true or false")
-    if problems:
-        raise ValidationFailed("invalid variant config: " + "; ".join(problems), details=problems)
-    return VariantConfig(
-        connect_timeout=timeouts.get("connect"),
-        first_byte_timeout=timeouts.get("first_byte"),
-        total_timeout=timeouts.get("total"),
-        max_attempts=attempts,
-        backoff_seconds=float(retries.get("backoff_seconds", 0.5)),
-        max_backoff_seconds=float(retries.get("max_backoff_seconds", 8.0)),
-        fallbacks=tuple(fallbacks),
-        split=split,
-        follows_latest=bool(follows_latest),
-    )
-
-
-def _split(raw: Any, problems: list[str]) -> tuple[SplitArm, ...]:
-    """Weighted versions: whole version numbers, each once, weights >= 0 summing above 0."""
-    if raw is None or raw == []:
-        return ()
-    if not isinstance(raw, list):
-        problems.append("split: expected a list of {version, weight}")
-        return ()
-    arms: list[SplitArm] = []
-    before = len(problems)
-    for i, item in enumerate(raw):
-        version = item.get("version") if isinstance(item, dict) else None
-        weight = item.get("weight") if isinstance(item, dict) else None
-        if isinstance(item, dict) and set(item) - {"version", "weight"}:
-            problems.append(f"split[{i}]: unknown field (known: version, weight)")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            problems.append(f"split[{i}].version: expected a version number")
-        elif any(a.version == version for a in arms):
-            problems.append(f"split[{i}].version: version {version} is listed twice")
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
-            problems.append(f"split[{i}].weight: expected a number of 0 or more")
-        elif isinstance(version, int) and not isinstance(version, bool):
-            arms.append(SplitArm(version, float(weight)))
-    if len(problems) == before and sum(a.weight for a in arms) <= 0:
-        problems.append("split: the weights must add up to more than 0")
-    return tuple(arms)
-
-
-def _section(raw: dict[str, Any], name: str, known: tuple[str, ...], problems: list[str]) -> dict[str, Any]:
-    section = raw.get(name) or {}
-    if not isinstance(section, dict):
-        problems.append(f"{name}: expected an object")
-        return {}
-    problems.extend(
-        f"{name}.{key}: unknown field (known: {', '.join(known)})" for key in section if key not in known
-    )
-    return {k: v for k, v in section.items() if k in known}
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    try:
+        return VariantConfig.model_validate(raw)
+    except ValidationError as exc:
+        found = lines(exc.errors())
+        raise ValidationFailed("invalid variant config: " + "; ".join(found), details=found) from None
