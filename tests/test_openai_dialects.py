@@ -70,11 +70,11 @@ BAD_CHAT: dict[str, tuple[dict[str, Any], str]] = {
     "content a number": (chat_body(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
     "image part": (
         chat_body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
-        "messages[0].content[0]",
+        "messages[0].content[0].type",
     ),
     "nested bad message": (
         chat_body(messages=[*USER, {"role": "user", "content": [{"type": "text", "text": 1}]}]),
-        "messages[1].content[0]",
+        "messages[1].content[0].text",
     ),
     "tool message without id": (
         chat_body(messages=[{"role": "tool", "content": "1"}]),
@@ -86,7 +86,7 @@ BAD_CHAT: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "tool call without function": (
         chat_body(messages=[{"role": "assistant", "tool_calls": [{"id": "c", "type": "function"}]}]),
-        "messages[0].tool_calls[0]",
+        "messages[0].tool_calls[0].function",
     ),
     "tool call arguments an object": (
         chat_body(
@@ -115,14 +115,14 @@ BAD_CHAT: dict[str, tuple[dict[str, Any], str]] = {
     "max_completion_tokens a float": (chat_body(max_completion_tokens=1.5), "max_completion_tokens"),
     "both token limits differ": (chat_body(max_tokens=5, max_completion_tokens=6), "max_completion_tokens"),
     "stop a number": (chat_body(stop=1), "stop"),
-    "stop a list of numbers": (chat_body(stop=[1]), "stop"),
+    "stop a list of numbers": (chat_body(stop=[1]), "stop[0]"),
     "seed a string": (chat_body(seed="7"), "seed"),
     "presence_penalty too low": (chat_body(presence_penalty=-5), "presence_penalty"),
     "frequency_penalty a string": (chat_body(frequency_penalty="x"), "frequency_penalty"),
     "reasoning_effort unknown": (chat_body(reasoning_effort="max"), "reasoning_effort"),
     "n of two": (chat_body(n=2), "n"),
     "tools an object": (chat_body(tools=TOOL), "tools"),
-    "tool without type": (chat_body(tools=[{"function": {"name": "f"}}]), "tools[0]"),
+    "tool without type": (chat_body(tools=[{"function": {"name": "f"}}]), "tools[0].type"),
     "tool with a bad name": (
         chat_body(tools=[{"type": "function", "function": {"name": "a b"}}]),
         "tools[0].function.name",
@@ -136,11 +136,14 @@ BAD_CHAT: dict[str, tuple[dict[str, Any], str]] = {
         "tools[0].function.description",
     ),
     "tool_choice unknown": (chat_body(tool_choice="always"), "tool_choice"),
-    "tool_choice without name": (chat_body(tool_choice={"type": "function", "function": {}}), "tool_choice"),
+    "tool_choice without name": (
+        chat_body(tool_choice={"type": "function", "function": {}}),
+        "tool_choice.function.name",
+    ),
     "response_format unknown": (chat_body(response_format={"type": "xml"}), "response_format.type"),
     "json_schema without schema": (
         chat_body(response_format={"type": "json_schema", "json_schema": {"name": "x"}}),
-        "response_format.json_schema",
+        "response_format.json_schema.schema",
     ),
     "user a number": (chat_body(user=7), "user"),
     "nested metadata": (chat_body(metadata={"a": {"b": 1}}), "metadata"),

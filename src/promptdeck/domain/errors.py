@@ -7,15 +7,18 @@ from typing import Any
 
 
 class PromptdeckError(Exception):
-    """Base of every error a caller may see. `code` is stable; `message` is for people."""
+    """Base of every error a caller may see. `code` is stable; `message` is for people. `loc`
+    names the request field it is about, in `InvokeRequest`'s terms (`("inputs",)`,
+    `("model",)`), when there is one: each dialect says it in its own words (OpenAI's `param`)."""
 
     code = "internal_server_error"
     retry_after: float | None = None  # seconds a caller should wait before trying again
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, loc: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.loc = loc
 
     def headers(self) -> dict[str, str]:
         """HTTP headers every dialect sends with this error (`Retry-After`, in whole seconds)."""

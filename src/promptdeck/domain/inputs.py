@@ -73,7 +73,7 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
         for key, found in (("schema", schema), ("unexpected", unexpected), ("paths", paths)):
             if found:
                 details[key] = found
-        raise ValidationFailed("; ".join(problems), details=details)
+        raise ValidationFailed("; ".join(problems), details=details, loc=("inputs",))
     return values
 
 

@@ -94,7 +94,8 @@ class Providers:
         if provider is None or not model:
             known = ", ".join(sorted(self._by_name))
             raise ValidationFailed(
-                f"model {model_id!r} names no configured provider; use 'provider/model' with one of: {known}"
+                f"model {model_id!r} names no configured provider; use 'provider/model' with one of: {known}",
+                loc=("model",),
             )
         return provider, model
 

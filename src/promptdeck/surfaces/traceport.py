@@ -10,71 +10,35 @@ deployment a 404 `model_not_found`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.callers import bearer_caller
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
-from promptdeck.surfaces.http import dialect_route, json_body, json_object
-from promptdeck.surfaces.openai_wire import Problems, answer, common_fields, render_error, typed
+from promptdeck.surfaces.http import dialect_route, parse_body
+from promptdeck.surfaces.openai_requests import RUN_BODY, RUN_DOC, refuse, run_fields
+from promptdeck.surfaces.openai_wire import answer, render_error
 
 router = APIRouter(route_class=dialect_route(render_error), tags=["Traceport"], responses=ERRORS["openai"])
 
 RUN_PATH = "/prompt/{slug}/run"
 
 
-def parse_request(body: Any) -> dict[str, Any]:
-    """The body as `InvokeRequest` fields (plus `include_usage`), reporting every problem."""
-    body = json_object(body)
-    problems = Problems()
-    model = typed(body, "model", str, "a 'provider/model' string", problems)
-    if model is not None and ("/" not in model or model.startswith("/") or model.endswith("/")):
-        problems.add("model", f"expected 'provider/model'; got {model!r}")
-    fields = common_fields(body, problems)
-    problems.check()
-    return {"model": model or None, **fields}
-
-
-RUN_DOC: dict[str, Any] = {
-    # `slug` is read from the path, not a parameter FastAPI validates: FastAPI would document
-    # a 422 for it that this dialect never sends (its bad requests are OpenAI's 400).
-    "parameters": [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "model": {
-                            "type": "string",
-                            "description": "provider/model, instead of the version's",
-                        },
-                        "variables": {"type": "object", "description": "the template's inputs"},
-                        "stream": {"type": "boolean"},
-                        "stream_options": {"type": "object"},
-                        "user": {"type": "string"},
-                        "metadata": {"type": "object"},
-                    },
-                }
-            }
-        },
-    },
-}
+# `slug` is read from the path, not a parameter FastAPI validates: FastAPI would document a 422
+# for it that this dialect never sends (its bad requests are OpenAI's 400).
+SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 @router.post(
     RUN_PATH,
-    openapi_extra=RUN_DOC,
+    openapi_extra={"parameters": [SLUG], **RUN_DOC},
     responses={**INVOKE_ERRORS["openai"], 200: {"content": {"text/event-stream": {}}}},  # stream: true
     summary="Run a deployment (Traceport)",
 )
 async def run(request: Request) -> Response:
     slug: str = request.path_params["slug"]
     caller = await bearer_caller(request, "invoke")
-    parsed = parse_request(await json_body(request))
+    parsed = run_fields(await parse_body(request, RUN_BODY, refuse))
     include_usage = parsed.pop("include_usage")
     invoke = InvokeRequest(caller=caller, dialect="traceport", deployment=slug, **parsed)
     return await answer(request, invoke, include_usage=include_usage, deployment_param=None)
