@@ -6,36 +6,34 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
-from promptdeck.domain.errors import (
-    HTTP_STATUS,
-    PromptdeckError,
-    ValidationFailed,
-)
+from promptdeck.domain.answers import Answer, ResolvedRun
+from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError
 from promptdeck.domain.events import (
     CONTENT_FILTER,
     LENGTH,
     STOP,
     TOOL_CALLS,
+    Event,
     Failed,
     Finished,
     ReasoningDelta,
+    Started,
     TextDelta,
+    Usage,
 )
-from promptdeck.domain.inputs import check_flat_metadata
-from promptdeck.domain.runs import RunRecord
-from promptdeck.engine.invoke import Invocation, InvokeRequest
+from promptdeck.engine.invocation import caller_error
+from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.callers import bearer_caller, services
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
+from promptdeck.surfaces.fetchhive_requests import INVOKE_BODY, INVOKE_DOC, invoke_fields, refuse
 from promptdeck.surfaces.http import (
     dialect_route,
     dumps,
-    json_body,
-    json_object,
+    parse_body,
     unless_disconnected,
-    with_keepalive,
 )
+from promptdeck.surfaces.run_response import RunResponse
 
 STOP_REASONS = {
     STOP: "completed",
@@ -63,68 +61,30 @@ router = APIRouter(
 )
 
 
-def parse_request(body: Any) -> dict[str, Any]:
-    """Check the invoke body, reporting every problem at once."""
-    body = json_object(body)
-    problems = []
-    deployment = body.get("deployment")
-    if not isinstance(deployment, str) or not deployment:
-        problems.append("deployment: required, a non-empty string")
-    for name, kind in (("variant", str), ("user", str), ("inputs", dict), ("streaming", bool)):
-        if body.get(name) is not None and not isinstance(body[name], kind):
-            problems.append(f"{name}: expected {'an object' if kind is dict else kind.__name__}")
-    try:
-        metadata = check_flat_metadata(body.get("metadata"))
-    except ValidationFailed as exc:
-        problems.append(exc.message)
-        metadata = {}
-    if problems:
-        raise ValidationFailed("invalid request: " + "; ".join(problems), details=problems)
+def usage_body(usage: Usage) -> dict[str, Any]:
+    """Fetch Hive's usage object."""
     return {
-        "deployment": deployment,
-        "variant": body.get("variant") or None,
-        "inputs": body.get("inputs") or {},
-        "stream": bool(body.get("streaming")),
-        "end_user": body.get("user"),
-        "metadata": metadata or None,
+        "prompt_tokens": {"total_tokens": usage.input, "cached_tokens": usage.cached_input},
+        "completion_tokens": {"total_tokens": usage.output, "reasoning_tokens": usage.reasoning},
+        "total_tokens": usage.total,
     }
 
 
-def usage_body(run: RunRecord | dict[str, Any]) -> dict[str, Any]:
-    """Fetch Hive's usage object, from a live record or a stored run."""
-    tokens = run if isinstance(run, dict) else run.as_row()
-    prompt, completion = int(tokens["input_tokens"]), int(tokens["output_tokens"])
+def answer_body(answer: Answer) -> dict[str, Any]:
+    """A whole run's answer, as `/v1/prompt/invoke` returns it."""
     return {
-        "prompt_tokens": {"total_tokens": prompt, "cached_tokens": tokens["cached_input_tokens"]},
-        "completion_tokens": {"total_tokens": completion, "reasoning_tokens": tokens["reasoning_tokens"]},
-        "total_tokens": prompt + completion,
+        "request_id": answer.run.request_id,
+        "model": answer.run.model,
+        "duration": round(answer.duration_ms / 1000, 3),
+        "reasoning": answer.reasoning,
+        "response": answer.text,
+        "usage": usage_body(answer.usage),
+        "stop_reason": stop_reason(answer.finished.stop_reason if answer.finished else STOP),
     }
 
 
-INVOKE_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["deployment"],
-                    "properties": {
-                        "deployment": {"type": "string"},
-                        "variant": {"type": "string"},
-                        "inputs": {"type": "object"},
-                        "streaming": {"type": "boolean"},
-                        "user": {"type": "string"},
-                        "metadata": {
-                            "type": "object",
-                            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
+def stop_reason(reason: str | None) -> str | None:
+    return STOP_REASONS.get(reason or STOP, reason)
 
 
 INVOKE_PATHS = ("/v1/prompt/invoke", "/v1/invoke")
@@ -146,37 +106,27 @@ INVOKE_RESPONSES = {**INVOKE_ERRORS["fetchhive"], 200: {"content": {"text/event-
 )
 async def invoke(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
-    parsed = parse_request(await json_body(request))
+    parsed = invoke_fields(await parse_body(request, INVOKE_BODY, refuse))
     app = services(request)
     invocation = await app.engine.start(InvokeRequest(caller=caller, dialect="fetchhive", **parsed))
     if parsed["stream"]:
-        events = stream_events(invocation, app.settings.keepalive_seconds)
-        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
-    record = await unless_disconnected(request, invocation.complete())
-    if record.error_code:
-        return render_error(invocation.error(), request, record.request_id)
-    return Response(
-        dumps(
-            {
-                "request_id": record.request_id,
-                "model": record.model,
-                "duration": round(record.duration_ms / 1000, 3),
-                "reasoning": record.reasoning,
-                "response": record.output,
-                "usage": usage_body(record),
-                "stop_reason": STOP_REASONS.get(record.stop_reason or STOP, record.stop_reason),
-            }
-        ),
-        media_type="application/json",
-    )
+        keepalive = app.settings.keepalive_seconds
+        return RunResponse(invocation, stream_events, keepalive, "text/event-stream", SSE_HEADERS)
+    async with invocation:
+        answer = await unless_disconnected(request, invocation.answer())
+    if answer.failed:
+        return render_error(caller_error(answer.failed), request, answer.run.request_id)
+    return Response(dumps(answer_body(answer)), media_type="application/json")
 
 
-async def stream_events(invocation: Invocation, keepalive: float) -> AsyncIterator[bytes]:
-    record = invocation.record
-    head = b'data: {"request_id":' + dumps(record.request_id)
-    async for event in with_keepalive(invocation.events(), keepalive):
+async def stream_events(run: ResolvedRun, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    """A run's events as Fetch Hive's server-sent events (WIRE.md §1); `None` is a ping."""
+    head = b'data: {"request_id":' + dumps(run.request_id)
+    async for event in events:
         if event is None:
             yield PING
+        elif isinstance(event, Started):
+            run = run.answered_by(event)
         elif isinstance(event, TextDelta | ReasoningDelta):
             kind = b"response" if isinstance(event, TextDelta) else b"reasoning"
             yield (
@@ -184,20 +134,22 @@ async def stream_events(invocation: Invocation, keepalive: float) -> AsyncIterat
                 + b',"type":"'
                 + kind
                 + b'","model":'
-                + dumps(record.model)
+                + dumps(run.model)
                 + b',"response":'
                 + dumps(event.text)
                 + b"}\n\n"
             )
         elif isinstance(event, Finished):
-            usage = {"duration": round(invocation.elapsed_ms() / 1000, 3), **usage_body(record)}
-            reason = STOP_REASONS.get(event.stop_reason, event.stop_reason)
+            usage = {
+                "duration": round((event.duration_ms or 0.0) / 1000, 3),
+                **usage_body(event.usage or Usage()),
+            }
             yield (
                 head
                 + b',"type":"usage","usage":'
                 + dumps(usage)
                 + b',"stop_reason":'
-                + dumps(reason)
+                + dumps(stop_reason(event.stop_reason))
                 + b"}\n\n"
             )
         elif isinstance(event, Failed):
@@ -231,7 +183,14 @@ def public_run(run: dict[str, Any]) -> dict[str, Any]:
         "inputs": run["inputs"],
         "response": run["output"],
         "reasoning": run["reasoning"],
-        "usage": usage_body(run),
+        "usage": usage_body(
+            Usage(
+                input=run["input_tokens"],
+                cached_input=run["cached_input_tokens"],
+                output=run["output_tokens"],
+                reasoning=run["reasoning_tokens"],
+            )
+        ),
         "duration": round(run["duration_ms"] / 1000, 3),
         "stop_reason": STOP_REASONS.get(run["stop_reason"] or "", run["stop_reason"]),
         "error": run["error_message"],

@@ -21,14 +21,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
 
-from promptdeck.domain.errors import HTTP_STATUS, NotFound, PromptdeckError, ValidationFailed
+from promptdeck.domain.answers import Answer, ResolvedRun, ToolCall
+from promptdeck.domain.errors import HTTP_STATUS, NotFound, PromptdeckError
 from promptdeck.domain.events import (
     CONTENT_FILTER,
     LENGTH,
     STOP,
     TOOL_CALLS,
+    Event,
     Failed,
     Finished,
     ReasoningDelta,
@@ -37,11 +38,11 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
-from promptdeck.domain.inputs import check_flat_metadata
-from promptdeck.domain.runs import RunRecord
-from promptdeck.engine.invoke import Invocation, InvokeRequest
+from promptdeck.engine.invocation import caller_error
+from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.callers import services
-from promptdeck.surfaces.http import dumps, unless_disconnected, with_keepalive
+from promptdeck.surfaces.http import dumps, unless_disconnected
+from promptdeck.surfaces.run_response import Encoder, RunResponse
 
 FINISH_REASONS = {STOP: "stop", LENGTH: "length", TOOL_CALLS: "tool_calls", CONTENT_FILTER: "content_filter"}
 DONE = b"data: [DONE]\n\n"
@@ -106,13 +107,14 @@ def render_error(error: PromptdeckError, request: Request | None = None) -> Resp
     return Response(dumps({"error": error_object(error)}), status, headers, media_type="application/json")
 
 
-def provider_failure(record: RunRecord, failure: PromptdeckError) -> Response:
+def provider_failure(run: ResolvedRun, failed: Failed) -> Response:
     """A run that failed at the provider before any answer (the non-streaming path): 502, or 429
     with Retry-After when the upstream said it was rate limited."""
-    error = WireError(failure.message, code=failure.code, wire_code=record.error_code or failure.code)
+    failure = caller_error(failed)
+    error = WireError(failure.message, code=failure.code, wire_code=failed.code)
     error.retry_after = failure.retry_after
     response = render_error(error)
-    response.headers["x-request-id"] = record.request_id
+    response.headers["x-request-id"] = run.request_id
     return response
 
 
@@ -120,219 +122,141 @@ def completion_id(request_id: str) -> str:
     return "chatcmpl-" + request_id.removeprefix("req_")
 
 
-def system_fingerprint(record: RunRecord) -> str:
-    """Which configuration answered: the deployment's variant and version."""
-    return f"promptdeck:{record.deployment}@{record.variant}:v{record.version_number}"
+def system_fingerprint(run: ResolvedRun) -> str:
+    """Which configuration answered: the deployment's variant and the version that answered."""
+    return f"promptdeck:{run.deployment}@{run.variant}:v{run.version_number}"
 
 
-def usage_object(record: RunRecord) -> dict[str, Any]:
-    prompt, completion = record.input_tokens, record.output_tokens
+def usage_object(usage: Usage) -> dict[str, Any]:
     return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": record.cached_input_tokens},
-        "completion_tokens_details": {"reasoning_tokens": record.reasoning_tokens},
-        "cache_creation_input_tokens": record.cache_write_input_tokens,
-        "cache_read_input_tokens": record.cached_input_tokens,
+        "prompt_tokens": usage.input,
+        "completion_tokens": usage.output,
+        "total_tokens": usage.total,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning},
+        "cache_creation_input_tokens": usage.cache_write_input,
+        "cache_read_input_tokens": usage.cached_input,
     }
 
 
-def tool_call_object(call: dict[str, Any]) -> dict[str, Any]:
+def tool_call_object(call: ToolCall) -> dict[str, Any]:
     return {
-        "id": call.get("id") or "",
+        "id": call.id or "",
         "type": "function",
-        "function": {"name": call.get("name") or "", "arguments": call.get("arguments") or ""},
+        "function": {"name": call.name or "", "arguments": call.arguments},
     }
 
 
-def completion_response(record: RunRecord) -> Response:
+def completion_body(answer: Answer) -> dict[str, Any]:
     """A finished run as OpenAI's `chat.completion`."""
-    message: dict[str, Any] = {"role": "assistant", "content": record.output, "refusal": None}
-    if record.tool_calls:
-        message["tool_calls"] = [tool_call_object(call) for call in record.tool_calls]
-        message["content"] = record.output or None
-    if record.reasoning:
-        message["reasoning_content"] = record.reasoning
-    body = {
-        "id": completion_id(record.request_id),
+    run = answer.run
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+    if answer.tool_calls:
+        message["tool_calls"] = [tool_call_object(call) for call in answer.tool_calls]
+        message["content"] = answer.text or None
+    if answer.reasoning:
+        message["reasoning_content"] = answer.reasoning
+    reason = answer.finished.stop_reason if answer.finished else STOP
+    return {
+        "id": completion_id(run.request_id),
         "object": "chat.completion",
-        "created": int(record.created_at.timestamp()),
-        "model": record.model,
+        "created": int(run.created_at.timestamp()),
+        "model": run.model,
         "choices": [
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": FINISH_REASONS.get(record.stop_reason or STOP, "stop"),
+                "finish_reason": FINISH_REASONS.get(reason, "stop"),
                 "logprobs": None,
             }
         ],
-        "usage": usage_object(record),
-        "system_fingerprint": system_fingerprint(record),
+        "usage": usage_object(answer.usage),
+        "system_fingerprint": system_fingerprint(run),
     }
-    return Response(dumps(body), media_type="application/json", headers={"x-request-id": record.request_id})
 
 
-async def chunk_stream(invocation: Invocation, keepalive: float, include_usage: bool) -> AsyncIterator[bytes]:
+def chunk_encoder(include_usage: bool) -> Encoder:
     """A run's events as `chat.completion.chunk` SSE: the role in the first delta, then text,
     reasoning and tool-call deltas, a last chunk with `finish_reason`, the usage chunk when
     asked for, `data: [DONE]`. Keep-alive comments fill silences."""
-    record = invocation.record
-    created = int(record.created_at.timestamp())
-    ident = completion_id(record.request_id)
-    fingerprint = system_fingerprint(record)
-    opened = False
-    usage: Usage | None = None
 
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        body = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": record.model,
-            "system_fingerprint": fingerprint,
-            "choices": choices,
-            **extra,
-        }
-        if include_usage:
-            body.setdefault("usage", None)
-        return b"data: " + dumps(body) + b"\n\n"
+    async def encode(run: ResolvedRun, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+        created = int(run.created_at.timestamp())
+        ident = completion_id(run.request_id)
+        opened = False
 
-    def delta(fields: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        nonlocal opened
-        if not opened:
-            fields = {"role": "assistant", "content": "", **fields}
-            opened = True
-        return chunk([{"index": 0, "delta": fields, "finish_reason": finish_reason, "logprobs": None}])
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            body = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": run.model,
+                "system_fingerprint": system_fingerprint(run),
+                "choices": choices,
+                **extra,
+            }
+            if include_usage:
+                body.setdefault("usage", None)
+            return b"data: " + dumps(body) + b"\n\n"
 
-    async for event in with_keepalive(invocation.events(), keepalive):
-        if event is None:
-            yield KEEPALIVE
-        elif isinstance(event, TextDelta):
-            yield delta({"content": event.text})
-        elif isinstance(event, ReasoningDelta):
-            yield delta({"reasoning_content": event.text})
-        elif isinstance(event, ToolCallDelta):
-            call: dict[str, Any] = {"index": event.index}
-            if event.id is not None:
-                call["id"] = event.id
-                call["type"] = "function"
-            function: dict[str, str] = {"arguments": event.arguments_delta}
-            if event.name is not None:
-                function["name"] = event.name
-            call["function"] = function
-            yield delta({"tool_calls": [call]})
-        elif isinstance(event, Usage):
-            usage = event
-        elif isinstance(event, Finished):
-            yield delta({}, FINISH_REASONS.get(event.stop_reason, "stop"))
-            if include_usage and usage is not None:
-                yield chunk([], usage=usage_object(record))
-            yield DONE
-        elif isinstance(event, Failed):
-            error = WireError(event.message, code="provider_error", wire_code=event.code)
-            yield b"data: " + dumps({"error": error_object(error)}) + b"\n\n"
-        elif isinstance(event, Started):
-            pass  # the model it names is `record.model` from here on
+        def delta(fields: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            nonlocal opened
+            if not opened:
+                fields = {"role": "assistant", "content": "", **fields}
+                opened = True
+            return chunk([{"index": 0, "delta": fields, "finish_reason": finish_reason, "logprobs": None}])
 
+        async for event in events:
+            if event is None:
+                yield KEEPALIVE
+            elif isinstance(event, Started):
+                run = run.answered_by(event)  # the model and version that answer, from here on
+            elif isinstance(event, TextDelta):
+                yield delta({"content": event.text})
+            elif isinstance(event, ReasoningDelta):
+                yield delta({"reasoning_content": event.text})
+            elif isinstance(event, ToolCallDelta):
+                call: dict[str, Any] = {"index": event.index}
+                if event.id is not None:
+                    call["id"] = event.id
+                    call["type"] = "function"
+                function: dict[str, str] = {"arguments": event.arguments_delta}
+                if event.name is not None:
+                    function["name"] = event.name
+                call["function"] = function
+                yield delta({"tool_calls": [call]})
+            elif isinstance(event, Finished):
+                yield delta({}, FINISH_REASONS.get(event.stop_reason, "stop"))
+                if include_usage:
+                    yield chunk([], usage=usage_object(event.usage or Usage()))
+                yield DONE
+            elif isinstance(event, Failed):
+                error = WireError(event.message, code="provider_error", wire_code=event.code)
+                yield b"data: " + dumps({"error": error_object(error)}) + b"\n\n"
 
-def stream_response(invocation: Invocation, keepalive: float, include_usage: bool) -> Response:
-    headers = {**SSE_HEADERS, "x-request-id": invocation.record.request_id}
-    return StreamingResponse(
-        chunk_stream(invocation, keepalive, include_usage), media_type="text/event-stream", headers=headers
-    )
+    return encode
 
 
 # ── requests ─────────────────────────────────────────────────────────────────
 
 
-class Problems:
-    """Every problem of a request body, each with the field it is about; raised as one error
-    whose `param` is the first field (OpenAI names one) and whose message names them all."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[str, str]] = []
-
-    def add(self, param: str, message: str) -> None:
-        self.found.append((param, f"{param}: {message}"))
-
-    def check(self) -> None:
-        if self.found:
-            messages = [message for _, message in self.found]
-            raise WireError(
-                "invalid request: " + "; ".join(messages), param=self.found[0][0], details=messages
-            )
-
-
-def typed(
-    body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str, problems: Problems
-) -> Any:
-    """`body[name]` when it is of `kind` (null counts as absent), else None and a problem."""
-    value = body.get(name)
-    if value is None:
-        return None
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        problems.add(name, f"expected {what}; got {json_type(value)}")
-        return None
-    return value
-
-
-def json_type(value: Any) -> str:
-    """What a JSON value is, in JSON's words (for messages)."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "null" if value is None else type(value).__name__
-
-
-def common_fields(body: dict[str, Any], problems: Problems) -> dict[str, Any]:
-    """What both OpenAI-shaped dialects take alike: `variables` (the template inputs), `stream`,
-    `stream_options.include_usage`, `user` (the end user) and flat `metadata`."""
-    variables = typed(body, "variables", dict, "an object of template variables", problems)
-    stream = typed(body, "stream", bool, "true or false", problems)
-    options = typed(body, "stream_options", dict, "an object", problems) or {}
-    include_usage = options.get("include_usage")
-    if include_usage is not None and not isinstance(include_usage, bool):
-        problems.add("stream_options.include_usage", f"expected true or false; got {include_usage!r}")
-    user = typed(body, "user", str, "a string", problems)
-    try:
-        metadata = check_flat_metadata(body.get("metadata"))
-    except ValidationFailed as exc:
-        problems.add("metadata", exc.message)
-        metadata = {}
-    return {
-        "inputs": variables or {},
-        "stream": bool(stream),
-        "include_usage": bool(include_usage),
-        "end_user": user,
-        "metadata": metadata or None,
-    }
+# The field of an engine error (its `loc`, in `InvokeRequest`'s terms) as these dialects name it.
+PARAMS = {"inputs": "variables", "model": "model"}
 
 
 def located(error: PromptdeckError, deployment_param: str | None) -> PromptdeckError:
-    """An error the engine raised, with the request field it is about."""
+    """An error the engine raised, with the request field it is about as `param`: an unknown
+    deployment or variant is `deployment_param`'s (the dialect's own field, or none when the
+    path names it); an error with a `loc` is that field's, its message prefixed with it."""
     if isinstance(error, NotFound):
         return WireError.of(error, param=deployment_param, wire_code="model_not_found")
-    if not isinstance(error, ValidationFailed):
+    param = PARAMS.get(str(error.loc[0])) if error.loc else None
+    if param is None:
         return error
-    details = error.details
-    if isinstance(details, dict) and ("missing" in details or "wrong_type" in details):
-        wired = WireError.of(error, param="variables")
-        wired.message = f"variables: {error.message}"
-        return wired
-    if error.message.startswith("model "):
-        return WireError.of(error, param="model")
-    if isinstance(details, list) and details and str(details[0]).startswith("params."):
-        return WireError.of(error, param=str(details[0]).removeprefix("params.").split(":")[0])
-    return WireError.of(error)
+    wired = WireError.of(error, param=param)
+    if not error.message.startswith(param):
+        wired.message = f"{param}: {error.message}"
+    return wired
 
 
 async def answer(
@@ -345,8 +269,15 @@ async def answer(
     except PromptdeckError as exc:
         raise located(exc, deployment_param) from exc
     if invoke.stream:
-        return stream_response(invocation, app.settings.keepalive_seconds, include_usage)
-    record = await unless_disconnected(request, invocation.complete())
-    if record.error_code:
-        return provider_failure(record, invocation.error())
-    return completion_response(record)
+        headers = {**SSE_HEADERS, "x-request-id": invocation.run.request_id}
+        encode = chunk_encoder(include_usage)
+        return RunResponse(invocation, encode, app.settings.keepalive_seconds, "text/event-stream", headers)
+    async with invocation:
+        done = await unless_disconnected(request, invocation.answer())
+    if done.failed:
+        return provider_failure(done.run, done.failed)
+    return Response(
+        dumps(completion_body(done)),
+        media_type="application/json",
+        headers={"x-request-id": done.run.request_id},
+    )

@@ -15,23 +15,32 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptdeck.domain.answers import Answer, ResolvedRun
 from promptdeck.domain.deployments import Version, draft_version, standalone
 from promptdeck.domain.errors import ProviderFailed, ValidationFailed
-from promptdeck.domain.events import Failed, Finished, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from promptdeck.domain.events import (
+    Event,
+    Failed,
+    Finished,
+    ReasoningDelta,
+    Started,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from promptdeck.domain.prompts import check_slug, parse_spec
 from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
-from promptdeck.domain.runs import RunRecord
 from promptdeck.engine.auth import Caller
-from promptdeck.engine.invoke import Invocation, InvokeRequest
+from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.services import Services
 from promptdeck.surfaces.admin import Admin, VersionIn, render_error
 from promptdeck.surfaces.callers import admin_gate, services
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
 from promptdeck.surfaces.fetchhive import PING, SSE_HEADERS
-from promptdeck.surfaces.http import dialect_route, dumps, unless_disconnected, with_keepalive
+from promptdeck.surfaces.http import dialect_route, dumps, unless_disconnected
+from promptdeck.surfaces.run_response import RunResponse
 
 DIALECT = "playground"
 DEPLOYMENT_PREFIX = "playground:"  # deployment names are slugs, which never hold a ':'
@@ -81,7 +90,7 @@ async def subject(app: Services, caller: Caller, body: PlaygroundRunIn) -> Versi
     if body.version is not None and body.draft is None:
         if body.prompt is None:
             raise ValidationFailed("prompt: required with version: the slug of the prompt to run")
-        return await app.catalog.get_version(caller.workspace_id, body.prompt, body.version)
+        return await app.catalog.prompts.get_version(caller.workspace_id, body.prompt, body.version)
     raise ValidationFailed(
         "send either draft (an unsaved prompt version) or prompt and version (a saved one), not "
         + ("both" if body.draft is not None else "neither")
@@ -109,51 +118,50 @@ async def run(body: PlaygroundRunIn, request: Request, caller: Caller = Admin) -
     )
     invocation = await app.engine.start(invoke, standalone(caller.workspace_id, name, version))
     if body.stream:
-        events = stream_events(invocation, app.settings.keepalive_seconds)
-        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
-    record = await unless_disconnected(request, invocation.complete())
-    if record.error_code:
-        failure = ProviderFailed(
-            record.error_message or "the provider failed",
-            details={"run_id": record.id, "error_code": record.error_code},
-        )
-        return render_error(failure, request)
-    return Response(dumps(answer(record)), media_type="application/json")
+        keepalive = app.settings.keepalive_seconds
+        return RunResponse(invocation, stream_events, keepalive, "text/event-stream", SSE_HEADERS)
+    async with invocation:
+        answer = await unless_disconnected(request, invocation.answer())
+    if answer.failed:
+        details = {"run_id": answer.run.id, "error_code": answer.failed.code}
+        return render_error(ProviderFailed(answer.failed.message, details=details), request)
+    return Response(dumps(answer_body(answer)), media_type="application/json")
 
 
-def usage_of(record: RunRecord) -> dict[str, Any]:
+def usage_of(usage: Usage) -> dict[str, Any]:
     return {
-        "input_tokens": record.input_tokens,
-        "cached_input_tokens": record.cached_input_tokens,
-        "cache_write_input_tokens": record.cache_write_input_tokens,
-        "output_tokens": record.output_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "estimated": bool(record.usage_estimated),
+        "input_tokens": usage.input,
+        "cached_input_tokens": usage.cached_input,
+        "cache_write_input_tokens": usage.cache_write_input,
+        "output_tokens": usage.output,
+        "reasoning_tokens": usage.reasoning,
+        "estimated": usage.estimated,
     }
 
 
-def outcome(record: RunRecord, duration_ms: float) -> dict[str, Any]:
+def outcome(run: ResolvedRun, finished: Finished) -> dict[str, Any]:
     """What a finished run reports, streamed or not."""
     return {
-        "run_id": record.id,
-        "request_id": record.request_id,
-        "model": record.model,
-        "provider": record.provider,
-        "stop_reason": record.stop_reason,
-        "cost": record.cost,
-        "price_known": record.price_known,
-        "duration_ms": round(duration_ms, 3),
-        "ttft_ms": None if record.ttft_ms is None else round(record.ttft_ms, 3),
+        "run_id": run.id,
+        "request_id": run.request_id,
+        "model": run.model,
+        "provider": run.provider,
+        "stop_reason": finished.stop_reason,
+        "cost": finished.cost,
+        "price_known": finished.price_known,
+        "duration_ms": round(finished.duration_ms or 0.0, 3),
+        "ttft_ms": None if finished.ttft_ms is None else round(finished.ttft_ms, 3),
     }
 
 
-def answer(record: RunRecord) -> dict[str, Any]:
+def answer_body(answer: Answer) -> dict[str, Any]:
+    assert answer.finished is not None
     return {
-        **outcome(record, record.duration_ms),
-        "output": record.output,
-        "reasoning": record.reasoning,
-        "tool_calls": record.tool_calls or [],
-        "usage": usage_of(record),
+        **outcome(answer.run, answer.finished),
+        "output": answer.text,
+        "reasoning": answer.reasoning,
+        "tool_calls": [call.as_dict() for call in answer.tool_calls],
+        "usage": usage_of(answer.usage),
     }
 
 
@@ -161,21 +169,22 @@ def event_bytes(payload: dict[str, Any]) -> bytes:
     return b"data: " + dumps(payload) + b"\n\n"
 
 
-async def stream_events(invocation: Invocation, keepalive: float) -> AsyncIterator[bytes]:
+async def stream_events(run: ResolvedRun, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
     """`started` at once, then the answer's deltas, `usage`, and `finished` or `error` last."""
-    record = invocation.record
     yield event_bytes(
         {
             "type": "started",
-            "run_id": record.id,
-            "request_id": record.request_id,
-            "model": record.model,
-            "provider": record.provider,
+            "run_id": run.id,
+            "request_id": run.request_id,
+            "model": run.model,
+            "provider": run.provider,
         }
     )
-    async for event in with_keepalive(invocation.events(), keepalive):
+    async for event in events:
         if event is None:
             yield PING
+        elif isinstance(event, Started):
+            run = run.answered_by(event)
         elif isinstance(event, TextDelta):
             yield event_bytes({"type": "text", "text": event.text})
         elif isinstance(event, ReasoningDelta):
@@ -191,10 +200,10 @@ async def stream_events(invocation: Invocation, keepalive: float) -> AsyncIterat
                 }
             )
         elif isinstance(event, Usage):
-            yield event_bytes({"type": "usage", **usage_of(record)})
+            yield event_bytes({"type": "usage", **usage_of(event)})
         elif isinstance(event, Finished):
-            yield event_bytes({"type": "finished", **outcome(record, invocation.elapsed_ms())})
+            yield event_bytes({"type": "finished", **outcome(run, event)})
         elif isinstance(event, Failed):
             yield event_bytes(
-                {"type": "error", "code": event.code, "message": event.message, "run_id": record.id}
+                {"type": "error", "code": event.code, "message": event.message, "run_id": run.id}
             )
