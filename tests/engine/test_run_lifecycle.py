@@ -6,6 +6,8 @@ included. Through a live server and a scripted upstream on loopback (tests/suppo
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import orjson
@@ -216,3 +218,32 @@ def test_runs_still_open_when_the_server_stops_are_recorded(
     request_id = deck.live.call(go)
     assert run_of(deck, request_id)["error_code"] == "cancelled"
     assert upstream.count("primary") == 0
+
+
+def test_a_finished_invocation_is_freed_at_once_not_by_the_cycle_collector(
+    upstream: FakeOpenAI, start_deck: StartDeck
+) -> None:
+    """While a run goes, the invocation and the generators that read its upstream refer to each
+    other. When it ends they are closed there and then, so the run's objects (record, messages,
+    answer) go with the last reference: no generator is left for the event loop to close with a
+    task of its own, and nothing waits for the cycle collector (measurable CPU at 2,000 runs/s)."""
+    deck = deployed(start_deck)
+
+    async def go() -> bool:
+        services = deck.services
+        caller = await services.keys.caller(deck.admin_key, "invoke")
+        invocation = await services.engine.start(
+            InvokeRequest(caller=caller, dialect="fetchhive", deployment="d", inputs=INPUTS)
+        )
+        async with invocation:
+            answer = await invocation.answer()
+        assert answer.text == Script().text
+        gone = weakref.ref(invocation)
+        gc.disable()
+        try:
+            del invocation
+            return gone() is None
+        finally:
+            gc.enable()
+
+    assert deck.live.call(go), "the invocation outlived its last reference"

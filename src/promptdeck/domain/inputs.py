@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from promptdeck.domain.errors import ValidationFailed
@@ -17,6 +18,11 @@ from promptdeck.domain.templating import (
     render_jinja,
     whole_placeholder,
 )
+
+
+@lru_cache(maxsize=1024)  # a version's templates never change: found once, not on every call
+def _paths(templates: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    return tuple(paths_in(templates))
 
 
 def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,11 +50,10 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
     bad = set(missing) | {w.split(" ", 1)[0] for w in wrong}
     paths = [
         ".".join(steps)
-        for steps in paths_in(m.content for m in spec.messages)
-        if spec.template_syntax != JINJA2
-        and steps[0] in values
-        and steps[0] not in bad
-        and not path_exists(values[steps[0]], steps[1:])
+        for steps in (
+            [] if spec.template_syntax == JINJA2 else _paths(tuple(m.content for m in spec.messages))
+        )
+        if steps[0] in values and steps[0] not in bad and not path_exists(values[steps[0]], steps[1:])
     ]
     problems = []
     if missing:
