@@ -145,8 +145,7 @@ class Invocation:
         """Run to the end and return the whole answer (the non-streaming path)."""
         async for _ in self.events():
             pass
-        await self.close()
-        assert self._whole is not None
+        assert self._whole is not None  # the reader closed the run as it ended
         return self._whole
 
     def elapsed_ms(self) -> float:

@@ -76,14 +76,15 @@ def meta(
     asked: frozenset[str],
     release_tag: str,
     *,
-    ended: Started | Finished | Failed | None,
+    moment: Started | Finished | Failed | None,
     output_chars: int,
     duration_ms: float,
     allowed: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """The `meta` fields the caller asked for (and this answer may carry)."""
+    """The `meta` fields the caller asked for (and this answer may carry), as of `moment`: the
+    answer's start, its end, or neither (a run that failed before it started)."""
     wanted = asked if allowed is None else asked & allowed
-    finished = ended if isinstance(ended, Finished) else None
+    finished = moment if isinstance(moment, Finished) else None
     out: dict[str, Any] = {}
     if "model_name" in wanted:
         out["model_name"] = run.model
@@ -133,7 +134,7 @@ def execution_body(
             answer.run,
             asked,
             release_tag,
-            ended=ended,
+            moment=ended,
             output_chars=len(answer.text),
             duration_ms=answer.duration_ms,
         )
@@ -173,17 +174,17 @@ def stream_encoder(asked: frozenset[str], release_tag: str) -> Encoder:
             return found
 
         def with_meta(
-            event: dict[str, Any], allowed: frozenset[str], ended: Started | Finished | Failed | None
+            event: dict[str, Any], allowed: frozenset[str], moment: Started | Finished | Failed | None
         ) -> dict[str, Any]:
             duration = (
-                ended.elapsed_ms if isinstance(ended, Started) else ended and ended.duration_ms
+                moment.elapsed_ms if isinstance(moment, Started) else moment and moment.duration_ms
             ) or 0.0
             chars = sum(len(part) for part in fold.text)
             found = meta(
                 run,
                 asked,
                 release_tag,
-                ended=ended,
+                moment=moment,
                 output_chars=chars,
                 duration_ms=duration,
                 allowed=allowed,
