@@ -28,7 +28,7 @@ from promptdeck.engine.pricing import Price, PriceList
 from promptdeck.engine.ttl_cache import TtlCache
 from promptdeck.providers.base import ProviderCall, Providers
 from promptdeck.store.credentials import Credential, CredentialStore
-from promptdeck.store.deployments import DeploymentStore as CatalogStore
+from promptdeck.store.deployments import DeploymentStore
 from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.run_writer import RunWriter
 
@@ -58,7 +58,7 @@ class InvokeRequest:
 class Engine:
     def __init__(
         self,
-        catalog: CatalogStore,
+        deployment_store: DeploymentStore,
         providers: Providers,
         writer: RunWriter,
         cache_ttl: float,
@@ -69,7 +69,7 @@ class Engine:
         cache_entries: int = TtlCache.MAX_ENTRIES,
         cache_misses: int = TtlCache.MAX_MISSES,
     ) -> None:
-        self.catalog = catalog
+        self.deployment_store = deployment_store
         self.raw_override_urls = raw_override_urls  # where a caller's raw_overrides.url may point
         self.providers = providers
         self.writer = writer
@@ -201,15 +201,15 @@ class Engine:
     async def _load_deployment(self, key: tuple[str, str]) -> Deployment | None:
         """None for an unknown name, so a flood of bad names is answered from memory too."""
         try:
-            return await self.catalog.load_deployment(*key)
+            return await self.deployment_store.load_deployment(*key)
         except NotFound:
             return None
 
     def forget_deployments(self) -> None:
-        """Called after any catalog write, so the next call sees it."""
+        """On a `CatalogChanged` event (services.subscribe_caches), so the next call sees the write."""
         self.deployments.invalidate()
 
     def forget_provider_settings(self) -> None:
-        """Called after a credential or price override changes."""
+        """On a `ProviderSettingsChanged` event: a credential or a price override changed."""
         self.credentials.invalidate()
         self.overrides.invalidate()
