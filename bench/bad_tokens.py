@@ -32,19 +32,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gateway_overhead import (
-    DEPLOYMENT,
-    GENERATOR_CORE,
-    PROMPTDECK_CORE,
-    TEXT,
-    ConnectionClosed,
-    HttpCaller,
-    build_request,
-    connect,
-    free_port,
-    promptdeck_server,
-    run_fast,
-)
+from fake_upstream import run_fast
+from gateway_processes import GENERATOR_CORE, PROMPTDECK_CORE, free_port, promptdeck_server
+from gateway_targets import DEPLOYMENT, TEXT
+from load_client import ConnectionClosed, HttpCaller, build_request, connect
 
 PATH = "/v1/prompt/invoke"
 CALLERS = 32

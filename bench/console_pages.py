@@ -48,21 +48,15 @@ import yaml  # noqa: E402
 from tests.support.console_sign_in import signed_in_client  # noqa: E402
 from tests.support.live_server import start_server  # noqa: E402
 
-from gateway_overhead import (  # noqa: E402
-    NS_PER_MS,
-    background_load,
-    change_cell,
-    cpu_model,
-    fmt,
-    git_state,
-    percentile,
-)
+from cpu_meter import background_load  # noqa: E402
+from figures import NS_PER_MS, change_cell, fmt, percentile  # noqa: E402
 from promptdeck.config import Settings  # noqa: E402
 from promptdeck.store.console_members import MemberStore  # noqa: E402
 from promptdeck.store.database import create_engine  # noqa: E402
 from promptdeck.store.prompt_sync import PromptSync  # noqa: E402
 from run_log_data import DEPLOYMENTS, MODELS, RunFactory, Shape  # noqa: E402
 from run_log_scale import Database, LoadMeter, bootstrap, open_database, settle, write_log  # noqa: E402
+from run_meta import cpu_model, git_state  # noqa: E402
 
 RESULTS = HERE / "results"
 EXAMPLE = ROOT / "examples" / "summarize.yaml"

@@ -55,17 +55,8 @@ from sqlalchemy.sql.elements import ClauseElement  # noqa: E402
 from tests.support.live_server import start_server  # noqa: E402
 from tests.support.postgres import PostgresServer, start_postgres  # noqa: E402
 
-from gateway_overhead import (  # noqa: E402
-    NS_PER_MS,
-    background_load,
-    change_cell,
-    core_ticks,
-    cpu_model,
-    fmt,
-    git_state,
-    percentile,
-    process_cpu_ns,
-)
+from cpu_meter import background_load, core_ticks, process_cpu_ns  # noqa: E402
+from figures import NS_PER_MS, change_cell, fmt, percentile  # noqa: E402
 from promptdeck.config import Settings  # noqa: E402
 from promptdeck.domain.run_filters import check_sort, parse_filters  # noqa: E402
 from promptdeck.store import run_log_plan  # noqa: E402
@@ -75,6 +66,7 @@ from promptdeck.store.run_log_plan import page_statement  # noqa: E402
 from promptdeck.store.run_writer import RunWriter  # noqa: E402
 from promptdeck.store.wal_checkpoints import WalCheckpointer  # noqa: E402
 from run_log_data import CUSTOMERS, DAYS, END_USERS, PLANS, SEED, RunFactory, Shape  # noqa: E402
+from run_meta import cpu_model, git_state  # noqa: E402
 
 RESULTS = HERE / "results"
 DATABASES = ("sqlite", "postgres")

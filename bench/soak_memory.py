@@ -1,7 +1,7 @@
 """Whether promptdeck's memory levels off under sustained load.
 
-Starts the fast fake upstream and a real `promptdeck serve` as `gateway_overhead.py` does (its
-functions, imported), sends 300,000 requests to the Fetch Hive endpoint from 32 keep-alive
+Starts the fast fake upstream and a real `promptdeck serve` as `gateway_overhead.py` does (the same
+modules, imported), sends 300,000 requests to the Fetch Hive endpoint from 32 keep-alive
 callers, each alternating non-streaming and streaming requests, and reads the server's resident
 memory (VmRSS) after every 50,000, once the run writer has written what they queued. A leak or
 a cache without a bound shows as RSS still climbing in the second half of the run; "flat" is
@@ -26,41 +26,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway_overhead import (
+from cpu_meter import background_load
+from fake_upstream import run_fast
+from figures import change_cell
+from gateway_processes import (
     GENERATOR_CORE,
     PROMPTDECK_CORE,
-    ROOT,
-    HttpCaller,
-    Tally,
-    answered,
-    background_load,
-    change_cell,
-    connect,
-    direct_target,
     promptdeck_server,
-    promptdeck_target,
-    run_fast,
-    run_meta,
-    sanity_check,
     start_upstream,
     stop_process,
-    writer_metrics,
+    writer_drained,
 )
+from gateway_targets import direct_target, promptdeck_target, sanity_check
+from load_client import HttpCaller, Tally, answered, connect
+from memory_meter import memory_mb
+from run_meta import ROOT, run_meta
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DRAIN_TIMEOUT_S = 120.0  # for the run writer to write what a segment queued
 SEGMENT_CAP_S = 1800.0  # a segment that takes longer is stopped (and marked), so a run always ends
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """The process's resident memory now (VmRSS) and at its highest (VmHWM), in MiB."""
-    found = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                found["rss_mb" if name == "VmRSS" else "hwm_mb"] = round(int(value.split()[0]) / 1024, 1)
-    return found
 
 
 async def mixed_load(
@@ -97,24 +81,13 @@ async def mixed_load(
     return tally
 
 
-async def drained(port: int) -> dict[str, Any]:
-    """The writer's counters once its queue is empty (or after DRAIN_TIMEOUT_S)."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while True:
-        found = await writer_metrics(port)
-        if found.get("queued", 0) == 0 or time.monotonic() > deadline:
-            await asyncio.sleep(0.5)  # the batch taken off the queue last is written too
-            return await writer_metrics(port)
-        await asyncio.sleep(0.2)
-
-
 async def soak(
     upstream_port: int, port: int, key: str, pid: int, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     through = promptdeck_target(port, key)
     await sanity_check(direct_target(upstream_port), through)
     connections = [await connect(port) for _ in range(args.callers)]
-    series = [{"requests": 0, **memory_mb(pid), "writer": await drained(port)}]
+    series = [{"requests": 0, **memory_mb(pid), "writer": await writer_drained(port, DRAIN_TIMEOUT_S)}]
     print(f"  {0:>9,} requests  RSS {series[0]['rss_mb']:>7.1f} MB", flush=True)
     sent = 0
     try:
@@ -128,7 +101,7 @@ async def soak(
                 "errors": tally.errors,
                 "capped": tally.capped,
             }
-            point["writer"] = await drained(port)
+            point["writer"] = await writer_drained(port, DRAIN_TIMEOUT_S)
             point |= memory_mb(pid)
             if tally.error_samples:
                 point["error_samples"] = tally.error_samples

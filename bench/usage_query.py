@@ -46,7 +46,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from tests.support.postgres import start_postgres  # noqa: E402
 
-from gateway_overhead import background_load, percentile  # noqa: E402
+from cpu_meter import background_load  # noqa: E402
+from figures import percentile  # noqa: E402
 from promptdeck.domain.usage_dimensions import hour_of  # noqa: E402
 from promptdeck.domain.usage_query import parse_usage_query  # noqa: E402
 from promptdeck.store.database import create_engine, migrate  # noqa: E402
