@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from promptdeck.engine.invoke import InvokeRequest
-from promptdeck.surfaces.fetchhive import stream_events
+from promptdeck.surfaces.fetchhive import PING, stream_events
 from promptdeck.surfaces.run_response import RunResponse
 from tests.conftest import Deck
 from tests.support import fake_openai
@@ -128,7 +128,7 @@ def test_a_caller_gone_before_the_first_byte_is_recorded_as_cancelled(
             caller=caller, dialect="fetchhive", deployment="d", inputs=INPUTS, stream=True
         )
         invocation = await services.engine.start(request)
-        response = RunResponse(invocation, stream_events, 15.0, "text/event-stream")
+        response = RunResponse(invocation, stream_events, 15.0, "text/event-stream", ping=PING)
         scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
         await response(scope, receive, send)
         assert invocation not in services.engine.open_runs

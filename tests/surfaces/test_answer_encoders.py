@@ -1,7 +1,8 @@
 """Each dialect's encoders are pure functions of the run as resolved and its events: no server,
 no database, no engine here. For one scripted answer (a fallback with its own version answers,
 with reasoning, text, a tool call, usage and cost) each dialect's stream, folded back, says what
-its whole answer says; failures and quiet intervals are encoded in the dialect's own words."""
+its whole answer says; failures are encoded in the dialect's own words (keep-alive bytes are the
+response's: surfaces/run_response.py)."""
 
 from __future__ import annotations
 
@@ -58,12 +59,12 @@ EVENTS: list[Event] = [
 FAILED = Failed("upstream_rejected", "openai answered HTTP 400: bad", duration_ms=7.0)
 
 
-async def played(events: list[Event | None]) -> AsyncIterator[Event | None]:
+async def played(events: list[Event]) -> AsyncIterator[Event]:
     for event in events:
         yield event
 
 
-async def encoded(encode: Encoder, events: list[Event | None]) -> list[bytes]:
+async def encoded(encode: Encoder, events: list[Event]) -> list[bytes]:
     return [part async for part in encode(RUN, played(events))]
 
 
@@ -80,10 +81,10 @@ def sse_data(parts: list[bytes]) -> list[Any]:
 
 
 async def test_fetch_hive_stream_agrees_with_its_whole_answer() -> None:
-    parts = await encoded(fetchhive.stream_events, [None, *EVENTS])
+    parts = await encoded(fetchhive.stream_events, EVENTS)
     whole = fetchhive.answer_body(whole_answer(EVENTS))
 
-    assert parts[0] == fetchhive.PING and parts[-1] == fetchhive.DONE
+    assert parts[-1] == fetchhive.DONE
     events = sse_data(parts)
     texts = [e for e in events if e["type"] == "response"]
     assert {e["model"] for e in events if "model" in e} == {"openai/second"}, "the model that answered"
@@ -97,10 +98,10 @@ async def test_fetch_hive_stream_agrees_with_its_whole_answer() -> None:
 
 
 async def test_openai_chunks_agree_with_the_chat_completion() -> None:
-    parts = await encoded(openai_wire.chunk_encoder(include_usage=True), [*EVENTS[:2], None, *EVENTS[2:]])
+    parts = await encoded(openai_wire.chunk_encoder(include_usage=True), EVENTS)
     whole = openai_wire.completion_body(whole_answer(EVENTS))
 
-    assert openai_wire.KEEPALIVE in parts and parts[-1] == openai_wire.DONE
+    assert parts[-1] == openai_wire.DONE
     chunks = sse_data(parts)
     assert {(c["id"], c["model"], c["system_fingerprint"]) for c in chunks} == {
         (whole["id"], "openai/second", "promptdeck:d@default:v2")
@@ -136,11 +137,10 @@ async def test_openai_stream_failure_is_one_error_event_without_done() -> None:
 
 @pytest.mark.parametrize("asked", [frozenset(), frozenset(vellum_answers.INITIATED_META | {"usage", "cost"})])
 async def test_vellum_stream_agrees_with_execute_prompt(asked: frozenset[str]) -> None:
-    parts = await encoded(vellum_answers.stream_encoder(asked, "LATEST"), [None, *EVENTS])
+    parts = await encoded(vellum_answers.stream_encoder(asked, "LATEST"), EVENTS)
     whole = vellum_answers.execution_body(whole_answer(EVENTS), asked, "LATEST", ())
 
-    assert parts[0] == vellum_answers.KEEPALIVE
-    lines = [orjson.loads(part) for part in parts[1:]]
+    lines = [orjson.loads(part) for part in parts]
     assert lines[0]["state"] == "INITIATED"
     fulfilled = lines[-1]
     assert fulfilled["state"] == whole["state"] == "FULFILLED"

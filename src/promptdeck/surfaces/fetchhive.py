@@ -24,6 +24,7 @@ from promptdeck.domain.events import (
 )
 from promptdeck.engine.invocation import caller_error
 from promptdeck.engine.invoke import InvokeRequest
+from promptdeck.surfaces.access_log import log_run
 from promptdeck.surfaces.callers import bearer_caller, services
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
 from promptdeck.surfaces.fetchhive_requests import INVOKE_BODY, INVOKE_DOC, invoke_fields, refuse
@@ -109,9 +110,10 @@ async def invoke(request: Request) -> Response:
     parsed = invoke_fields(await parse_body(request, INVOKE_BODY, refuse))
     app = services(request)
     invocation = await app.engine.start(InvokeRequest(caller=caller, dialect="fetchhive", **parsed))
+    log_run(request, invocation.run)
     if parsed["stream"]:
         keepalive = app.settings.keepalive_seconds
-        return RunResponse(invocation, stream_events, keepalive, "text/event-stream", SSE_HEADERS)
+        return RunResponse(invocation, stream_events, keepalive, "text/event-stream", SSE_HEADERS, ping=PING)
     async with invocation:
         answer = await unless_disconnected(request, invocation.answer())
     if answer.failed:
@@ -119,13 +121,11 @@ async def invoke(request: Request) -> Response:
     return Response(dumps(answer_body(answer)), media_type="application/json")
 
 
-async def stream_events(run: ResolvedRun, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
-    """A run's events as Fetch Hive's server-sent events (WIRE.md §1); `None` is a ping."""
+async def stream_events(run: ResolvedRun, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    """A run's events as Fetch Hive's server-sent events (WIRE.md §1); PING keeps it alive."""
     head = b'data: {"request_id":' + dumps(run.request_id)
     async for event in events:
-        if event is None:
-            yield PING
-        elif isinstance(event, Started):
+        if isinstance(event, Started):
             run = run.answered_by(event)
         elif isinstance(event, TextDelta | ReasoningDelta):
             kind = b"response" if isinstance(event, TextDelta) else b"reasoning"
@@ -160,7 +160,9 @@ async def stream_events(run: ResolvedRun, events: AsyncIterator[Event | None]) -
                 + message
                 + b',"message":'
                 + message
-                + b',"error_code":"provider_error"}\n\n'
+                + b',"error_code":"'
+                + caller_error(event).code.encode()
+                + b'"}\n\n'
             )
     yield DONE
 

@@ -4,11 +4,10 @@ the dialect's own shape, keep-alive for quiet streams, and the security headers 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import operator
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from itertools import accumulate, count
 from typing import Any, TypeVar
 
@@ -70,16 +69,15 @@ HTML_CSP: Header = (
     b"default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; "
     b"base-uri 'self'; form-action 'self'",
 )
-# FastAPI's /docs and /redoc load Swagger UI and ReDoc from jsDelivr (fonts from Google) and
-# start them with an inline script: allowed there only, never framed.
+# /docs serves Swagger UI from assets installed with promptdeck (fastapi-offline, under
+# /docs/assets) and starts it with an inline script: allowed there only, never framed.
 DOCS_CSP: Header = (
     b"content-security-policy",
-    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    b"font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; worker-src 'self' blob:; "
-    b"connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    b"frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
 )
-DOCS_PATHS = ("/docs", "/redoc")
+DOCS_PATHS = ("/docs",)
 
 
 class SecurityHeaders:
@@ -264,41 +262,6 @@ class HotRoutes:
         await response(scope, receive, send)
 
 
-async def with_keepalive(events: AsyncIterator[T], interval: float) -> AsyncIterator[T | None]:
-    """Yield the events, and `None` whenever `interval` seconds pass without one
-    (the caller turns `None` into its dialect's keep-alive bytes)."""
-    iterator = events.__aiter__()
-    pending: asyncio.Future[T] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait((pending,), timeout=interval)
-            if not done:
-                yield None
-                continue
-            finished, pending = pending, None
-            try:
-                item = finished.result()
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        if pending is not None:
-            pending.cancel()
-            # Let it wind down (close the upstream call, log the run) even when this task is
-            # cancelled again meanwhile, as a cancel scope does: `await pending` would pass each
-            # further cancellation on to it and cut its own cleanup short; `wait` does not.
-            while not pending.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait((pending,))
-            if not pending.cancelled():
-                pending.exception()  # retrieved, so it is not reported as never retrieved
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
@@ -310,7 +273,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     watcher task cancels it (a second task and `asyncio.wait` cost ~0.1 ms a request)."""
     here = asyncio.current_task()
     assert here is not None
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, here))
+    watcher = asyncio.ensure_future(cancel_on_disconnect(request.receive, here))
     try:
         return await work
     except asyncio.CancelledError:
@@ -324,9 +287,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-async def _cancel_on_disconnect(request: Request, task: asyncio.Task[Any]) -> bool:
+async def cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> bool:
     """Wait for the caller to hang up, then cancel `task`; True once it did."""
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
     task.cancel()
     return True

@@ -40,6 +40,7 @@ from promptdeck.domain.events import (
 )
 from promptdeck.engine.invocation import caller_error
 from promptdeck.engine.invoke import InvokeRequest
+from promptdeck.surfaces.access_log import log_run
 from promptdeck.surfaces.callers import services
 from promptdeck.surfaces.http import dumps, unless_disconnected
 from promptdeck.surfaces.run_response import Encoder, RunResponse
@@ -53,6 +54,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 ERROR_KINDS: dict[str, tuple[str, str]] = {
     "validation_error": ("invalid_request_error", "invalid_value"),
     "bad_request": ("invalid_request_error", "invalid_request"),
+    "context_length_exceeded": ("invalid_request_error", "context_length_exceeded"),
     "unauthorized": ("invalid_request_error", "invalid_api_key"),
     "forbidden": ("permission_error", "insufficient_scope"),
     "not_found": ("invalid_request_error", "not_found"),
@@ -180,7 +182,7 @@ def chunk_encoder(include_usage: bool) -> Encoder:
     reasoning and tool-call deltas, a last chunk with `finish_reason`, the usage chunk when
     asked for, `data: [DONE]`. Keep-alive comments fill silences."""
 
-    async def encode(run: ResolvedRun, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    async def encode(run: ResolvedRun, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
         created = int(run.created_at.timestamp())
         ident = completion_id(run.request_id)
         opened = False
@@ -207,9 +209,7 @@ def chunk_encoder(include_usage: bool) -> Encoder:
             return chunk([{"index": 0, "delta": fields, "finish_reason": finish_reason, "logprobs": None}])
 
         async for event in events:
-            if event is None:
-                yield KEEPALIVE
-            elif isinstance(event, Started):
+            if isinstance(event, Started):
                 run = run.answered_by(event)  # the model and version that answer, from here on
             elif isinstance(event, TextDelta):
                 yield delta({"content": event.text})
@@ -231,7 +231,7 @@ def chunk_encoder(include_usage: bool) -> Encoder:
                     yield chunk([], usage=usage_object(event.usage or Usage()))
                 yield DONE
             elif isinstance(event, Failed):
-                error = WireError(event.message, code="provider_error", wire_code=event.code)
+                error = WireError(event.message, code=caller_error(event).code, wire_code=event.code)
                 yield b"data: " + dumps({"error": error_object(error)}) + b"\n\n"
 
     return encode
@@ -268,10 +268,13 @@ async def answer(
         invocation = await app.engine.start(invoke)
     except PromptdeckError as exc:
         raise located(exc, deployment_param) from exc
+    log_run(request, invocation.run)
     if invoke.stream:
         headers = {**SSE_HEADERS, "x-request-id": invocation.run.request_id}
         encode = chunk_encoder(include_usage)
-        return RunResponse(invocation, encode, app.settings.keepalive_seconds, "text/event-stream", headers)
+        return RunResponse(
+            invocation, encode, app.settings.keepalive_seconds, "text/event-stream", headers, ping=KEEPALIVE
+        )
     async with invocation:
         done = await unless_disconnected(request, invocation.answer())
     if done.failed:

@@ -35,6 +35,7 @@ from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.services import Services
+from promptdeck.surfaces.access_log import log_run
 from promptdeck.surfaces.admin import Admin, VersionIn, render_error
 from promptdeck.surfaces.callers import admin_gate, services
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
@@ -117,9 +118,10 @@ async def run(body: PlaygroundRunIn, request: Request, caller: Caller = Admin) -
         end_user=caller.actor[:END_USER_MAX],
     )
     invocation = await app.engine.start(invoke, standalone(caller.workspace_id, name, version))
+    log_run(request, invocation.run)
     if body.stream:
         keepalive = app.settings.keepalive_seconds
-        return RunResponse(invocation, stream_events, keepalive, "text/event-stream", SSE_HEADERS)
+        return RunResponse(invocation, stream_events, keepalive, "text/event-stream", SSE_HEADERS, ping=PING)
     async with invocation:
         answer = await unless_disconnected(request, invocation.answer())
     if answer.failed:
@@ -169,7 +171,7 @@ def event_bytes(payload: dict[str, Any]) -> bytes:
     return b"data: " + dumps(payload) + b"\n\n"
 
 
-async def stream_events(run: ResolvedRun, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+async def stream_events(run: ResolvedRun, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
     """`started` at once, then the answer's deltas, `usage`, and `finished` or `error` last."""
     yield event_bytes(
         {
@@ -181,9 +183,7 @@ async def stream_events(run: ResolvedRun, events: AsyncIterator[Event | None]) -
         }
     )
     async for event in events:
-        if event is None:
-            yield PING
-        elif isinstance(event, Started):
+        if isinstance(event, Started):
             run = run.answered_by(event)
         elif isinstance(event, TextDelta):
             yield event_bytes({"type": "text", "text": event.text})

@@ -35,6 +35,7 @@ from promptdeck.engine.auth import Caller, bearer
 from promptdeck.engine.invocation import Invocation
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.services import Services
+from promptdeck.surfaces.access_log import log_run
 from promptdeck.surfaces.callers import services
 from promptdeck.surfaces.error_shapes import ERRORS
 from promptdeck.surfaces.http import (
@@ -44,7 +45,7 @@ from promptdeck.surfaces.http import (
     unless_disconnected,
 )
 from promptdeck.surfaces.run_response import RunResponse
-from promptdeck.surfaces.vellum_answers import as_uuid, execution_body, stream_encoder
+from promptdeck.surfaces.vellum_answers import KEEPALIVE, as_uuid, execution_body, stream_encoder
 from promptdeck.surfaces.vellum_requests import (
     ACTUALS_BODY,
     ACTUALS_DOC,
@@ -157,6 +158,7 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution]
     except BaseException:
         release()
         raise
+    log_run(request, invocation.run)
     invocation.after_close(release)  # the writer's pending runs hold the claim from there
     return invocation, parsed
 
@@ -181,7 +183,7 @@ async def execute_prompt_stream(request: Request) -> Response:
     invocation, parsed = await _start(request, stream=True)
     keepalive = services(request).settings.keepalive_seconds
     encode = stream_encoder(parsed.expand_meta, parsed.release_tag)
-    return RunResponse(invocation, encode, keepalive, NDJSON, STREAM_HEADERS)
+    return RunResponse(invocation, encode, keepalive, NDJSON, STREAM_HEADERS, ping=KEEPALIVE)
 
 
 # ── actuals ─────────────────────────────────────────────────────────────────

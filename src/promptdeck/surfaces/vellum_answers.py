@@ -27,6 +27,7 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
+from promptdeck.engine.invocation import caller_error
 from promptdeck.surfaces.http import dumps
 from promptdeck.surfaces.run_response import Encoder
 
@@ -68,7 +69,9 @@ def thinking(text: str) -> dict[str, Any]:
 
 
 def rejection(failed: Failed) -> dict[str, Any]:
-    return {"code": "PROVIDER_ERROR", "message": failed.message, "raw_data": {"promptdeck_code": failed.code}}
+    """A caller's own fault (a prompt over the model's context) is Vellum's INVALID_REQUEST."""
+    code = "INVALID_REQUEST" if caller_error(failed).code == "context_length_exceeded" else "PROVIDER_ERROR"
+    return {"code": code, "message": failed.message, "raw_data": {"promptdeck_code": failed.code}}
 
 
 def meta(
@@ -150,7 +153,7 @@ def _line(value: dict[str, Any]) -> bytes:
 def stream_encoder(asked: frozenset[str], release_tag: str) -> Encoder:
     """INITIATED, STREAMING deltas, then FULFILLED or REJECTED; an empty line while quiet."""
 
-    async def encode(run: ResolvedRun, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    async def encode(run: ResolvedRun, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
         base = {"execution_id": as_uuid(run.id)}
         order: list[str] = []  # output slots in order of first appearance: "text", "thinking", "tool:<n>"
         fold = AnswerFold(run)
@@ -193,9 +196,6 @@ def stream_encoder(asked: frozenset[str], release_tag: str) -> Encoder:
 
         initiated = False
         async for event in events:
-            if event is None:
-                yield KEEPALIVE
-                continue
             fold.add(event)
             if isinstance(event, Started):
                 run = run.answered_by(event)
