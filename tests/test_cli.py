@@ -117,7 +117,7 @@ def test_push_prints_what_changed_and_is_idempotent(
     assert succeeds(env, "push", str(file)).splitlines() == [
         "prompt greet: created",
         "version 1: created",
-        "greet@default -> version 1: moved",
+        "greet@default -> version 1: created",
     ]
     assert succeeds(env, "push", str(file)).splitlines() == [
         "prompt greet: exists",
@@ -128,15 +128,17 @@ def test_push_prints_what_changed_and_is_idempotent(
     assert report["changed"] is False and report["version"] == 1 and report["prompt"] == "greet"
 
     file.write_text(GREET.format(system="Be very brief."))
+    assert succeeds(env, "push", str(file)).splitlines()[-1] == "greet@default -> version 2: moved"
+    file.write_text(GREET.format(system="Be very, very brief."))
     report = json.loads(succeeds(env, "push", "--json", str(file)))
-    assert report["changed"] is True and report["version_created"] is True and report["version"] == 2
+    assert report["changed"] is True and report["version_created"] is True and report["version"] == 3
     assert report["variants"] == [
-        {"deployment": "greet", "variant": "default", "version": 2, "changed": True, "from_version": 1}
+        {"deployment": "greet", "variant": "default", "version": 3, "changed": True, "from_version": 2}
     ]
 
     # a second `init` is a second key to the same workspace: it sees what the first one pushed
     other = cli_env(data_dir, PROMPTDECK_URL=live.url, PROMPTDECK_API_KEY=init_key(cli_env(data_dir)))
-    assert "version 2: unchanged" in succeeds(other, "push", str(file)).splitlines()
+    assert "version 3: unchanged" in succeeds(other, "push", str(file)).splitlines()
 
 
 def test_an_invalid_prompt_file_names_file_line_and_field(data_dir: Path, tmp_path: Path) -> None:
@@ -195,12 +197,52 @@ def test_invoke_reports_the_servers_message(sqlite_deck: Deck, tmp_path: Path) -
 
 
 def test_a_missing_api_key_or_server_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
-    env = cli_env(data_dir, PROMPTDECK_URL=f"http://127.0.0.1:{free_port()}")
+    url = f"http://127.0.0.1:{free_port()}"
+    env = cli_env(data_dir, PROMPTDECK_URL=url)
     file = tmp_path / "greet.yaml"
     file.write_text(GREET.format(system="Hi"))
-    for args in (("invoke", "summarize", "-i", "text=x"), ("push", str(file))):
+    for args in (("invoke", "summarize", "-i", "text=x"), ("push", str(file)), ("history", "d", "v")):
         assert "error: set PROMPTDECK_API_KEY" in fails(env, *args)
-        assert "error: cannot reach the server" in fails(env | {"PROMPTDECK_API_KEY": "pd_x"}, *args)
+        unreachable = fails(env | {"PROMPTDECK_API_KEY": "pd_x"}, *args)
+        assert f"error: cannot reach the server at {url} (PROMPTDECK_URL): " in unreachable
+
+
+HEAVY_MODULES = (
+    "asyncio",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "pydantic_settings",
+    "httpx",
+    "sqlalchemy",
+    "alembic",
+    "jinja2",
+    "jsonschema",
+    "yaml",
+    "llama_cpp",
+    "promptdeck.app",
+    "promptdeck.config",
+    "promptdeck.services",
+    "promptdeck.serving",
+)
+
+
+def test_help_imports_nothing_a_command_does_not_need() -> None:
+    """Each command is a new process: `--help` must not pay for the server, the settings, the
+    database or the model (python -X importtime lists every module a run imports)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "promptdeck", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "Usage: python -m promptdeck" in result.stdout and "split" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "promptdeck.cli" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY_MODULES or m in HEAVY_MODULES)
+    assert heavy == [], f"`promptdeck --help` imports {heavy}"
 
 
 def test_prune_applies_each_workspaces_retention(data_dir: Path) -> None:

@@ -3,6 +3,7 @@ history, split, stats) against a live server whose model is a fake OpenAI-compat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -34,15 +35,21 @@ def test_diff_move_rollback_history_split_and_stats(
 
     diff = succeeds(env, "diff", "fast", "1", "2")
     assert "-    content: 'Summarize for {{audience}}: {{text}}'" in diff or "Summarize for" in diff
-    assert diff.startswith("--- fast@1") and "+++ fast@2" in diff
-    assert succeeds(env, "diff", "fast", "2", "2").strip() == "identical"
+    assert diff.startswith("--- fast@1") and "+++ fast@2" in diff and diff.endswith("\n")
+    assert succeeds(env, "diff", "fast", "2", "2") == "identical\n"
 
     assert "version 1" in succeeds(env, "move", "fast", "default", "1", "--note", "pin")
     assert "version 2" in succeeds(env, "rollback", "fast", "default")
     history = succeeds(env, "history", "fast", "default")
     assert "pin" in history and history.index("rollback") < history.index("pin")  # newest first
 
-    assert '"version": 1' in succeeds(env, "split", "fast", "default", "1=50", "2=50")
+    assert (
+        succeeds(env, "split", "fast", "default", "1=3", "2=1")
+        == "fast@default: version 1 75%, version 2 25%\n"
+    )
+    assert json.loads(succeeds(env, "split", "--json", "fast", "default", "1=50", "2=50")) == {
+        "split": [{"version": 1, "weight": 50.0}, {"version": 2, "weight": 50.0}]
+    }
     for user in ("u1", "u2", "u3", "u4"):
         body = {"deployment": "fast", "inputs": fake_openai.INPUTS, "user": user}
         with httpx.Client(base_url=deck.url, headers={"Authorization": f"Bearer {deck.admin_key}"}) as client:
@@ -51,7 +58,9 @@ def test_diff_move_rollback_history_split_and_stats(
     deck.flush()
     table = succeeds(env, "stats", "fast", "default")
     assert "version" in table and "runs" in table
-    assert "no split" in succeeds(env, "split", "fast", "default", "off")
+    assert succeeds(env, "split", "fast", "default", "off") == (
+        "fast@default: no split; every call gets version 2\n"
+    )
 
     assert "a split is VERSION=WEIGHT" in fails(env, "split", "fast", "default", "two")
     assert "a version is a number or 'latest'" in fails(env, "move", "fast", "default", "v2")

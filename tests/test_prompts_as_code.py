@@ -109,13 +109,13 @@ def test_push_of_a_folder_applies_every_file_in_order(
         f"{folder / 'a-summarize.yaml'}:",
         "  prompt summarize: created",
         "  version 1: created",
-        "  summarize@prod -> version 1: moved",
-        "  summarize-beta@beta -> version 1: moved",
+        "  summarize@prod -> version 1: created",
+        "  summarize-beta@beta -> version 1: created",
         f"{folder / 'b/greet.yml'}:",
         "  prompt greet: created",
         "  version 1: created",
-        "  greet@default -> version 1: moved",
-        "  greet@stable -> version 1: moved",
+        "  greet@default -> version 1: created",
+        "  greet@stable -> version 1: created",
     ]
     report = json.loads(succeeds(env, "push", "--json", str(folder)))
     assert report["changed"] is False and [r["prompt"] for r in report["reports"]] == ["summarize", "greet"]

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
@@ -24,6 +25,7 @@ from promptdeck.surfaces import (
     traceport,
     vellum,
 )
+from promptdeck.surfaces.access_log import AccessLog, access_log_wanted
 from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, SecurityHeaders
 from promptdeck.web.console import is_console_path, mount_console, not_found_page
 
@@ -37,6 +39,7 @@ ERROR_SHAPES: tuple[tuple[str, ErrorRenderer], ...] = (
     ("/v1/submit-completion-actuals", vellum.render_error),
     ("/v1/deployments", vellum.render_error),
 )
+DOCS_ASSETS = "/docs/assets"  # under /docs: an API path (JSON 404s), with the docs' CSP
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> ASGIApp:
@@ -51,7 +54,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             await built.stop()
 
-    app = FastAPI(
+    # /docs (Swagger UI) from assets installed with promptdeck (fastapi-offline), never a CDN:
+    # the API description works without network access. No ReDoc: it fetches its logo remotely.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="promptdeck",
         version=__version__,
         description="Self-hosted prompt deployment server.",
@@ -88,4 +95,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     hot[("POST", openai_chat.INVOKE_PATHS[0])] = (openai_chat.chat_completions, openai_wire.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[0])] = (vellum.execute_prompt, vellum.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[1])] = (vellum.execute_prompt_stream, vellum.render_error)
-    return SecurityHeaders(BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes))
+    served: ASGIApp = SecurityHeaders(BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes))
+    if access_log_wanted(settings.log_level):  # outermost: its duration is the whole answer's
+        served = AccessLog(served, json_lines=settings.log_format == "json")
+    return served

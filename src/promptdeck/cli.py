@@ -1,23 +1,30 @@
-"""The `promptdeck` command: init, serve, quickstart, push, pull, export, import, invoke."""
+"""The `promptdeck` command: init, serve, quickstart, push, pull, export, import, invoke.
+
+Every command starts a new process, so this module imports only what building the command
+line needs: the server, the settings (pydantic), httpx, the database and the prompt-file
+parser are imported inside the commands that use them (tests/test_cli.py checks `--help`)."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from promptdeck.cli_lifecycle import register as register_lifecycle
-from promptdeck.config import Settings, SettingsError
 from promptdeck.domain.errors import PromptdeckError
-from promptdeck.domain.promptfile import load_prompt_file
+
+if TYPE_CHECKING:
+    import httpx
+
+    from promptdeck.config import Settings
 
 app = typer.Typer(help="promptdeck: store, version, deploy and invoke prompts.", no_args_is_help=True)
 # No wrapping: a `file:line:` error or a key must stay on one line in logs and pipes.
@@ -32,6 +39,8 @@ def _fail(message: str) -> None:
 
 def _settings() -> Settings:
     """The settings from the environment; a value they cannot use ends the command (status 2)."""
+    from promptdeck.config import Settings, SettingsError
+
     try:
         return Settings()
     except SettingsError as exc:
@@ -43,6 +52,8 @@ def _settings() -> Settings:
 async def _bootstrap(settings: Settings, key_file: Path | None = None) -> tuple[str, str]:
     """Migrate, make sure a workspace exists, and return (workspace id, admin key).
     With `key_file`, a still-valid key saved there is reused instead of creating one."""
+    import asyncio
+
     from promptdeck.domain.keys import hash_key
     from promptdeck.store.access import AccessStore
     from promptdeck.store.database import create_engine, migrate
@@ -119,6 +130,8 @@ def init(
 ) -> None:
     """Migrate the database, create the first workspace if none, print a new admin key, and
     create the console's first owner (with a one-time password) if there is no member."""
+    import asyncio
+
     settings = _settings()
 
     async def go() -> tuple[str, str, str | None]:
@@ -163,6 +176,8 @@ def prune(
 ) -> None:
     """Delete runs older than each workspace's retention period (PUT /api/settings/retention),
     with their metadata and feedback, in batches. The server also does this hourly."""
+    import asyncio
+
     deleted = asyncio.run(_prune(_settings(), batch_size))
     if as_json:
         print(json.dumps({"deleted": deleted}))
@@ -172,6 +187,8 @@ def prune(
 
 
 async def _prune(settings: Settings, batch_size: int) -> dict[str, int]:
+    import asyncio
+
     from promptdeck.store.database import create_engine, migrate
     from promptdeck.store.retention import RetentionStore
 
@@ -187,15 +204,14 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from promptdeck.app import create_app
     from promptdeck.serving import logging_config, raise_open_file_limit, run, server_config
 
-    log_level = os.environ.get("PROMPTDECK_LOG_LEVEL", "info")
     config = server_config(
         create_app(settings),
         settings,
         host,
         port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        log_level=log_level,
-        log_config=logging_config(log_level),
+        log_level=settings.log_level,
+        log_config=logging_config(settings.log_level, settings.log_format),
     )
     raise_open_file_limit(settings.max_connections)  # after the config: its logging is set up then
     run(config)
@@ -208,6 +224,8 @@ def quickstart(
     port: int = typer.Option(None),
 ) -> None:
     """Set everything up for a first look (database, workspace, key, example prompt) and serve."""
+    import asyncio
+
     settings = _settings()
     host, port = host or settings.host, port or settings.port
     if not example.is_file():
@@ -233,7 +251,7 @@ Try it:
   curl -s {url}/v1/prompt/invoke -H 'Authorization: Bearer {key}' \\
        -H 'Content-Type: application/json' -d '{body}'
 
-  python -c "from fetch_hive_sdk import FetchHive; \\
+  {_this_python()} -c "from fetch_hive_sdk import FetchHive; \\
 print(FetchHive(api_key='{key}', base_url='{url}/v1').invoke_prompt(deployment='summarize', \\
 inputs={{'text': 'The quick brown fox jumps over the lazy dog.'}})['response'])"
 """,
@@ -243,8 +261,18 @@ inputs={{'text': 'The quick brown fox jumps over the lazy dog.'}})['response'])"
     _serve(settings, host, port)
 
 
+def _this_python() -> str:
+    """This virtualenv's Python, as a path to type from here (the clients are installed in it)."""
+    path = Path(sys.executable)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 async def _seed(settings: Settings, example: Path) -> tuple[str, str, str | None]:
     """(admin key, console owner's email, their one-time password while it is unchanged)."""
+    from promptdeck.domain.promptfile import load_prompt_file
     from promptdeck.store.database import create_engine
     from promptdeck.store.prompt_sync import PromptSync
 
@@ -261,12 +289,21 @@ async def _seed(settings: Settings, example: Path) -> tuple[str, str, str | None
     return key, owner, password
 
 
-def _client() -> httpx.Client:
+@contextlib.contextmanager
+def _server() -> Iterator[httpx.Client]:
+    """A client of the server at PROMPTDECK_URL, with PROMPTDECK_API_KEY. A server that cannot
+    be reached ends the command with a message that names the URL tried."""
+    import httpx
+
     url = os.environ.get("PROMPTDECK_URL", "http://127.0.0.1:8400")
     key = os.environ.get("PROMPTDECK_API_KEY", "")
     if not key:
         _fail("set PROMPTDECK_API_KEY to an API key (promptdeck init prints one)")
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as client:
+            yield client
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the server at {url} (PROMPTDECK_URL): {exc}")
 
 
 def _check(response: httpx.Response) -> Any:
@@ -294,6 +331,8 @@ def push(
 ) -> None:
     """Create or update prompts from files: a new version only if the content changed,
     then move the named variants. Safe to run again. A folder is applied all or nothing."""
+    from promptdeck.domain.promptfile import load_prompt_file
+
     files = _prompt_files(path)
     documents, problems = [], []
     for file in files:
@@ -306,15 +345,12 @@ def push(
     if not files:
         _fail(f"no prompt files (*.yaml, *.yml) in {path}")
     params = {"force": "true" if force else "false", "dry_run": "true" if dry_run else "false"}
-    try:
-        with _client() as client:
-            if path.is_dir():
-                body = {"documents": documents, "names": [str(f) for f in files]}
-                result = _check(client.post("/api/push/batch", json=body, params=params))
-            else:
-                result = _check(client.post("/api/push", json=documents[0], params=params))
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the server: {exc}")
+    with _server() as client:
+        if path.is_dir():
+            body = {"documents": documents, "names": [str(f) for f in files]}
+            result = _check(client.post("/api/push/batch", json=body, params=params))
+        else:
+            result = _check(client.post("/api/push", json=documents[0], params=params))
     if as_json:
         print(json.dumps(result))
         return
@@ -345,7 +381,8 @@ def _print_report(report: dict[str, Any], dry_run: bool, indent: str) -> None:
         if not move["changed"]:
             lines.append(f"{target} -> version {move['version']}: unchanged")
         elif not dry_run:
-            lines.append(f"{target} -> version {move['version']}: moved")
+            done = "created" if move.get("from_version") is None else "moved"
+            lines.append(f"{target} -> version {move['version']}: {done}")
         elif move.get("from_version") is None:
             lines.append(f"{target}: will be created at version {move['version']}")
         else:
@@ -362,11 +399,8 @@ def pull(
     as DIR/<slug>.yaml; pushing them back changes nothing."""
     from promptdeck.domain.prompt_sync import dump_prompt_file
 
-    try:
-        with _client() as client:
-            documents = _check(client.get("/api/pull"))["documents"]
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the server: {exc}")
+    with _server() as client:
+        documents = _check(client.get("/api/pull"))["documents"]
     folder.mkdir(parents=True, exist_ok=True)
     for document in documents:
         file = folder / f"{document['prompt']}.yaml"
@@ -378,13 +412,10 @@ def pull(
 def export_workspace(file: Path = typer.Argument(..., dir_okay=False, help="The .tar.gz to write.")) -> None:
     """Save the workspace's prompts (every version), deployments and variants in one archive.
     Runs, API keys and provider credentials are not included."""
-    try:
-        with _client() as client:
-            response = client.get("/api/export")
-            if response.status_code >= 400:
-                _check(response)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the server: {exc}")
+    with _server() as client:
+        response = client.get("/api/export")
+        if response.status_code >= 400:
+            _check(response)
     file.write_bytes(response.content)
     out.print(f"exported the workspace to {file}", highlight=False)
 
@@ -396,15 +427,12 @@ def import_workspace(
 ) -> None:
     """Recreate an exported workspace's prompts, versions and deployments in this one: all or
     nothing, refused if any prompt slug or deployment name already exists here."""
-    try:
-        with _client() as client:
-            result = _check(
-                client.post(
-                    "/api/import", content=file.read_bytes(), headers={"Content-Type": "application/gzip"}
-                )
+    with _server() as client:
+        result = _check(
+            client.post(
+                "/api/import", content=file.read_bytes(), headers={"Content-Type": "application/gzip"}
             )
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the server: {exc}")
+        )
     if as_json:
         print(json.dumps(result))
         return
@@ -438,18 +466,15 @@ def invoke(
     body: dict[str, Any] = {"deployment": deployment, "inputs": values, "streaming": stream}
     if variant:
         body["variant"] = variant
-    try:
-        with _client() as client:
-            if not stream:
-                print(_check(client.post("/v1/prompt/invoke", json=body))["response"])
-                return
-            with client.stream("POST", "/v1/prompt/invoke", json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _check(response)
-                _print_stream(response)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the server: {exc}")
+    with _server() as client:
+        if not stream:
+            print(_check(client.post("/v1/prompt/invoke", json=body))["response"])
+            return
+        with client.stream("POST", "/v1/prompt/invoke", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                _check(response)
+            _print_stream(response)
 
 
 def _print_stream(response: httpx.Response) -> None:
@@ -466,7 +491,7 @@ def _print_stream(response: httpx.Response) -> None:
     print()
 
 
-register_lifecycle(app, _client, _check, _fail)
+register_lifecycle(app, _server, _check, _fail)
 
 
 def main() -> None:

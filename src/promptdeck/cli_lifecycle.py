@@ -5,28 +5,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
 
-Client = Callable[[], httpx.Client]
-Check = Callable[[httpx.Response], Any]
+if TYPE_CHECKING:
+    import httpx
+
+Server = Callable[[], AbstractContextManager["httpx.Client"]]  # ends the command if unreachable
+Check = Callable[["httpx.Response"], Any]
 Fail = Callable[[str], None]
 
 
-def register(app: typer.Typer, client: Client, check: Check, fail: Fail) -> None:
+def register(app: typer.Typer, server: Server, check: Check, fail: Fail) -> None:
     """Add the lifecycle commands to the `promptdeck` command."""
     out = Console(soft_wrap=True)
 
     def call(method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            with client() as http:
-                return check(http.request(method, path, **kwargs))
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach the server: {exc}")
+        with server() as http:
+            return check(http.request(method, path, **kwargs))
 
     def variant_path(deployment: str, variant: str) -> str:
         return f"/api/deployments/{deployment}/variants/{variant}"
@@ -39,7 +38,8 @@ def register(app: typer.Typer, client: Client, check: Check, fail: Fail) -> None
     ) -> None:
         """Show what changed between two versions of a prompt, as a unified diff."""
         answer = call("GET", f"/api/prompts/{prompt}/diff", params={"from": old, "to": new})
-        print("identical" if answer["identical"] else answer["diff"], end="" if answer["diff"] else "\n")
+        text = "identical" if answer["identical"] else answer["diff"]
+        print(text, end="" if text.endswith("\n") else "\n")
 
     @app.command()
     def move(
@@ -69,6 +69,8 @@ def register(app: typer.Typer, client: Client, check: Check, fail: Fail) -> None
     @app.command()
     def history(deployment: str = typer.Argument(...), variant: str = typer.Argument(...)) -> None:
         """A variant's moves, newest first."""
+        from rich.table import Table
+
         table = Table("when", "who", "from", "to", "note")
         for move_ in call("GET", variant_path(deployment, variant) + "/history")["data"]:
             from_version = "" if move_["from_version"] is None else str(move_["from_version"])
@@ -82,6 +84,7 @@ def register(app: typer.Typer, client: Client, check: Check, fail: Fail) -> None
         deployment: str = typer.Argument(...),
         variant: str = typer.Argument(...),
         weights: list[str] = typer.Argument(..., help="VERSION=WEIGHT pairs, e.g. 2=90 3=10; 'off' to stop."),
+        as_json: bool = typer.Option(False, "--json", help='Print {"split": [...] or null} only.'),
     ) -> None:
         """Split a variant's traffic across versions by weight (sticky per end user)."""
         arms = [] if weights == ["off"] else [_arm(item, fail) for item in weights]
@@ -90,11 +93,20 @@ def register(app: typer.Typer, client: Client, check: Check, fail: Fail) -> None
             fail(f"deployment {deployment!r} has no variant {variant!r}")
         config = {k: v for k, v in current["config"].items() if k in ("timeouts", "retries", "fallbacks")}
         answer = call("PUT", variant_path(deployment, variant) + "/config", json={**config, "split": arms})
-        out.print(json.dumps(answer["variants"][variant]["config"].get("split") or "no split"))
+        served = answer["variants"][variant]
+        split = served["config"].get("split") or None
+        if as_json:
+            print(json.dumps({"split": split}))
+        else:
+            out.print(
+                _describe_split(f"{deployment}@{variant}", split, served.get("version")), highlight=False
+            )
 
     @app.command()
     def stats(deployment: str = typer.Argument(...), variant: str = typer.Argument(...)) -> None:
         """Per version of a variant: runs, error rate, latency, tokens, cost, feedback."""
+        from rich.table import Table
+
         table = Table("version", "runs", "error rate", "mean latency ms", "tokens", "cost USD", "feedback")
         for row in call("GET", variant_path(deployment, variant) + "/stats")["data"]:
             table.add_row(
@@ -107,6 +119,14 @@ def register(app: typer.Typer, client: Client, check: Check, fail: Fail) -> None
                 "" if row.get("mean_feedback_score") is None else f"{row['mean_feedback_score']:.2f}",
             )
         out.print(table)
+
+
+def _describe_split(target: str, split: list[dict[str, Any]] | None, version: Any) -> str:
+    """`fast@default: version 1 50%, version 2 50%`, each arm's share of the total weight."""
+    if not split:
+        return f"{target}: no split; every call gets version {version}"
+    total = sum(arm["weight"] for arm in split)
+    return f"{target}: " + ", ".join(f"version {a['version']} {a['weight'] / total:.0%}" for a in split)
 
 
 def _number(text: str, fail: Fail) -> int:

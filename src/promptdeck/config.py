@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
@@ -26,6 +26,9 @@ Count = Annotated[int, Field(ge=1)]
 NotNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 NotNegativeCount = Annotated[int, Field(ge=0)]
 OptionalCount = Annotated[Count | None, BeforeValidator(lambda value: None if value == "" else value)]
+_lower = BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value)
+LogLevel = Annotated[Literal["critical", "error", "warning", "info", "debug", "trace"], _lower]
+LogFormat = Annotated[Literal["text", "json"], _lower]
 
 
 class SettingsError(ValueError):
@@ -81,6 +84,10 @@ class Settings(BaseSettings):
     writer_batch_size: OptionalCount = _env(None, "PROMPTDECK_WRITER_BATCH_SIZE")
     writer_flush_seconds: Seconds = _env(0.25, "PROMPTDECK_WRITER_FLUSH_SECONDS")
     writer_queue_size: Count = _env(50_000, "PROMPTDECK_WRITER_QUEUE_SIZE")
+    # The server's logs (docs/deploy.md): one access line a request at `info` and below;
+    # `json`: each line one JSON object, for log collectors.
+    log_level: LogLevel = _env("info", "PROMPTDECK_LOG_LEVEL")
+    log_format: LogFormat = _env("text", "PROMPTDECK_LOG_FORMAT")
 
     def __init__(self, **values: Any) -> None:
         """Keyword arguments (by field name) win over the environment."""
@@ -118,6 +125,7 @@ EXPECTED = {
     "greater_than": "a number above {gt:g}",
     "greater_than_equal": "a number of {ge:g} or more",
     "less_than_equal": "a number of at most {le:g}",
+    "literal_error": "{expected}",
 }
 
 

@@ -14,8 +14,10 @@ import contextlib
 import copy
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import uvicorn
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -186,11 +188,29 @@ class QuietDisconnects:
             log.info("%s %s: the client went away while sending its request", scope["method"], scope["path"])
 
 
-def logging_config(level: str) -> dict[str, Any]:
+class JsonLogFormatter(logging.Formatter):
+    """PROMPTDECK_LOG_FORMAT=json: each log line one JSON object, with the access log's keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def logging_config(level: str, log_format: str = "text") -> dict[str, Any]:
     """uvicorn's logging, with promptdeck's own loggers printed beside its error log: otherwise
-    their INFO lines (a client that left, a slow client closed) are shown nowhere."""
+    their INFO lines (a client that left, a slow client closed) are shown nowhere. uvicorn's
+    access log stays off (`server_config`): surfaces/access_log.py writes one line a request."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["promptdeck"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    if log_format == "json":
+        config["formatters"]["default"] = {"()": JsonLogFormatter}
     return config
 
 
@@ -213,7 +233,7 @@ def server_config(
         loop=loop,
         lifespan="on",  # a failed start (database, run writer) stops the server instead of hiding
         http=guarded_protocol(settings),
-        access_log=False,
+        access_log=False,  # promptdeck's own (surfaces/access_log.py): one line a request
         log_level=log_level,
         timeout_keep_alive=settings.idle_timeout,
         limit_concurrency=settings.max_connections or None,
