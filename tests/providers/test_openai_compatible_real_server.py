@@ -153,7 +153,7 @@ async def test_context_overflow_is_the_servers_own_error(provider: OpenAIProvide
     error object (`context_length_exceeded`), passed on as it is."""
     call = ProviderCall(MODEL, [{"role": "user", "content": "word " * 1500}], {"max_tokens": 4}, stream=False)
     (failed,) = [event async for event in provider.stream(call)]
-    assert isinstance(failed, Failed) and failed.code == "upstream_rejected" and not failed.retryable
+    assert isinstance(failed, Failed) and failed.code == "context_length_exceeded" and not failed.retryable
     assert "HTTP 400" in failed.message and "maximum context length is 1024" in failed.message
     assert "(context_length_exceeded)" in failed.message
 

@@ -67,10 +67,23 @@ class ProviderFailed(PromptdeckError):
     code = "provider_error"
 
 
+# The failure code of a prompt longer than the model's context: the embedded model's own, and
+# what each provider maps its upstream's overflow error to (OpenAI's own name for it).
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+
+class ContextLengthExceeded(PromptdeckError):
+    """The rendered prompt does not fit the model's context: the caller's to shorten (a 4xx),
+    not the provider's failure."""
+
+    code = CONTEXT_LENGTH_EXCEEDED
+
+
 # HTTP status for each code; dialects that follow HTTP semantics share it.
 HTTP_STATUS: dict[str, int] = {
     "validation_error": 422,
     "bad_request": 400,
+    CONTEXT_LENGTH_EXCEEDED: 400,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,

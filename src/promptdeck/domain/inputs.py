@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from difflib import get_close_matches
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +29,9 @@ def _paths(templates: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
 def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]:
     """Values to render with: given ones, then defaults. Lists every problem at once: missing
     inputs, wrong types, schema violations (with their JSON paths), unexpected inputs (when
-    the version forbids extras) and dotted paths the values do not have."""
+    the version forbids extras) and dotted paths the values do not have. Undeclared inputs are
+    otherwise ignored; next to a missing one they are named, with a "did you mean" for each that
+    is probably a misspelling (docs/dialects.md)."""
     values: dict[str, Any] = dict(given)
     missing: list[str] = []
     wrong: list[str] = []
@@ -46,7 +49,10 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
             wrong.append(f"{name} (expected {decl.type}, got {type(values[name]).__name__})")
         elif decl.type == "json" and decl.schema is not None:
             schema += [f"{name}: {p}" for p in schema_problems(decl.schema, values[name])]
-    unexpected = [name for name in given if name not in spec.inputs] if spec.extra_inputs == "forbid" else []
+    undeclared = [name for name in given if name not in spec.inputs]
+    unexpected = undeclared if spec.extra_inputs == "forbid" else []
+    # A misspelt name is both an undeclared input and a missing one: say which it probably was.
+    guesses = close_names(undeclared, missing or list(spec.inputs)) if missing or unexpected else {}
     bad = set(missing) | {w.split(" ", 1)[0] for w in wrong}
     paths = [
         ".".join(steps)
@@ -60,6 +66,8 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
         problems.append(
             "missing required input" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing)
         )
+        if undeclared and not unexpected:  # the misspelt name is probably among them
+            problems.append(_ignored(undeclared, guesses))
     if wrong:
         problems.append("wrong input type: " + ", ".join(wrong))
     if schema:
@@ -69,7 +77,10 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
             "unexpected input"
             + ("s" if len(unexpected) > 1 else "")
             + " (this version forbids extras): "
-            + ", ".join(unexpected)
+            + ", ".join(
+                f"{name} (did you mean {guesses[name]!r}?)" if name in guesses else name
+                for name in unexpected
+            )
         )
     if paths:
         problems.append("missing path" + ("s" if len(paths) > 1 else "") + " in inputs: " + ", ".join(paths))
@@ -78,8 +89,33 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
         for key, found in (("schema", schema), ("unexpected", unexpected), ("paths", paths)):
             if found:
                 details[key] = found
+        if missing and undeclared and not unexpected:
+            details["ignored"] = undeclared
+        if guesses:
+            details["did_you_mean"] = guesses
         raise ValidationFailed("; ".join(problems), details=details, loc=("inputs",))
     return values
+
+
+def close_names(sent: list[str], declared: list[str]) -> dict[str, str]:
+    """Each sent name that is probably a misspelling of a declared one (`txt` -> `text`), by
+    difflib's similarity ratio, ignoring case."""
+    lowered = {name.lower(): name for name in declared}
+    guesses: dict[str, str] = {}
+    for name in sent:
+        found = get_close_matches(name.lower(), list(lowered), n=1, cutoff=SIMILAR)
+        if found:
+            guesses[name] = lowered[found[0]]
+    return guesses
+
+
+SIMILAR = 0.6  # the similarity (0-1) from which a name reads as a misspelling of another
+
+
+def _ignored(undeclared: list[str], guesses: dict[str, str]) -> str:
+    """The inputs a version ignored, said when another is missing: one is probably misspelt."""
+    said = [f"{name} (did you mean {guesses[name]!r}?)" if name in guesses else name for name in undeclared]
+    return "ignored undeclared input" + ("s" if len(undeclared) > 1 else "") + ": " + ", ".join(said)
 
 
 def _type_ok(decl: InputSpec, value: Any) -> bool:

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from promptdeck.domain.answers import Answer, AnswerFold, ResolvedRun
 from promptdeck.domain.deployments import Version
-from promptdeck.domain.errors import PromptdeckError, ProviderFailed, RateLimited
+from promptdeck.domain.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
+    ContextLengthExceeded,
+    PromptdeckError,
+    ProviderFailed,
+    RateLimited,
+)
 from promptdeck.domain.events import (
     Event,
     Failed,
@@ -381,10 +387,14 @@ class Invocation:
 
 
 def caller_error(failed: Failed) -> PromptdeckError:
-    """A failed run as the error a non-streaming caller gets: an upstream's rate limit is the
-    caller's 429 with the upstream's Retry-After; any other failure a provider error (502)."""
+    """A failed run as the error its caller gets (streamed callers get its `code` in the failure
+    event): an upstream's rate limit is the caller's 429 with the upstream's Retry-After; a
+    prompt longer than the model's context is the caller's to shorten (400,
+    `context_length_exceeded`); any other failure a provider error (502)."""
     if failed.code == UPSTREAM_RATE_LIMITED:
         return RateLimited(failed.message, retry_after=failed.retry_after or 1.0)
+    if failed.code == CONTEXT_LENGTH_EXCEEDED:
+        return ContextLengthExceeded(failed.message)
     return ProviderFailed(failed.message)
 
 

@@ -1,7 +1,8 @@
 """Models to suggest in the console's model picker, per configured provider.
 
-Suggestions only — any `provider/model` may be typed: the embedded provider's installed
-models, the workspace's price overrides, and the models the price list (genai-prices)
+Suggestions only — any model of an upstream may be typed (saving checks only its provider;
+an embedded model must be installed: `providers/registry.check_model`): the embedded provider's
+installed models, the workspace's price overrides, and the models the price list (genai-prices)
 knows for the provider's vendor (chat models: not embeddings, speech or images). The
 price list is read once per process; it is a bundled snapshot.
 """
@@ -13,6 +14,7 @@ from functools import lru_cache
 from genai_prices import data_snapshot
 
 from promptdeck.providers.base import Provider, Providers
+from promptdeck.providers.local import LocalProvider
 
 PER_PROVIDER = 80  # a picker, not a catalogue
 NOT_CHAT: tuple[str, ...] = (
@@ -39,9 +41,9 @@ def priced_models(vendor: str) -> tuple[str, ...]:
 
 
 def installed_models(provider: Provider) -> list[str]:
-    """The models a provider has on this machine (the embedded provider's GGUF files, by name);
-    none for an upstream."""
-    return sorted(getattr(provider, "paths", {}))
+    """The models a provider has on this machine (the embedded provider's GGUF files found, by
+    name); none for an upstream."""
+    return provider.installed() if isinstance(provider, LocalProvider) else []
 
 
 def model_choices(providers: Providers, overridden: list[str]) -> dict[str, list[str]]:

@@ -37,12 +37,12 @@ stream is open) then fails retryably, since nothing reached the caller.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.errors import CONTEXT_LENGTH_EXCEEDED, ValidationFailed
 from promptdeck.domain.events import (
     CONTENT_FILTER,
     LENGTH,
@@ -224,19 +224,32 @@ class AnthropicProvider(HttpUpstream):
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
             parsed = None
-        if isinstance(parsed, dict) and _error_type(parsed.get("error")):
-            body = orjson.dumps({"error": _named(parsed["error"])})
-        return super().status_failure(url, status, body)
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        if _error_type(error):
+            body = orjson.dumps({"error": _named(error)})
+        failed = super().status_failure(url, status, body)
+        return replace(failed, code=CONTEXT_LENGTH_EXCEEDED) if _overflows(error) else failed
 
     def error_failure(self, error: Any, problem: str, started: bool) -> Failed:
         """An error object inside a 200 answer: retryable when Anthropic says the trouble is
         passing (overloaded, rate limited) and nothing reached the caller."""
         kind = _error_type(error)
         return self.failed(
-            ERROR_CODES.get(kind, "upstream_error"),
+            CONTEXT_LENGTH_EXCEEDED if _overflows(error) else ERROR_CODES.get(kind, "upstream_error"),
             f"{problem}: {error_message(_named(error))}",
             retryable=not started and kind in RETRYABLE_ERRORS,
         )
+
+
+# How Anthropic words a prompt over the model's context (an `invalid_request_error`): "prompt is
+# too long: 210000 tokens > 200000 maximum", or, counting max_tokens, "input length and
+# `max_tokens` exceed context limit: …".
+OVERFLOW_WORDS = ("prompt is too long", "exceed context limit")
+
+
+def _overflows(error: Any) -> bool:
+    message = str(error.get("message") or "").lower() if isinstance(error, dict) else ""
+    return _error_type(error) == "invalid_request_error" and any(w in message for w in OVERFLOW_WORDS)
 
 
 def _error_type(error: Any) -> str:

@@ -14,12 +14,13 @@ import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import orjson
 
-from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.errors import CONTEXT_LENGTH_EXCEEDED, ValidationFailed
 from promptdeck.domain.events import (
     CONTENT_FILTER,
     LENGTH,
@@ -171,7 +172,7 @@ class GeminiProvider(HttpUpstream):
         failed = super().status_failure(url, status, orjson.dumps({"error": _named(error)}))
         if status == 400 and "API_KEY_INVALID" in _reasons(error):
             return Failed("upstream_auth_failed", f"{failed.message} ({STATUS_HINTS[401]})")
-        return failed
+        return replace(failed, code=CONTEXT_LENGTH_EXCEEDED) if _overflows(error) else failed
 
 
 class _Answer:
@@ -194,7 +195,7 @@ class _Answer:
             retryable = not self.started and isinstance(code, int) and _retryable(code)
             raise UpstreamFailure(
                 provider.failed(
-                    "upstream_error",
+                    CONTEXT_LENGTH_EXCEEDED if _overflows(error) else "upstream_error",
                     f"{'failed mid-stream' if self.started else 'answered with an error'}: "
                     f"{error_message(_named(error))}",
                     retryable,
@@ -401,6 +402,15 @@ def _named(error: Any) -> Any:
         "message": " ".join(str(error["message"]).split()),
         "code": error.get("status") or error.get("code"),
     }
+
+
+# How Gemini words a prompt over the model's context (an INVALID_ARGUMENT): "The input token
+# count (1270115) exceeds the maximum number of tokens allowed (1048576)."
+OVERFLOW = re.compile(r"input token count .* exceeds the maximum number of tokens", re.IGNORECASE)
+
+
+def _overflows(error: Any) -> bool:
+    return isinstance(error, dict) and bool(OVERFLOW.search(str(error.get("message") or "")))
 
 
 def _reasons(error: dict[str, Any]) -> list[str]:

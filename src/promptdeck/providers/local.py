@@ -80,12 +80,16 @@ class LocalProvider:
         self.context_tokens = context_tokens
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
 
+    def installed(self) -> list[str]:
+        """The models whose GGUF file is on this machine: the only ones a call can load."""
+        return sorted(name for name, path in self.paths.items() if path.is_file())
+
     def _model(self, name: str) -> Any:
         return _load(self.paths[name], self.context_tokens)
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[Event]:
         if call.model not in self.paths:
-            known = ", ".join(f"local/{n}" for n in sorted(self.paths)) or "none"
+            known = ", ".join(f"local/{n}" for n in self.installed()) or "none"
             yield Failed("model_not_found", f"no local model {call.model!r} (available: {known})")
             return
         loop = asyncio.get_running_loop()

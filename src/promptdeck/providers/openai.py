@@ -8,14 +8,19 @@ of the stream; non-streaming calls are answered in one request.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from promptdeck.domain.errors import CONTEXT_LENGTH_EXCEEDED
 from promptdeck.domain.events import (
     CONTENT_FILTER,
     LENGTH,
     STOP,
     TOOL_CALLS,
     Event,
+    Failed,
     Finished,
     ReasoningDelta,
     Started,
@@ -100,8 +105,9 @@ class OpenAIProvider(HttpUpstream):
                 break
             chunk = self.json(sse.data)
             if chunk.get("error"):
+                code = CONTEXT_LENGTH_EXCEEDED if overflows(chunk["error"]) else "upstream_error"
                 raise UpstreamFailure(
-                    self.failed("upstream_error", f"failed mid-stream: {error_message(chunk['error'])}")
+                    self.failed(code, f"failed mid-stream: {error_message(chunk['error'])}")
                 )
             if not started:
                 if not (chunk.get("model") or chunk.get("choices") or chunk.get("usage")):
@@ -135,8 +141,9 @@ class OpenAIProvider(HttpUpstream):
     def parse_body(self, body: dict[str, Any]) -> list[Event]:
         choices = body.get("choices")
         if body.get("error") and not choices:
+            code = CONTEXT_LENGTH_EXCEEDED if overflows(body["error"]) else "upstream_error"
             raise UpstreamFailure(
-                self.failed("upstream_error", f"answered with an error: {error_message(body['error'])}")
+                self.failed(code, f"answered with an error: {error_message(body['error'])}")
             )
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise UpstreamFailure(self.failed("upstream_bad_response", "answered without choices"))
@@ -146,6 +153,32 @@ class OpenAIProvider(HttpUpstream):
             events.append(_usage(body["usage"]))
         events.append(Finished(FINISH_REASONS.get(choices[0].get("finish_reason") or "stop", STOP)))
         return events
+
+    def status_failure(self, url: str, status: int, body: bytes) -> Failed:
+        """A prompt over the model's context is the caller's to shorten, whichever
+        OpenAI-compatible server says so (see `overflows`)."""
+        failed = super().status_failure(url, status, body)
+        return replace(failed, code=CONTEXT_LENGTH_EXCEEDED) if _overflow_body(body) else failed
+
+
+# How OpenAI-compatible servers name a prompt over the context: OpenAI (and Azure, vLLM's
+# OpenAI server, llama-cpp-python's) by the error `code`, llama.cpp's own server by `type`.
+OVERFLOW_NAMES = (CONTEXT_LENGTH_EXCEEDED, "exceed_context_size_error")
+
+
+def overflows(error: Any) -> bool:
+    """Whether an OpenAI-style error object says the prompt does not fit the model's context."""
+    if not isinstance(error, dict):
+        return False
+    return error.get("code") in OVERFLOW_NAMES or error.get("type") in OVERFLOW_NAMES
+
+
+def _overflow_body(body: bytes) -> bool:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(parsed, dict) and overflows(parsed.get("error"))
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,23 @@ def named_upstreams(spec: str) -> dict[str, str]:
     return found
 
 
+def check_model(providers: Providers, model_id: str) -> None:
+    """Refuse a model this server cannot call, when a version or a fallback is saved or pushed
+    rather than when it is first invoked: a provider that is not configured (the message lists
+    those that are), or an embedded model with no GGUF file here (it lists those found).
+    Upstream model names are free-form (each vendor has its own, and adds more): for them only
+    the provider is checked."""
+    provider, model = providers.pick(model_id)
+    if isinstance(provider, LocalProvider) and model not in provider.installed():
+        found = [f"local/{name}" for name in provider.installed()]
+        raise ValidationFailed(
+            f"model {model_id!r}: no such local model on this server; available: "
+            + (", ".join(found) or "none (PROMPTDECK_LOCAL_MODEL_PATH names the GGUF files to load)"),
+            details={"model": model_id, "available": found},
+            loc=("model",),
+        )
+
+
 def build_providers(settings: Settings) -> Providers:
     providers: list[Provider] = [
         LocalProvider(model_paths(settings.local_model_path), settings.local_context_tokens),

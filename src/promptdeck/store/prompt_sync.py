@@ -7,7 +7,7 @@ writes back is `workspace_archive.pull_documents`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,10 @@ from promptdeck.store.prompts import (
 )
 from promptdeck.store.tables import prompt_versions, prompts
 from promptdeck.store.variant_moves import move, move_followers
+
+# Refuses (raises `ValidationFailed`) a model id this server cannot call; the server passes
+# `providers.registry.check_model` over its providers, so a push is checked as a save is.
+ModelCheck = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +76,14 @@ class PromptSync:
         *,
         force: bool = False,
         dry_run: bool = False,
+        check_model: ModelCheck | None = None,
     ) -> PushReport:
         """Apply one prompt file: create the prompt if new, add a version only if the content
         changed, and move the named variants. Idempotent; all or nothing. See `push_many`."""
-        return (await self.push_many(workspace_id, [document], actor, force=force, dry_run=dry_run))[0]
+        pushed = await self.push_many(
+            workspace_id, [document], actor, force=force, dry_run=dry_run, check_model=check_model
+        )
+        return pushed[0]
 
     async def push_many(
         self,
@@ -86,15 +94,19 @@ class PromptSync:
         force: bool = False,
         dry_run: bool = False,
         names: list[str] | None = None,
+        check_model: ModelCheck | None = None,
     ) -> list[PushReport]:
         """Apply prompt files in order, in one transaction: all of them or none.
 
         A file that records the `version` it was pulled from is refused (`Conflict`) when the
         prompt has a newer version and the file would publish another on top of it, unless
-        `force`. With `dry_run` the same work is done and rolled back: the reports are the plan."""
+        `force`. With `dry_run` the same work is done and rolled back: the reports are the plan.
+        `check_model` refuses a model the server cannot call, before anything is written."""
         for index, document in enumerate(documents):
             with _naming(names, index):
                 check_document(document)
+                if check_model is not None:
+                    check_model(document["model"])
         reports: list[PushReport] = []
         async with self.engine.connect() as conn:
             transaction = await conn.begin()

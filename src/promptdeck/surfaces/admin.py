@@ -8,6 +8,7 @@ Errors: `{"error": {"code", "message", "details"}}`.
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -26,11 +27,13 @@ from promptdeck.catalog_views import (
 )
 from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
 from promptdeck.domain.prices import ModelName, PriceOverride
+from promptdeck.domain.prompts import parse_spec
 from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
 from promptdeck.domain.version_diff import report
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.invoke import InvokeRequest
+from promptdeck.providers.registry import check_model
 from promptdeck.store.workspace_archive import WorkspaceArchive
 from promptdeck.surfaces.callers import admin_caller, admin_gate, services
 from promptdeck.surfaces.error_shapes import ERRORS
@@ -158,8 +161,11 @@ async def list_versions(slug: str, request: Request, caller: Caller = Admin) -> 
 async def create_version(
     slug: str, body: VersionIn, request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
-    version = await services(request).catalog.prompts.create_version(
-        caller.workspace_id, slug, body.model_dump(), note=body.note, author=caller.actor
+    app = services(request)
+    raw = body.model_dump()
+    check_model(app.providers, parse_spec(raw).model)  # the version's own problems first, all at once
+    version = await app.catalog.prompts.create_version(
+        caller.workspace_id, slug, raw, note=body.note, author=caller.actor
     )
     return version_dict(version)
 
@@ -274,8 +280,8 @@ async def set_variant_config(
     name: str, variant: str, config: VariantConfig, request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
     app = services(request)
-    for fallback in config.fallbacks:  # checked, every problem at once, as the body was read
-        app.providers.pick(fallback.model)  # a fallback must name a configured provider
+    for fallback in config.fallbacks:  # the body's own problems were all listed as it was read
+        check_model(app.providers, fallback.model)  # a fallback must be a model this server can call
     deployment = await app.catalog.deployments.set_variant_config(caller.workspace_id, name, variant, config)
     return deployment_dict(deployment)
 
@@ -341,8 +347,14 @@ async def push(
     force: bool = Query(False, description="publish even over versions newer than the file's `version`"),
     dry_run: bool = Query(False, description="report what would change, and change nothing"),
 ) -> dict[str, Any]:
-    report = await services(request).catalog.sync.push(
-        caller.workspace_id, document, actor=caller.actor, force=force, dry_run=dry_run
+    app = services(request)
+    report = await app.catalog.sync.push(
+        caller.workspace_id,
+        document,
+        actor=caller.actor,
+        force=force,
+        dry_run=dry_run,
+        check_model=partial(check_model, app.providers),
     )
     return push_report_dict(report)
 
@@ -362,8 +374,15 @@ async def push_batch(
 ) -> dict[str, Any]:
     if body.names is not None and len(body.names) != len(body.documents):
         raise ValidationFailed("names: expected one name per document")
-    reports = await services(request).catalog.sync.push_many(
-        caller.workspace_id, body.documents, caller.actor, force=force, dry_run=dry_run, names=body.names
+    app = services(request)
+    reports = await app.catalog.sync.push_many(
+        caller.workspace_id,
+        body.documents,
+        caller.actor,
+        force=force,
+        dry_run=dry_run,
+        names=body.names,
+        check_model=partial(check_model, app.providers),
     )
     changed = any(r.changed for r in reports)
     return {"reports": [push_report_dict(r) for r in reports], "changed": changed, "dry_run": dry_run}

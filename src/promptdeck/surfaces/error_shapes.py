@@ -17,7 +17,9 @@ class FetchHiveError(BaseModel):
 
     error: str
     message: str
-    error_code: str = Field(description="validation_error, unauthorized, not_found, provider_error, …")
+    error_code: str = Field(
+        description="validation_error, unauthorized, not_found, context_length_exceeded, provider_error, …"
+    )
     request_id: str | None = Field(None, description="the run's request id, when one was started")
 
 
@@ -35,7 +37,7 @@ class OpenAIErrorObject(BaseModel):
     message: str
     type: str = Field(description="invalid_request_error, permission_error, requests, server_error")
     param: str | None = Field(description="the request field at fault, when there is one")
-    code: str | None
+    code: str | None = Field(description="invalid_value, context_length_exceeded, provider_error, …")
 
 
 class OpenAIError(BaseModel):
@@ -65,7 +67,8 @@ class AdminError(BaseModel):
 Responses = dict[int | str, dict[str, Any]]
 
 WHY = {
-    400: "The request is invalid (a field, the JSON, or a value out of range)",
+    400: "The request is invalid (a field, the JSON, or a value out of range), or the prompt it "
+    "renders is longer than the model's context (`context_length_exceeded`)",
     401: "No API key, or an unknown or revoked one",
     403: "The key (or console member) may not do this",
     404: "No such path, deployment, variant, prompt, version or run",
@@ -100,7 +103,7 @@ ERRORS: dict[str, Responses] = {
 }
 # What a route that runs a prompt and waits for its answer adds.
 INVOKE_ERRORS: dict[str, Responses] = {
-    "fetchhive": responses(FetchHiveError, 429, 502),
+    "fetchhive": responses(FetchHiveError, 400, 429, 502),  # 400: a prompt over the model's context
     "openai": responses(OpenAIError, 429, 502),
     "admin": responses(AdminError, 502),
 }

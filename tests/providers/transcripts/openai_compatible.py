@@ -187,7 +187,7 @@ ERROR_TABLE: list[tuple[int, dict[str, Any], str, bool]] = [
             "invalid_request_error",
             "context_length_exceeded",
         ),
-        "upstream_rejected",
+        "context_length_exceeded",  # the caller's to shorten: a 400 to the caller, not a 502
         False,
     ),
     (
