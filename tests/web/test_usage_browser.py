@@ -14,11 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_asyncio
-from bench.run_log_data import RunFactory, Shape
+from bench.run_log_data import DEPLOYMENTS, RunFactory, Shape
 
 from tests.conftest import Deck
 from tests.support.browser import DESKTOP, shot
-from tests.support.fake_openai import INPUTS, FakeOpenAI, deck_over
+from tests.support.fake_openai import INPUTS, FakeOpenAI, deck_over, push_prompt
 from tests.web.conftest import Console, sign_in
 
 SYNTHETIC_RUNS = 4_000
@@ -29,6 +29,9 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """A SQLite server with SYNTHETIC_RUNS runs over the last 60 days and a few real calls."""
     tmp: Path = tmp_path_factory.mktemp("usage-browser")
     with FakeOpenAI() as upstream, deck_over(upstream.url, f"sqlite+aiosqlite:///{tmp / 'db'}", tmp) as deck:
+        for name, *_ in DEPLOYMENTS:  # the console groups usage by deployments that exist only
+            if name != "summarize":  # the example prompt's, there already
+                push_prompt(deck.url, deck.admin_key, name, "openai/fast")
         write_synthetic_runs(deck, SYNTHETIC_RUNS)
         with deck.client() as client:
             for user in ("ada@example.com", "ada@example.com", "grace@example.com"):

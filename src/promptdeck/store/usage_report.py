@@ -16,25 +16,25 @@ The groups' series are read in SLICES parts of the range at once, on connections
 With `percentiles=totals` the groups' latency bins are summed over the range in SQL (one row
 per value and bin instead of one per value, bucket and bin): a group then has percentiles in
 its totals only, which is what a table of groups shows.
+
+With `known_deployments_only` (the console), a grouping by deployment shows only names of
+deployments that exist: the runs of any other name a caller sent (a typo, a deleted deployment)
+are one series, group `null`, never ranked among the busiest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-from bisect import bisect_left
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from promptdeck.domain.latency_histogram import LAST, bin_value
 from promptdeck.domain.usage_dimensions import (
     ALL,
     DEPLOYMENT,
@@ -48,168 +48,19 @@ from promptdeck.domain.usage_dimensions import (
 )
 from promptdeck.domain.usage_query import UsageQuery
 from promptdeck.store.database import set_locally
-from promptdeck.store.tables import USAGE_COUNTERS, usage_latency_bins, usage_rollups
+from promptdeck.store.tables import USAGE_COUNTERS, deployments, usage_latency_bins, usage_rollups
+from promptdeck.store.usage_tally import (
+    COUNTER_TYPES,
+    Bins,
+    Series,
+    Tally,
+)
 
-COUNTERS = len(USAGE_COUNTERS)
-_AT = {name: position for position, name in enumerate(USAGE_COUNTERS)}
-_FLOATS = {_AT[n] for n in ("cost", "latency_ms_sum", "ttft_ms_sum", "feedback_score_sum")}
-# How each summed counter comes back as a number (a sum over no rows is NULL).
-_NUMBER = tuple(float if position in _FLOATS else int for position in range(COUNTERS))
-_RUNS, _FEEDBACK = _AT["runs"], _AT["feedback_count"]
 UNBINNED = {USER}  # dimensions without latency bins (one row per end user and hour is enough)
 # Dimensions in which every run has exactly one value (and bins): their values add up to `all`.
 PARTITIONING = {DEPLOYMENT, VARIANT, VERSION, MODEL, PROVIDER}
 
-Bins = dict[int, int]  # latency bin -> runs
 SLICES = 2  # the groups' series are read in this many parts of the range at once (_sliced)
-
-
-@dataclass
-class Tally:
-    """Summed counters and latency bins of one bucket (or of a whole series)."""
-
-    counters: list[float] = field(default_factory=lambda: [0] * COUNTERS)
-    bins: Bins = field(default_factory=dict)
-
-    def point(self, binned: bool) -> dict[str, Any]:
-        """The answer's fields. Counts are whole numbers; means and percentiles are null when
-        there is nothing to average; a difference below zero (float noise) is zero."""
-        numbers = [n(v) if v > 0 else n(0) for n, v in zip(_NUMBER, self.counters, strict=True)]
-        c = dict(zip(USAGE_COUNTERS, numbers, strict=True))
-        runs = c["runs"]
-        p50, p95, p99 = _percentiles(self.bins) if binned else (None, None, None)
-        return {
-            "runs": runs,
-            "errors": c["errors"],
-            "error_rate": c["errors"] / runs if runs else None,
-            "input_tokens": c["input_tokens"],
-            "cached_input_tokens": c["cached_input_tokens"],
-            "output_tokens": c["output_tokens"],
-            "reasoning_tokens": c["reasoning_tokens"],
-            "cost": c["cost"] if c["cost"] > 1e-12 else 0.0,
-            "latency_mean_ms": round(c["latency_ms_sum"] / runs, 2) if runs else None,
-            "latency_p50_ms": p50,
-            "latency_p95_ms": p95,
-            "latency_p99_ms": p99,
-            "ttft_mean_ms": round(c["ttft_ms_sum"] / c["ttft_count"], 2) if c["ttft_count"] else None,
-            "feedback_count": c["feedback_count"],
-            "feedback_mean": (
-                c["feedback_score_sum"] / c["feedback_scored"] if c["feedback_scored"] else None
-            ),
-            "thumbs_up": c["thumbs_up"],
-            "thumbs_down": c["thumbs_down"],
-        }
-
-
-_FRACTIONS = (0.50, 0.95, 0.99)
-_BIN_VALUES = [round(bin_value(index), 2) for index in range(LAST + 1)]
-
-
-def _percentiles(bins: Bins) -> tuple[float | None, float | None, float | None]:
-    """p50, p95 and p99 at once, by latency_histogram.percentile's rule (nearest rank,
-    reported as the bin's value rounded to 0.01 ms): a point asks for all three."""
-    counted = sorted(item for item in bins.items() if item[1] > 0)
-    if not counted:
-        return None, None, None
-    seen = list(accumulate(count for _, count in counted))
-    total = seen[-1]
-    p50, p95, p99 = (
-        _BIN_VALUES[counted[bisect_left(seen, max(1, math.ceil(f * total)))][0]] for f in _FRACTIONS
-    )
-    return p50, p95, p99
-
-
-Tallies = dict[datetime, Tally]  # bucket start -> tally
-EMPTY = Tally()
-
-
-def _add_bins(into: Bins, bins: Bins, sign: int = 1) -> None:
-    for index, count in bins.items():
-        into[index] = into.get(index, 0) + sign * count
-
-
-@dataclass
-class Series:
-    group: str | None
-    tallies: Tallies
-    binned: bool
-    other: bool = False
-    # The bins of the whole range when they were read per range only (percentiles=totals):
-    # the points then have no percentiles, and the tallies no bins.
-    range_bins: Bins | None = None
-
-    def whole_bins(self) -> Bins:
-        """The latency bins of the whole range (a new dict)."""
-        if self.range_bins is not None:
-            return dict(self.range_bins)
-        summed: Bins = {}
-        for tally in self.tallies.values():
-            _add_bins(summed, tally.bins)
-        return summed
-
-    def minus(self, group: str | None, parts: Iterable[Series], other: bool = False) -> Series:
-        """What is left of this series once the parts are taken out, bucket by bucket; with
-        the bins of the range only if any side has only those."""
-        parts = list(parts)
-        per_range = self.range_bins is not None or any(p.range_bins is not None for p in parts)
-        left = {
-            moment: Tally(list(tally.counters), {} if per_range else dict(tally.bins))
-            for moment, tally in self.tallies.items()
-        }
-        for part in parts:
-            for moment, tally in part.tallies.items():
-                mine = left.get(moment)
-                if mine is None:
-                    left[moment] = mine = Tally()
-                mine.counters = [a - b for a, b in zip(mine.counters, tally.counters, strict=True)]
-                if not per_range:
-                    _add_bins(mine.bins, tally.bins, -1)
-        range_bins = None
-        if per_range:
-            range_bins = self.whole_bins()
-            for part in parts:
-                _add_bins(range_bins, part.whole_bins(), -1)
-        return Series(group, left, self.binned, other, range_bins)
-
-    def add_bins_of(self, parts: Iterable[Series]) -> None:
-        """Add the parts' latency bins to this series', bucket by bucket."""
-        for part in parts:
-            for moment, tally in part.tallies.items():
-                mine = self.tallies.get(moment)
-                if mine is None:
-                    self.tallies[moment] = mine = Tally()
-                _add_bins(mine.bins, tally.bins)
-
-    def add(self, later: Series) -> None:
-        """Take in the series of a later, disjoint part of the range (its own buckets)."""
-        self.tallies.update(later.tallies)
-        if later.range_bins is not None:
-            if self.range_bins is None:
-                self.range_bins = {}
-            _add_bins(self.range_bins, later.range_bins)
-
-    def is_empty(self) -> bool:
-        """No runs and no feedback (differences of float sums leave noise in the others)."""
-        return all(t.counters[_RUNS] <= 0 and t.counters[_FEEDBACK] <= 0 for t in self.tallies.values())
-
-    def answer(self, starts: list[datetime]) -> dict[str, Any]:
-        per_point = self.binned and self.range_bins is None
-        blank = EMPTY.point(per_point)  # the fields of every bucket without runs
-        sums: list[float] = [0] * COUNTERS
-        points = []
-        for moment in starts:
-            tally = self.tallies.get(moment)
-            if tally is None:
-                points.append({"t": moment, **blank})
-                continue
-            sums = [a + b for a, b in zip(sums, tally.counters, strict=True)]
-            points.append({"t": moment, **tally.point(per_point)})
-        return {
-            "group": self.group,
-            "other": self.other,
-            "points": points,
-            "totals": Tally(sums, self.whole_bins()).point(self.binned),
-        }
 
 
 @lru_cache(maxsize=4096)
@@ -266,8 +117,10 @@ class UsageReport:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def usage(self, workspace_id: str, query: UsageQuery) -> dict[str, Any]:
-        """The answer of `GET /api/usage`."""
+    async def usage(
+        self, workspace_id: str, query: UsageQuery, known_deployments_only: bool = False
+    ) -> dict[str, Any]:
+        """The answer of `GET /api/usage`; `known_deployments_only`: see the module's note."""
         dimension = query.dimension
         starts = query.bucket_starts()
         if dimension is None:
@@ -275,7 +128,8 @@ class UsageReport:
                 total = await self._total(conn, workspace_id, query)
             series = [total]
         else:
-            total, series = await self._grouped(workspace_id, query, dimension)
+            fold = known_deployments_only and dimension == DEPLOYMENT and query.deployment is None
+            total, series = await self._grouped(workspace_id, query, dimension, fold)
         whole = total.answer(starts)
         return {
             "bucket": query.bucket,
@@ -301,12 +155,13 @@ class UsageReport:
         return Series("all", found[value].tallies, binned=True)
 
     async def _grouped(
-        self, workspace_id: str, query: UsageQuery, dimension: str
+        self, workspace_id: str, query: UsageQuery, dimension: str, fold_unknown: bool = False
     ) -> tuple[Series, list[Series]]:
         """The total and the groups' series, the total read on a connection of its own while the
         busiest values and their series are. When those values turn out to be every value of a
         dimension that gives each run one value, the total's latency bins are the sums of
-        theirs (whole numbers: exactly those of `all`), so only its counters are read."""
+        theirs (whole numbers: exactly those of `all`), so only its counters are read.
+        `fold_unknown`: names of no existing deployment are summed into one series, group null."""
         per_point = query.percentiles == "points"
         key = query.metadata_key
         may_sum = (
@@ -324,29 +179,33 @@ class UsageReport:
                 reading = tasks.create_task(total(with_bins=not may_sum))
                 async with self.engine.connect() as conn:
                     await _plan_settings(conn)
-                    values = await self._busiest(conn, workspace_id, query, dimension, query.limit + 1)
+                    values, strays = await self._ranked(conn, workspace_id, query, dimension, fold_unknown)
                 names, more = values[: query.limit], len(values) > query.limit
                 if may_sum and more:  # the total's bins are needed after all (its counters again)
                     reading = tasks.create_task(total(with_bins=True))
-                found = await self._sliced(workspace_id, query, dimension, names, per_point, not more)
+                found = await self._sliced(
+                    workspace_id, query, dimension, names + strays, per_point, not more
+                )
                 shown = [found[name] for name in names]
+                unknown = Series.summed(None, [found[stray] for stray in strays]) if strays else None
                 carrying = None
                 if key is not None:
                     carrying = (await self._sliced(workspace_id, query, META_KEY, [key], per_point))[key]
         except ExceptionGroup as failed:  # the first failure as itself, as from one statement
             raise failed.exceptions[0] from failed
         whole = reading.result()
+        named = shown + ([unknown] if unknown else [])
         if may_sum and not more:
-            whole.add_bins_of(shown)
-        rest: list[Series] = []
+            whole.add_bins_of(named)
+        rest: list[Series] = [unknown] if unknown else []
         if carrying is not None:  # the runs carrying the key; those without it are a series of their own
             rest.append(whole.minus(None, [carrying]))
             folded = carrying
         elif more:
             folded = whole
         else:  # every value is shown
-            return whole, shown
-        other = folded.minus("other", shown, other=True)
+            return whole, named
+        other = folded.minus("other", named, other=True)
         return whole, shown + [s for s in (other, *rest) if not s.is_empty()]
 
     async def _sliced(
@@ -376,14 +235,39 @@ class UsageReport:
                 found[value].add(series)
         return found
 
+    async def _ranked(
+        self, conn: AsyncConnection, workspace_id: str, query: UsageQuery, dimension: str, fold_unknown: bool
+    ) -> tuple[list[str], list[str]]:
+        """The `limit + 1` busiest values; with `fold_unknown`, of deployments that exist only,
+        and apart, every name of the range that is no deployment."""
+        if not fold_unknown:
+            return await self._busiest(conn, workspace_id, query, dimension, query.limit + 1), []
+        ours = deployments.c.workspace_id == workspace_id
+        known = sa.select(deployments.c.name).where(ours).scalar_subquery()
+        value = usage_rollups.c.value
+        return (
+            await self._busiest(conn, workspace_id, query, dimension, query.limit + 1, value.in_(known)),
+            await self._busiest(conn, workspace_id, query, dimension, None, value.not_in(known)),
+        )
+
     async def _busiest(
-        self, conn: AsyncConnection, workspace_id: str, query: UsageQuery, dimension: str, count: int
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        query: UsageQuery,
+        dimension: str,
+        count: int | None,
+        condition: Any = None,
     ) -> list[str]:
-        """The dimension's `count` values with the most runs in the range, busiest first."""
+        """The dimension's `count` values (every one if None) with the most runs in the range,
+        busiest first; only values meeting `condition`, if given."""
         runs = sa.func.sum(usage_rollups.c.runs).label("runs")
+        where = self._where(usage_rollups, workspace_id, query, dimension)
+        if condition is not None:
+            where.append(condition)
         ranked = (
             sa.select(usage_rollups.c.value, runs)
-            .where(*self._where(usage_rollups, workspace_id, query, dimension))
+            .where(*where)
             .group_by(usage_rollups.c.value)
             .order_by(runs.desc(), usage_rollups.c.value)
             .limit(count)
@@ -438,7 +322,7 @@ class UsageReport:
             series = found.get(row[1])
             if series is not None:
                 series.tallies[_bucket_of(row[0])] = Tally(
-                    [number(v or 0) for number, v in zip(_NUMBER, row[2:], strict=True)]
+                    [number(v or 0) for number, v in zip(COUNTER_TYPES, row[2:], strict=True)]
                 )
         if not binned or not with_bins:
             return found

@@ -7,7 +7,14 @@ from fastapi import APIRouter, Request, Response
 from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
 from promptdeck.store.console_members import Member as ConsoleMember
 from promptdeck.store.console_sessions import Session
-from promptdeck.web.pages import ConsoleRoute, page, redirect, safe_next
+from promptdeck.web.pages import (
+    ConsoleRoute,
+    after_password_change,
+    change_password_path,
+    page,
+    redirect,
+    safe_next,
+)
 from promptdeck.web.session import (
     CSRF_FIELD,
     FORM_CSRF_COOKIE,
@@ -47,7 +54,7 @@ async def _start_session(request: Request, member: ConsoleMember, target: str) -
         await app.console_sessions.end(old.id)
     session, token = await app.console_sessions.start(member)
     request.state.console_session = session
-    response = redirect("/change-password" if session.member.must_change_password else target)
+    response = redirect(change_password_path(target) if session.member.must_change_password else target)
     set_session_cookie(response, request, token)
     return response
 
@@ -102,15 +109,18 @@ async def sign_out(request: Request) -> Response:
 
 
 @router.get("/change-password")
-async def change_password_form(request: Request, session: Session = Member) -> Response:
-    return page(request, "change_password.html", forced=session.member.must_change_password)
+async def change_password_form(request: Request, next: str = "", session: Session = Member) -> Response:
+    forced = session.member.must_change_password
+    return page(request, "change_password.html", forced=forced, next=safe_next(next, ""))
 
 
 @router.post("/change-password")
 async def change_password(request: Request, session: Session = Member) -> Response:
     forced = session.member.must_change_password
+    target = ""
     try:
         form = await checked_form(request, session.csrf_token)
+        target = safe_next(str(form.get("next", "")), "")
         new, confirm = str(form.get("new_password", "")), str(form.get("confirm_password", ""))
         if new != confirm:
             raise ValidationFailed("the two new passwords differ; type the same password twice")
@@ -118,8 +128,8 @@ async def change_password(request: Request, session: Session = Member) -> Respon
         await services(request).members.change_password(session.member, new, current, keep_session=session.id)
     except PromptdeckError as error:
         status = HTTP_STATUS.get(error.code, 400)
-        return page(request, "change_password.html", status, forced=forced, error=error.message)
-    return redirect("/settings?changed=password")
+        return page(request, "change_password.html", status, forced=forced, next=target, error=error.message)
+    return redirect(after_password_change(target))
 
 
 @router.get("/invite/{token}")

@@ -70,6 +70,7 @@ class Chart:
     style: Style = "bars"  # bars are stacked, in series order from the bottom
     overlay: Series | None = None  # a line drawn over the bars (errors over runs)
     column_hrefs: tuple[str | None, ...] = ()  # per bucket: every run of that bucket
+    empty_text: str = "No runs in this range"  # what a chart without a value says
 
     @property
     def empty(self) -> bool:
@@ -233,7 +234,7 @@ def render(chart: Chart, size: Size = WIDE) -> Markup:
         return Markup(
             head + f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" rx="6" fill="none" '
             f'stroke="{GRID_COLOR}"/><text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
-            f'fill="{TEXT_COLOR}" class="chart-empty">No runs in this range</text></svg>'
+            f'fill="{TEXT_COLOR}" class="chart-empty">{escape(chart.empty_text)}</text></svg>'
         )
     n = len(chart.starts)
     tops: list[float]

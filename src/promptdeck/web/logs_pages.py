@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
+from promptdeck.domain.deployments import Deployment
 from promptdeck.domain.errors import HTTP_STATUS, NotFound, ValidationFailed
 from promptdeck.domain.members import role_allows
 from promptdeck.domain.run_filters import (
@@ -33,7 +34,7 @@ from promptdeck.domain.run_filters import (
 from promptdeck.domain.runs import utcnow
 from promptdeck.store.console_sessions import Session
 from promptdeck.store.run_metadata import value_text
-from promptdeck.web.deployments_pages import prompt_slug
+from promptdeck.web.deployments_pages import prompt_slug, view
 from promptdeck.web.pages import ConsoleRoute, page
 from promptdeck.web.session import Member, services
 
@@ -257,9 +258,10 @@ async def run_page(run_id: str, request: Request, session: Session = Member) -> 
     app = services(request)
     workspace_id = session.member.workspace_id
     run = await app.find_run(workspace_id, run_id)
-    slug = None
-    with contextlib.suppress(NotFound):  # the deployment was removed since; the run stays readable
-        slug = prompt_slug(await app.catalog.deployments.load_deployment(workspace_id, run["deployment"]))
+    deployment = None
+    with contextlib.suppress(NotFound):  # no such deployment (any more); the run stays readable
+        deployment = await app.catalog.deployments.load_deployment(workspace_id, run["deployment"])
+    slug = prompt_slug(deployment) if deployment else None
     metadata = [
         (key, value, "/logs?" + urlencode({"meta": f"{key}={value_text(value)}"}))
         for key, value in (run.get("metadata") or {}).items()
@@ -269,12 +271,24 @@ async def run_page(run_id: str, request: Request, session: Session = Member) -> 
         "run.html",
         run=run,
         prompt=slug,
+        deployment_href=view(deployment).href if deployment else None,
+        variant_href=variant_href(deployment, run.get("variant")),
         metadata=metadata,
         user_href=f"/users/{quote(run['end_user'], safe='')}" if run.get("end_user") else None,
         deployment_logs="/logs?" + urlencode({"deployment": run["deployment"]}),
         can_give_feedback=role_allows(session.member.role, "editor"),
         as_json=as_json,
     )
+
+
+def variant_href(deployment: Deployment | None, variant: str | None) -> str | None:
+    """A link to the run's variant on its deployment's page, only to a page that exists: a run
+    records what the caller asked for, which may be no variant (Vellum's release tag `LATEST`
+    is recorded as `latest`, the newest version) or one removed since: then the deployment's."""
+    if deployment is None or not variant:
+        return None
+    shown = view(deployment)
+    return next((row.href for row in shown.variants if row.name == variant), shown.href)
 
 
 def as_json(value: Any) -> str:

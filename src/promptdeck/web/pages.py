@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -69,10 +69,34 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """Where to go after signing in: a path on this server only (never `//host` or a URL)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Where to go after signing in: a path on this server only (never `//host`, a URL, or
+    anything a browser would read as one once it drops tabs, newlines or backslashes)."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return target
     return default
+
+
+PASSWORD_CHANGED = "/settings?changed=password"  # Settings, saying the password was changed
+_SETTINGS_ANYWAY = ("", "/", "/settings")  # no page asked for, or Settings itself
+
+
+def change_password_path(target: str) -> str:
+    """The forced password change, remembering the page the member asked for (if any)."""
+    target = safe_next(target, "")
+    return "/change-password" + ("" if target in _SETTINGS_ANYWAY else f"?{urlencode({'next': target})}")
+
+
+def after_password_change(target: str) -> str:
+    """Where a changed password leads: the page the member first asked for (a path on this
+    server only), else Settings with its notice."""
+    target = safe_next(target, "")
+    return PASSWORD_CHANGED if target in _SETTINGS_ANYWAY else target
 
 
 def redirect(path: str) -> RedirectResponse:
@@ -84,7 +108,7 @@ def error_page(error: PromptdeckError, request: Request) -> Response:
     if isinstance(error, SignInRequired):
         return redirect("/sign-in?next=" + quote(error.next_path, safe="/"))
     if isinstance(error, PasswordChangeRequired):
-        return redirect("/change-password")
+        return redirect(change_password_path(error.next_path))
     status = HTTP_STATUS.get(error.code, 500)
     titles = {401: "Sign in needed", 403: "Not allowed", 404: "Page not found", 405: "Not allowed"}
     return page(

@@ -44,8 +44,9 @@ class SignInRequired(Unauthorized):
 class PasswordChangeRequired(Forbidden):
     """The member signed in with a one-time password; everything else waits until it is changed."""
 
-    def __init__(self) -> None:
+    def __init__(self, next_path: str = "") -> None:
         super().__init__("change your one-time password first")
+        self.next_path = next_path  # the page asked for, to return to once it is changed
 
 
 class CsrfRefused(Forbidden):
@@ -58,11 +59,11 @@ async def signed_in(request: Request) -> Session:
     redirects to /sign-in?next=<path>; a member with a one-time password is sent to
     /change-password first."""
     session = await current_session(request)
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if session is None:
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(path)
     if session.member.must_change_password and request.url.path not in BEFORE_PASSWORD_CHANGE:
-        raise PasswordChangeRequired()
+        raise PasswordChangeRequired(path if request.method == "GET" else "")
     return session
 
 

@@ -97,7 +97,9 @@ async def _act(request: Request, session: Session, section: str, action: Action)
         )
     # Post/Redirect/Get: reloading the page must not send the form again (a second key...).
     # The outcome, with a secret to show once, rides in a cookie the next GET reads and clears.
-    response = redirect(f"/settings#{section}")
+    # A secret shown once is what the member came for: the page opens at it, the browser focuses
+    # it (the fragment names it) and console.js selects it, ready to copy.
+    response = redirect("/settings#revealed" if done.reveal_value else f"/settings#{section}")
     response.set_cookie(
         FLASH_COOKIE,
         base64.urlsafe_b64encode(orjson.dumps(asdict(done))).decode(),

@@ -48,6 +48,7 @@ GROUPS = {
 MAX_HOURLY = timedelta(days=7)  # past this, an hour is under 3 px wide: days read better
 GROUP_LIMIT = 8  # series drawn; the rest are summed as "other" by the API
 OTHER_COLOR = "#b7bcc4"
+UNKNOWN = "unknown"  # the label of runs naming no existing deployment (a caller's typo)
 Legend = list[tuple[str, str, str | None]]  # (label, colour, link to its runs)
 
 
@@ -211,17 +212,22 @@ class Group:
     points: Sequence[Mapping[str, Any]]
     totals: Mapping[str, Any]
     filters: dict[str, str]
-    href: str
+    href: str | None  # its runs in the logs (None: no filter selects them)
 
 
 def groups_of(report: Mapping[str, Any], group_by: str, since: datetime, until: datetime) -> list[Group]:
     """The answer's series as groups: `other` (the values past the limit) in grey, last; a
-    null group is the runs without a value (for a metadata key: without the key)."""
+    null group is the runs without a value (for a metadata key: without the key; by deployment:
+    the runs of names that are no deployment, `UNKNOWN`)."""
     out = []
     for index, series in enumerate(report.get("series") or ()):
         value = str(series.get("group") or "")
         if series.get("other"):
             label, shade, filters = "other", OTHER_COLOR, {}
+        elif group_by == "deployment" and not value:
+            totals = series.get("totals") or {}
+            out.append(Group(UNKNOWN, "", charts.color(index), series["points"], totals, {}, None))
+            continue
         else:
             key = group_by.removeprefix(META_GROUP) if group_by.startswith(META_GROUP) else ""
             label = value or (f"(no {key})" if key else "(none)")
@@ -246,7 +252,8 @@ def build_charts(
 
     linked = len(starts) <= charts.LINKED_MARKS_MAX  # else segments are drawn without links
     hrefs = {
-        g.label: tuple(logs_href(g.filters, t, t + bucket) for t in starts) if linked else () for g in grouped
+        g.label: tuple(logs_href(g.filters, t, t + bucket) for t in starts) if linked and g.href else ()
+        for g in grouped
     }
 
     def per_group(field: str) -> tuple[Series, ...]:
@@ -254,7 +261,16 @@ def build_charts(
 
     errors = Series("errors", _values(points, "errors"), charts.ERROR_COLOR)
     runs = Chart("Runs", "count", starts, bucket, per_group("runs"), overlay=errors, column_hrefs=column)
-    cost = Chart("Cost (USD)", "usd", starts, bucket, per_group("cost"), column_hrefs=column)
+    # With runs in the range, an empty chart says what it lacks, not that there are no runs.
+    cost = Chart(
+        "Cost (USD)",
+        "usd",
+        starts,
+        bucket,
+        per_group("cost"),
+        column_hrefs=column,
+        empty_text="These runs cost $0 (free or unpriced models)",
+    )
     uncached = tuple(
         None
         if p.get("input_tokens") is None
@@ -279,6 +295,7 @@ def build_charts(
             Series("reasoning", _values(points, "reasoning_tokens"), charts.PALETTE[3]),
         ),
         column_hrefs=column,
+        empty_text="These runs used no tokens",
     )
     latency = Chart(
         "Latency",
@@ -340,9 +357,10 @@ def total_cards(totals: Mapping[str, Any], since: datetime, until: datetime) -> 
 async def usage_report(request: Request, workspace_id: str, view: UsageView) -> dict[str, Any]:
     """The answer of `GET /api/usage` for this view: the groups, and every run as its `total`.
     The groups' percentiles are shown over the range only (the table), never per bucket, so
-    they are asked for as totals; the latency chart draws the total's per bucket."""
+    they are asked for as totals; the latency chart draws the total's per bucket. By deployment,
+    names that are no deployment (typos callers sent) are one group, never one each."""
     query = replace(view.query, percentiles="totals")
-    return await services(request).usage.usage(workspace_id, query)
+    return await services(request).usage.usage(workspace_id, query, known_deployments_only=True)
 
 
 @router.get("/usage")

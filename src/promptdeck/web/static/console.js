@@ -205,8 +205,22 @@ export function renderRelativeTimes(root = document) {
   }
 }
 
+/** A secret shown once ([data-reveal]): scrolled into view, focused and selected, so it can be
+ *  copied at once (Ctrl+C) and nothing above it hides it. */
+export function presentRevealed(root = document) {
+  const secret = root.querySelector("[data-reveal]");
+  if (!secret) return;
+  secret.scrollIntoView({ block: "nearest" });
+  secret.focus({ preventScroll: true });
+  const range = document.createRange();
+  range.selectNodeContents(secret);
+  getSelection().removeAllRanges();
+  getSelection().addRange(range);
+}
+
 function wirePage() {
   renderRelativeTimes();
+  presentRevealed();
   setInterval(renderRelativeTimes, 60000);
 
   // <form data-confirm="Sure?">: ask before sending.
