@@ -269,8 +269,9 @@ class RunWriter:
                     timeout = deadline - time.monotonic()
                     if self._closing or timeout <= 0:
                         break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                    try:  # not `wait_for`, which (Python 3.11) starts a task for every run
+                        async with asyncio.timeout(timeout):
+                            item = await self._queue.get()
                     except TimeoutError:
                         break
                 if item is None:
