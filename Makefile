@@ -14,13 +14,13 @@ LLAMA_WHEELS     := $(HOME)/.cache/promptdeck/llama-cpp-python-$(LLAMA_VERSION)-
 
 $(BIN)/python:
 	@echo "Setting up promptdeck in $(VENV): a virtualenv; llama.cpp for the embedded model, built once"
-	@echo "per machine (5-20 min on 2 cores; skipped when ~/.cache/promptdeck has it); then promptdeck,"
+	@echo "per machine (3-4 min on 2 idle cores; skipped when ~/.cache/promptdeck has it); then promptdeck,"
 	@echo "its dependencies and the example clients (about a minute). Later runs start in seconds."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip wheel
 
 $(LLAMA_WHEELS)/.built: | $(BIN)/python
-	@echo "Building llama.cpp $(LLAMA_VERSION) for the embedded model, once per machine (5-20 min on 2 cores):"
+	@echo "Building llama.cpp $(LLAMA_VERSION) for the embedded model, once per machine (3-4 min on 2 idle cores):"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python scripts/progress.py "llama.cpp" -- \
 	  $(BIN)/pip wheel --no-deps --no-cache-dir -v -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_VERSION)"
 	touch $@
