@@ -158,3 +158,16 @@ def test_no_access_lines_above_info(serve: StartServer) -> None:
     served = server.stop()
     assert served.stdout == ""
     assert "/v1/chat/completions" not in served.stderr
+
+
+def test_a_hostile_path_cannot_forge_a_line(serve: StartServer) -> None:
+    """A newline or a carriage return in the path, percent-encoded (the only way it can be sent),
+    stays encoded in the text line: one request, one line, whatever its path says."""
+    server = serve()
+    forged = "/v1/x%0AINFO:%20%20%20%20%20127.0.0.1:1%20POST%20/api/keys%20200%201.0ms%0D"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get(forged).status_code == 404
+    lines = server.stop().stdout.splitlines()
+    assert all(TEXT_LINE.fullmatch(line) for line in lines), lines
+    (hostile,) = [line for line in lines if "/v1/x" in line]
+    assert "/v1/x%0AINFO:" in hostile and "POST /api/keys" not in "".join(lines)

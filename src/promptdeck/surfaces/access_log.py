@@ -111,7 +111,19 @@ def text_line(
         tail += f" deployment={deployment}"
     if run_id:
         tail += f" run={run_id}"
-    return f"INFO:     {who} {scope['method']} {scope['path']} {status} {duration_ms:.1f}ms{tail}\n"
+    return f"INFO:     {who} {scope['method']} {shown_path(scope)} {status} {duration_ms:.1f}ms{tail}\n"
+
+
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
+def shown_path(scope: Scope) -> str:
+    """The path as the client sent it, still percent-encoded: a `%0A` in it cannot start a
+    forged line of the log, as the decoded path's newline would."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        return raw.decode("ascii", "backslashreplace").translate(_CONTROL)
+    return str(scope["path"]).translate(_CONTROL)
 
 
 def json_line(
