@@ -10,9 +10,11 @@ version ran its filters there.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -20,6 +22,9 @@ from typing import Any
 
 import httpx
 
+from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.prompts import Message, PromptSpec
+from promptdeck.engine.template_renders import TemplateRenders
 from tests.conftest import Deck
 from tests.support import fake_openai
 from tests.support.fake_openai import FakeOpenAI, StartDeck, expect_hive_error
@@ -113,15 +118,19 @@ def test_six_runaways_delay_no_other_prompt(start_deck: StartDeck, upstream: Fak
     for thread in runaways:
         thread.start()
     started = time.monotonic()
-    slowest = {"jinja2": 0.0, "default": 0.0}
+    took: dict[str, list[float]] = {"jinja2": [], "default": []}
     while time.monotonic() - started < 2:  # while the runaways render (4 at a time, 1.25 s each)
         response, seconds = timed_invoke(deck, "loop", {"items": ["apples", "pears"]})
         ok(response)
-        slowest["jinja2"] = max(slowest["jinja2"], seconds)
+        took["jinja2"].append(seconds)
         default_started = time.monotonic()
         ok(invoke(deck, "fast"))
-        slowest["default"] = max(slowest["default"], time.monotonic() - default_started)
-    assert max(slowest.values()) < 0.9, slowest
+        took["default"].append(time.monotonic() - default_started)
+    # Typically 0.2 s at most here. One render slowed by the burst's start on a loaded 2-core
+    # machine (1.2 s, once in CI) is no queue; that the pool keeps room is the next test's proof.
+    for kind, seconds in took.items():
+        assert len(seconds) >= 3 and statistics.median(seconds) < 0.5, (kind, seconds)
+        assert max(seconds) < 1 + SLACK, (kind, seconds)
     for thread in runaways:
         thread.join(30)
     assert len(answers) == 6
@@ -130,6 +139,32 @@ def test_six_runaways_delay_no_other_prompt(start_deck: StartDeck, upstream: Fak
         assert OUT_OF_TIME.search(message), message
         assert seconds < 2 * (1 + SLACK)  # one template holds at most half the pool: some waited a turn
     assert {"role": "user", "content": "1. Apples 2. Pears "} in body_messages(upstream)
+
+
+def test_a_runaway_template_leaves_half_the_pool_to_other_templates() -> None:
+    """Four runaways of one template in a pool of four: two render, two wait their turn, and
+    another template renders at once. Without the half-pool rule it waits for a runaway's end."""
+
+    def spec(content: str) -> PromptSpec:
+        return PromptSpec("openai/fast", (Message("user", content),), template_syntax="jinja2")
+
+    async def race() -> tuple[int, list[Any]]:
+        pool = TemplateRenders(most=4, spare=1)
+        try:
+            runaways = [asyncio.ensure_future(pool.render_messages(spec(BIG_POWER), {})) for _ in range(4)]
+            await asyncio.sleep(0.3)  # all four are the pool's
+            rendered = await pool.render_messages(spec("{{ 6 * 7 }}"), {})
+            assert rendered == [Message("user", "42")]
+            ended = sum(runaway.done() for runaway in runaways)
+            return ended, await asyncio.gather(*runaways, return_exceptions=True)
+        finally:
+            await pool.close()
+
+    ended, outcomes = asyncio.run(race())
+    assert ended == 0  # rendered while every runaway was still running or waiting
+    assert all(isinstance(o, ValidationFailed) and "took longer than 1 s" in str(o) for o in outcomes), (
+        outcomes
+    )
 
 
 def test_saving_a_version_runs_none_of_its_filters(start_deck: StartDeck) -> None:
