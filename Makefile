@@ -42,12 +42,13 @@ $(VENV)/.test: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/promptdeck quickstart
 
-# PostgreSQL and Chromium for the test suite (the console's browser tests drive Debian's Chromium):
+# PostgreSQL, Redis and Chromium for the test suite (the console's browser tests drive Debian's Chromium):
 # installed from Debian's packages when missing (needs root).
 services:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing from Debian's packages"; \

@@ -72,6 +72,10 @@ class RunRecord:
     end_user: str | None = None
     external_id: str | None = None
     api_key_id: str | None = None
+    session_id: str | None = None  # the caller's conversation or request this run belongs to
+    trace_id: str | None = None  # the OpenTelemetry trace of the run's span, 32 hex digits
+    cache_hit: bool | None = None  # answered from the response cache, not the provider
+    saved_cost: float | None = None  # on a cache hit, what the provider call cost when it was made
 
     def as_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RUN_FIELDS}

@@ -53,7 +53,7 @@ from promptdeck.domain.runs import ERROR, RunRecord
 from promptdeck.providers.base import Provider, ProviderCall
 
 if TYPE_CHECKING:
-    from promptdeck.engine.invoke import Engine
+    from promptdeck.engine.invoke import Engine, InvokeRequest
 
 CANCELLED = "cancelled"
 UPSTREAM_TIMEOUT = "upstream_timeout"
@@ -94,6 +94,7 @@ class Invocation:
         engine: Engine,
         overrides: dict[str, Price],
         started: float,
+        request: InvokeRequest,
     ) -> None:
         self.record = record  # the engine's: dialects read `run` and the events instead
         self.run = ResolvedRun(
@@ -124,6 +125,7 @@ class Invocation:
         self._attempts: list[dict[str, Any]] = []
         self._trying: tuple[Candidate, int, float] | None = None  # the attempt under way, not yet noted
         self._priced_as: str | None = None
+        self.request = request
 
     async def __aenter__(self) -> Invocation:
         return self
@@ -181,7 +183,7 @@ class Invocation:
         record.duration_ms = answer.duration_ms
         self._engine.open_runs.discard(self)
         try:
-            await self._engine.writer.put(record)
+            await self._engine.record_run(record, self.request)
         finally:
             for callback in self._after_close:
                 callback()

@@ -25,6 +25,7 @@ from promptdeck.engine.auth import Caller
 from promptdeck.engine.circuit import CircuitBreakers
 from promptdeck.engine.invocation import Candidate, Invocation, stamp_version
 from promptdeck.engine.pricing import Price, PriceList
+from promptdeck.engine.run_observers import RunObservers
 from promptdeck.engine.ttl_cache import TtlCache
 from promptdeck.providers.base import ProviderCall, Providers
 from promptdeck.store.credentials import Credential, CredentialStore
@@ -53,6 +54,10 @@ class InvokeRequest:
     response_format: dict[str, Any] | None = None
     raw_overrides: dict[str, Any] | None = None
     keep_raw: bool = False  # keep the upstream's raw answer (`Invocation.raw`)
+    # Read from the call's headers (`surfaces.http.call_headers`) or the dialect's metadata:
+    session_id: str | None = None  # the caller's conversation or request (docs/operations.md)
+    traceparent: str | None = None  # a W3C trace context header: the run's span joins that trace
+    no_cache: bool = False  # `Cache-Control: no-cache`: ask the provider, not the response cache
 
 
 class Engine:
@@ -75,6 +80,7 @@ class Engine:
         self.writer = writer
         self.breakers = CircuitBreakers()
         self.open_runs: set[Invocation] = set()  # started, not yet with the writer
+        self.observers = RunObservers()  # metrics, traces, the response cache, webhooks
         self.prices = PriceList(providers)
         # Callers name deployments, so unknown names get the small store for misses; a missing
         # credential is a workspace's setting, not a caller's choice: as many as there are entries.
@@ -105,6 +111,7 @@ class Engine:
             end_user=request.end_user,
             external_id=request.external_id,
             api_key_id=request.caller.key_id,
+            session_id=request.session_id,
         )
         try:
             deployment = snapshot or await self.deployments.get(
@@ -125,11 +132,17 @@ class Engine:
         except PromptdeckError as exc:
             record.status, record.error_code, record.error_message = ERROR, exc.code, exc.message
             record.duration_ms = (time.perf_counter() - started) * 1000
-            await self.writer.put(record)
+            await self.record_run(record, request)
             raise
-        invocation = Invocation(record, candidates, config, self, overrides, started)
+        invocation = Invocation(record, candidates, config, self, overrides, started, request)
         self.open_runs.add(invocation)
         return invocation
+
+    async def record_run(self, record: RunRecord, request: InvokeRequest) -> None:
+        """The one place a run ends, whatever its ending: its observers see it, then the writer."""
+        if self.observers:
+            self.observers.run_ended(record, request)
+        await self.writer.put(record)
 
     async def close_open_runs(self) -> None:
         """Record every run still open (a shutdown cut it short): none is lost."""

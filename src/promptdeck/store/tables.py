@@ -166,7 +166,12 @@ runs = sa.Table(
     sa.Column("external_id", sa.String(200)),
     sa.Column("api_key_id", Id),
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("session_id", sa.String(200)),  # migration 0012: docs/operations.md
+    sa.Column("trace_id", sa.String(32)),
+    sa.Column("cache_hit", sa.Boolean),
+    sa.Column("saved_cost", sa.Float),
     sa.Index("ix_runs_workspace_created", "workspace_id", "created_at", "id"),
+    sa.Index("ix_runs_workspace_session_created", "workspace_id", "session_id", "created_at"),
     # The run log's most selective filters; the others narrow what these (or the time index) find.
     sa.Index("ix_runs_workspace_deployment_created", "workspace_id", "deployment", "created_at"),
     sa.Index("ix_runs_workspace_status_created", "workspace_id", "status", "created_at"),

@@ -29,6 +29,7 @@ from promptdeck.surfaces.callers import bearer_caller, services
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
 from promptdeck.surfaces.fetchhive_requests import INVOKE_BODY, INVOKE_DOC, invoke_fields, refuse
 from promptdeck.surfaces.http import (
+    call_headers,
     dialect_route,
     dumps,
     parse_body,
@@ -109,7 +110,9 @@ async def invoke(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = invoke_fields(await parse_body(request, INVOKE_BODY, refuse))
     app = services(request)
-    invocation = await app.engine.start(InvokeRequest(caller=caller, dialect="fetchhive", **parsed))
+    invocation = await app.engine.start(
+        InvokeRequest(caller=caller, dialect="fetchhive", **parsed, **call_headers(request))
+    )
     log_run(request, invocation.run)
     if parsed["stream"]:
         keepalive = app.settings.keepalive_seconds

@@ -27,6 +27,30 @@ T = TypeVar("T")
 ErrorRenderer = Callable[[PromptdeckError, Request], Response]
 
 
+SESSION_HEADER = b"x-promptdeck-session-id"  # a run's session in every dialect (docs/operations.md)
+SESSION_ID_MAX = 200
+_CALL_HEADERS = frozenset((SESSION_HEADER, b"traceparent", b"cache-control"))
+
+
+def call_headers(request: Request) -> dict[str, Any]:
+    """What a call's headers say about its run, the same in every dialect: its session, the
+    trace it joins, and whether it may be answered from the response cache. One pass over the
+    raw headers; the values become `InvokeRequest` fields."""
+    found: dict[str, Any] = {}
+    for name, value in request.scope["headers"]:
+        if name not in _CALL_HEADERS:
+            continue
+        text = value.decode("latin-1").strip()
+        if name == SESSION_HEADER:
+            if text:
+                found["session_id"] = text[:SESSION_ID_MAX]
+        elif name == b"traceparent":
+            found["traceparent"] = text
+        elif "no-cache" in text.lower() or "no-store" in text.lower():
+            found["no_cache"] = True
+    return found
+
+
 class BodyLimit:
     """ASGI middleware: refuse bodies over `limit` bytes, by Content-Length or as they stream in.
     The refusal surfaces inside the route, which renders it in its dialect."""

@@ -16,7 +16,7 @@ from promptdeck.domain.deployments import Deployment
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.callers import bearer_caller, services
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
-from promptdeck.surfaces.http import dialect_route, dumps, parse_body
+from promptdeck.surfaces.http import call_headers, dialect_route, dumps, parse_body
 from promptdeck.surfaces.openai_requests import CHAT_BODY, CHAT_DOC, chat_fields, refuse
 from promptdeck.surfaces.openai_wire import answer, render_error
 
@@ -35,7 +35,7 @@ async def chat_completions(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = chat_fields(await parse_body(request, CHAT_BODY, refuse))
     include_usage = parsed.pop("include_usage")
-    invoke = InvokeRequest(caller=caller, dialect="openai", **parsed)
+    invoke = InvokeRequest(caller=caller, dialect="openai", **parsed, **call_headers(request))
     return await answer(request, invoke, include_usage=include_usage, deployment_param="model")
 
 

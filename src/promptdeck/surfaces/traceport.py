@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.callers import bearer_caller
 from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
-from promptdeck.surfaces.http import dialect_route, parse_body
+from promptdeck.surfaces.http import call_headers, dialect_route, parse_body
 from promptdeck.surfaces.openai_requests import RUN_BODY, RUN_DOC, refuse, run_fields
 from promptdeck.surfaces.openai_wire import answer, render_error
 
@@ -40,5 +40,7 @@ async def run(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = run_fields(await parse_body(request, RUN_BODY, refuse))
     include_usage = parsed.pop("include_usage")
-    invoke = InvokeRequest(caller=caller, dialect="traceport", deployment=slug, **parsed)
+    invoke = InvokeRequest(
+        caller=caller, dialect="traceport", deployment=slug, **parsed, **call_headers(request)
+    )
     return await answer(request, invoke, include_usage=include_usage, deployment_param=None)

@@ -39,6 +39,7 @@ from promptdeck.surfaces.access_log import log_run
 from promptdeck.surfaces.callers import services
 from promptdeck.surfaces.error_shapes import ERRORS
 from promptdeck.surfaces.http import (
+    call_headers,
     dialect_route,
     dumps,
     parse_body,
@@ -153,6 +154,7 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution]
                 messages=parsed.messages,
                 raw_overrides=parsed.raw_overrides,
                 keep_raw=bool(parsed.expand_raw),
+                **call_headers(request),
             )
         )
     except BaseException:
