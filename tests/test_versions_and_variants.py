@@ -451,21 +451,35 @@ def test_a_split_variant_serves_each_user_one_version_and_reports_stats_per_vers
         assert error(client.get("/api/deployments/fast/variants/nope/stats"), 404)["code"] == "not_found"
 
 
-def test_latest_is_the_newest_version_for_every_dialect(deck: Deck) -> None:
-    """`latest` (Vellum's `LATEST`) serves the prompt's newest version even when no variant
-    follows it; a variant actually named `latest` would take precedence."""
+def test_latest_is_the_current_release_in_every_dialect_after_a_rollback(deck: Deck) -> None:
+    """`latest` (Vellum's `LATEST`, or no release tag) is the deployment's current release, its
+    default variant: after a rollback to v1, a saved v2 reaches no caller in any dialect. It used
+    to be the prompt's newest version, so Vellum callers kept getting the v2 a rollback undid."""
     with deck.client() as client:
-        assert (
-            client.put("/api/deployments/summarize/variants/default", json={"version": 1}).status_code == 200
-        )
         version = {
             "model": "local/smollm2-135m-instruct",
             "messages": [{"role": "user", "content": "Hi {{text}}"}],
         }
         assert client.post("/api/prompts/summarize/versions", json=version).status_code == 201
-        body = {"deployment": "summarize", "variant": "latest", "inputs": {"text": "x"}}
+        assert (
+            client.put("/api/deployments/summarize/variants/default", json={"version": 1}).status_code == 200
+        )
         # A missing input fails before the model is called, but the run records what was resolved.
-        missing = client.post("/v1/prompt/invoke", json={**body, "inputs": {}})
-        assert missing.status_code == 422
-    runs = deck.runs()
-    assert runs[0]["variant"] == "latest" and runs[0]["version_number"] == 2
+        calls = [
+            ("/v1/prompt/invoke", {"deployment": "summarize", "variant": "latest", "inputs": {}}),
+            ("/v1/prompt/invoke", {"deployment": "summarize", "inputs": {}}),
+            ("/v1/execute-prompt", {"prompt_deployment_name": "summarize", "inputs": []}),
+            (
+                "/v1/execute-prompt",
+                {"prompt_deployment_name": "summarize", "release_tag": "LATEST", "inputs": []},
+            ),
+            ("/v1/chat/completions", {"model": "summarize@latest", "messages": []}),
+            ("/prompt/summarize/run", {"messages": []}),
+        ]
+        for path, body in calls:
+            headers = {"X-API-KEY": deck.admin_key} if path.startswith("/v1/execute") else {}
+            answer = client.post(path, json=body, headers=headers)
+            assert 400 <= answer.status_code < 500, (path, answer.text)
+    runs = deck.runs()[: len(calls)]
+    assert {r["dialect"] for r in runs} == {"fetchhive", "vellum", "openai", "traceport"}
+    assert [(r["variant"], r["version_number"]) for r in runs] == [("default", 1)] * len(calls), runs

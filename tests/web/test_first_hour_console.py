@@ -176,14 +176,14 @@ def test_unknown_deployments_stay_apart_from_the_other_values(first_hour: Consol
 async def test_a_vellum_runs_links_all_lead_to_pages_that_exist(fresh_page: Any, first_hour: Console) -> None:
     page = await owner_page(fresh_page, first_hour)
     (vellum,) = [r for r in await runs(page, first_hour, deployment="fast") if r["dialect"] == "vellum"]
-    assert vellum["variant"] == "latest"  # the release tag LATEST, which names no variant of `fast`
+    assert vellum["variant"] == "default"  # the release tag LATEST: the deployment's default variant
     await page.goto(f"/logs/{vellum['id']}")
     facts = page.locator(".facts").first
     variant = facts.locator("dt:text-is('Variant') + dd")
-    assert "not a variant: the newest version" in await variant.inner_text()
+    assert (await variant.inner_text()).strip() == "default"
     await shot(page, "first-hour-vellum-run")
     hrefs = await page.eval_on_selector_all("a[href^='/']", "links => links.map(a => a.getAttribute('href'))")
-    assert "/deployments/fast" in hrefs and not any("variant=latest" in h for h in hrefs), hrefs
+    assert "/deployments/fast?variant=default#variant" in hrefs and not any("variant=latest" in h for h in hrefs), hrefs
     for href in {h for h in hrefs if not h.startswith("/sign-out")}:
         answer = await page.request.get(href)
         assert answer.status == 200, (href, answer.status)

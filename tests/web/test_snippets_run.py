@@ -144,7 +144,7 @@ def test_the_default_variant_is_named_only_where_the_dialect_needs_it() -> None:
     )
     assert '"variant"' not in made["curl"] and "variant=" not in made["python-fetch-hive"]
     assert 'model="fast",' in made["python-openai"] and '"variant"' not in made["js-fetch"]
-    assert 'release_tag="main"' in made["python-vellum"]  # no tag would mean the newest version there
+    assert 'release_tag="main"' in made["python-vellum"]  # the code says which variant it calls
     assert "'\\''" in made["curl"]  # the quote inside the shell's single-quoted body
     assert 'os.environ["PROMPTDECK_API_KEY"]' in made["python-openai"]
     with pytest.raises(ValueError, match=r"\$NAME"):

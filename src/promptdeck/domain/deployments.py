@@ -10,7 +10,7 @@ from promptdeck.domain.prompts import PromptSpec
 from promptdeck.domain.reliability import DEFAULT_CONFIG, VariantConfig
 from promptdeck.domain.traffic_split import choose, point
 
-LATEST = "latest"  # a release tag every deployment has: the prompt's newest version
+LATEST = "latest"  # a release tag every deployment has: its current release, the default variant
 DRAFT = 0  # the number of a version not saved (the playground's draft); it has no id either
 
 
@@ -42,7 +42,7 @@ class Deployment:
     configs: dict[str, VariantConfig] = field(default_factory=dict)
     # Versions a variant config names by number (fallbacks, split arms), by number.
     named_versions: dict[int, Version] = field(default_factory=dict)
-    newest: Version | None = None  # the prompt's newest version: what `latest` serves
+    newest: Version | None = None  # the prompt's newest version, released or not
     # Variants that follow `latest`: each new version of the prompt moves them (a catalog
     # state, not part of the variant's user-set config).
     following: frozenset[str] = frozenset()
@@ -54,11 +54,14 @@ class Deployment:
         return variant in self.following
 
     def resolve(self, variant: str | None) -> tuple[str, Version]:
-        """The variant to serve (the default when none is named) and its version."""
+        """The variant to serve and its version: the default when none is named, and when the
+        tag `latest` is named and no variant has that name. `latest` is the deployment's
+        current release, as Vellum's `LATEST` is: never a version saved but not deployed."""
         name = variant or self.default_variant
         version = self.variants.get(name)
-        if version is None and name.lower() == LATEST and self.newest is not None:
-            return LATEST, self.newest  # no variant of that name: the newest version, always
+        if version is None and name.lower() == LATEST:
+            name = self.default_variant
+            version = self.variants.get(name)
         if version is None:
             known = ", ".join(sorted(self.variants)) or "none"
             raise NotFound(f"deployment {self.name!r} has no variant {name!r} (variants: {known})")

@@ -3,8 +3,8 @@
 
 Choices where Vellum is silent (docs/dialects.md says the same for callers):
 
-* `release_tag` `LATEST` (or none) is promptdeck's `latest`: the prompt's newest version (a variant
-  named `latest`, if the deployment has one); any other tag names a variant.
+* `release_tag` `LATEST` (or none) is the deployment's current release, its default variant (a
+  variant named `latest`, if the deployment has one); any other tag names a variant.
 * CHAT_HISTORY inputs are appended, in order, after the version's own messages; they are not
   template variables.
 * `execution_id` is the run's id written as a UUID; look-ups take it with or without dashes.
@@ -146,7 +146,7 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution]
                 caller=caller,
                 dialect="vellum",
                 deployment=name,
-                variant=parsed.release_tag,  # LATEST: the newest version (Deployment.resolve)
+                variant=parsed.release_tag,  # LATEST: the default variant (Deployment.resolve)
                 inputs=parsed.inputs,
                 stream=stream,
                 metadata=parsed.metadata,

@@ -315,7 +315,7 @@ class DeploymentBody(BaseModel):
     by_name: ClassVar[str]
 
     release_tag: NonEmptyStr | None = Field(
-        None, description="a variant; absent or LATEST: the newest version"
+        None, description="a variant; absent or LATEST: the default variant"
     )
     inputs: Inputs = Field(description="[{name, type, value}] (may be empty)")
     expand_meta: dict[str, bool | None] | None = Field(None, description="the `meta` fields to return")

@@ -283,8 +283,7 @@ async def run_page(run_id: str, request: Request, session: Session = Member) -> 
 
 def variant_href(deployment: Deployment | None, variant: str | None) -> str | None:
     """A link to the run's variant on its deployment's page, only to a page that exists: a run
-    records what the caller asked for, which may be no variant (Vellum's release tag `LATEST`
-    is recorded as `latest`, the newest version) or one removed since: then the deployment's."""
+    records the variant that served, which may have been removed since: then the deployment's."""
     if deployment is None or not variant:
         return None
     shown = view(deployment)

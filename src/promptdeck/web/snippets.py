@@ -72,8 +72,8 @@ def snippets(
     metadata: Mapping[str, Any] = EXAMPLE_METADATA,
 ) -> list[Snippet]:
     """Every snippet for `deployment` at `variant` (None: the default variant, whose name
-    `default_variant` gives when known — Vellum needs it, as no release tag means the newest
-    version there). `api_key_placeholder` is an environment variable reference, `$NAME`."""
+    `default_variant` gives when known: Vellum's snippet names it as its release tag, so the
+    code says which variant it calls). `api_key_placeholder` is an environment variable reference, `$NAME`."""
     found = ENV_REFERENCE.match(api_key_placeholder)
     if found is None:
         raise ValueError(
@@ -257,7 +257,7 @@ class _Call:
         if self.release_tag is not None:
             tag = f"    release_tag={_py(self.release_tag)},  # the variant\n"
         else:
-            tag = "    # no release_tag: the prompt's newest version (LATEST)\n"
+            tag = "    # no release_tag: the deployment's current release, its default variant (LATEST)\n"
         return PYTHON_VELLUM % {
             **self._python_common(),
             "imports": ", ".join(sorted(kinds | {"Vellum", "VellumEnvironment"})),
