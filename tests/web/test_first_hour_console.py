@@ -183,7 +183,7 @@ async def test_a_vellum_runs_links_all_lead_to_pages_that_exist(fresh_page: Any,
     assert (await variant.inner_text()).strip() == "default"
     await shot(page, "first-hour-vellum-run")
     hrefs = await page.eval_on_selector_all("a[href^='/']", "links => links.map(a => a.getAttribute('href'))")
-    assert "/deployments/fast?variant=default#variant" in hrefs and not any("variant=latest" in h for h in hrefs), hrefs
+    assert "/deployments/fast?variant=default#variant" in hrefs, hrefs
     for href in {h for h in hrefs if not h.startswith("/sign-out")}:
         answer = await page.request.get(href)
         assert answer.status == 200, (href, answer.status)
