@@ -14,11 +14,11 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptdeck.cli import _bootstrap
 from promptdeck.config import Settings
 from promptdeck.domain.promptfile import load_prompt_file
 from promptdeck.store.database import create_engine, migrate
 from promptdeck.store.prompt_sync import PromptSync
+from promptdeck.workspace_setup import bootstrap
 from tests.support.live_server import LiveServer, start_server
 from tests.support.postgres import PostgresServer, start_postgres
 
@@ -101,7 +101,7 @@ class Deck:
 
 def seed(settings: Settings, document: str = EXAMPLE) -> tuple[str, str]:
     async def go() -> tuple[str, str]:
-        workspace_id, key = await _bootstrap(settings)
+        workspace_id, key = await bootstrap(settings)
         db = create_engine(settings.database_url)
         try:
             await PromptSync(db).push(workspace_id, load_prompt_file(document), actor="tests")

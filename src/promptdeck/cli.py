@@ -49,76 +49,6 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-async def _bootstrap(settings: Settings, key_file: Path | None = None) -> tuple[str, str]:
-    """Migrate, make sure a workspace exists, and return (workspace id, admin key).
-    With `key_file`, a still-valid key saved there is reused instead of creating one."""
-    import asyncio
-
-    from promptdeck.domain.keys import hash_key
-    from promptdeck.store.access import AccessStore
-    from promptdeck.store.database import create_engine, migrate
-
-    await asyncio.to_thread(migrate, settings.database_url)
-    db = create_engine(settings.database_url)
-    try:
-        access = AccessStore(db)
-        workspace_id = await access.first_workspace()
-        if key_file is not None and key_file.exists():
-            saved = key_file.read_text().strip()
-            found = await access.find_by_hash(hash_key(saved))
-            if found is not None and found.revoked_at is None:
-                return workspace_id, saved
-        _, secret = await access.create_key(workspace_id, "admin", ["admin"])
-        if key_file is not None:
-            _write_private(key_file, secret)
-        return workspace_id, secret
-    finally:
-        await db.dispose()
-
-
-def _write_private(path: Path, secret: str) -> None:
-    """A secret in a file only its owner can read, from the moment it exists."""
-    from promptdeck.store.database import create_private_file
-
-    create_private_file(path)
-    path.chmod(0o600)  # a file left from before may have been readable by others
-    path.write_text(secret + "\n")
-
-
-async def _ensure_owner(
-    settings: Settings, workspace_id: str, email: str, password_file: Path | None = None
-) -> tuple[str, str | None]:
-    """Create the console's first owner, with a one-time password, when the workspace has no
-    member; returns (owner email, that password or None when the owner existed already).
-    With `password_file`, the password is saved there and shown again while it is unchanged."""
-    from promptdeck.domain.members import one_time_password
-    from promptdeck.store.console_members import MemberStore
-    from promptdeck.store.database import create_engine
-
-    db = create_engine(settings.database_url)
-    try:
-        members = MemberStore(db)
-        owner = await members.first_owner(workspace_id)
-        if owner is not None:
-            saved = password_file.read_text().strip() if password_file and password_file.exists() else ""
-            if saved and owner.must_change_password and await members.still_has_password(owner, saved):
-                return owner.email, saved
-            if password_file is not None:
-                password_file.unlink(missing_ok=True)  # changed since: no longer worth keeping
-            return owner.email, None
-        password = one_time_password()
-        owner = await members.create(workspace_id, email, password, "owner", must_change_password=True)
-        if password_file is not None:
-            _write_private(password_file, password)
-        return owner.email, password
-    finally:
-        await db.dispose()
-
-
-def _owner_email_default() -> str:
-    return os.environ.get("PROMPTDECK_OWNER_EMAIL", "owner@localhost")
-
-
 @app.command()
 def init(
     as_json: bool = typer.Option(
@@ -133,10 +63,12 @@ def init(
     import asyncio
 
     settings = _settings()
+    from promptdeck.workspace_setup import bootstrap, ensure_owner, owner_email_default
+
 
     async def go() -> tuple[str, str, str | None]:
-        workspace_id, secret = await _bootstrap(settings)
-        owner, password = await _ensure_owner(settings, workspace_id, email or _owner_email_default())
+        workspace_id, secret = await bootstrap(settings)
+        owner, password = await ensure_owner(settings, workspace_id, email or owner_email_default())
         return secret, owner, password
 
     try:
@@ -223,16 +155,24 @@ def quickstart(
     host: str = typer.Option(None),
     port: int = typer.Option(None),
 ) -> None:
-    """Set everything up for a first look (database, workspace, key, example prompt) and serve."""
+    """Set everything up for a first look (database, workspace, key, example prompt) and serve.
+    The example is seeded only if its prompt does not exist: running it again changes nothing."""
     import asyncio
 
     settings = _settings()
+    from promptdeck.workspace_setup import example_slug, seed_example
+
     host, port = host or settings.host, port or settings.port
     if not example.is_file():
         _fail(f"no prompt file at {example}; run from the repository root or pass --example FILE")
-    key, owner, password = asyncio.run(_seed(settings, example))
+    key, owner, password, seeded = asyncio.run(seed_example(settings, example))
     url = f"http://{host}:{port}"
     if password is None:
+    slug = example_slug(example)
+    if seeded:
+        out.print(f"seeded the example prompt {slug!r} from {example}")
+    else:
+        out.print(f"kept your prompt {slug!r} as it is (the example seeds only what does not exist)")
         sign_in = f"{owner} (your own password)"
     else:
         sign_in = (
@@ -268,25 +208,6 @@ def _this_python() -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-async def _seed(settings: Settings, example: Path) -> tuple[str, str, str | None]:
-    """(admin key, console owner's email, their one-time password while it is unchanged)."""
-    from promptdeck.domain.promptfile import load_prompt_file
-    from promptdeck.store.database import create_engine
-    from promptdeck.store.prompt_sync import PromptSync
-
-    workspace_id, key = await _bootstrap(settings, settings.data_dir / "dev-admin-key")
-    owner, password = await _ensure_owner(
-        settings, workspace_id, _owner_email_default(), settings.data_dir / "dev-owner-password"
-    )
-    document = load_prompt_file(example.read_text(), str(example))
-    db = create_engine(settings.database_url)
-    try:
-        await PromptSync(db).push(workspace_id, document, actor="quickstart")
-    finally:
-        await db.dispose()
-    return key, owner, password
 
 
 @contextlib.contextmanager
