@@ -16,6 +16,8 @@ contacted. Modules: load_client (the generator), cpu_meter, gateway_targets (the
 their checks), gateway_processes, gateway_goals, gateway_report.
 
     .venv/bin/python bench/gateway_overhead.py [--quick] [--dialects fetchhive,openai] [--save-baseline]
+    .venv/bin/python bench/gateway_overhead.py --quick --traces   # traces on beside traces off
+    .venv/bin/python bench/gateway_overhead.py --quick --metrics-off   # metrics on beside off
 
 Prints Markdown tables, writes bench/results/latest.json and compares it with
 bench/results/baseline.json when that exists. See bench/README.md.
@@ -41,6 +43,8 @@ from cpu_meter import CpuMeter, background_load
 from fake_upstream import run_fast
 from figures import NS_PER_MS, percentile
 from gateway_goals import REFERENCES, add_event_cpu, goals, versus_proxy
+from gateway_metrics import SERVER as UNMETERED
+from gateway_metrics import metrics_figures, metrics_markdown, unmetered_promptdeck, unmetered_targets
 from gateway_processes import (
     GENERATOR_CORE,
     PROMPTDECK_CORE,
@@ -61,6 +65,8 @@ from gateway_targets import (
     proxy_target,
     sanity_check,
 )
+from gateway_traces import SERVER as TRACED
+from gateway_traces import sink_stats, traced_promptdeck, traced_targets, traces_figures, traces_markdown
 from load_client import SSE, Tally, close_all, closed_loop, connect
 from memory_meter import memory_mb
 from run_meta import ROOT, run_meta
@@ -145,7 +151,7 @@ async def run_phase(
         if cpu_us:  # what one core would serve if the server had it alone: robust to other load
             figures["cpu_capacity_rps"] = round(1e6 / cpu_us, 1)
         figures["memory"] = memory_mb(meter.pids[target.server])
-    if target.server == "promptdeck":
+    if target.server in ("promptdeck", TRACED, UNMETERED):
         figures["writer"] = await writer_metrics(target.port)
     shown = f"ttfb p50 {figures['ttfb_p50_ms']} ms" if streaming else f"p50 {figures['p50_ms']} ms"
     log(
@@ -167,11 +173,11 @@ async def run_all(
     await sanity_check(*targets, deltas=deltas)
     meter = CpuMeter(pids)
     results: dict[str, dict[str, Any]] = {phase: {} for phase in PHASES}
-    promptdeck_port = next((t.port for t in targets if t.server == "promptdeck"), None)
+    promptdeck_ports = {t.port for t in targets if t.server in ("promptdeck", TRACED, UNMETERED)}
     for phase in phases:
         for target in targets:
-            if promptdeck_port is not None:  # idle while the next target is measured on its core
-                await writer_drained(promptdeck_port)
+            for port in promptdeck_ports:  # idle while the next target is measured on its core
+                await writer_drained(port)
             watch = profiler if target.server == "promptdeck" else None
             results[phase][target.name] = await run_phase(target, phase, plan, meter, log, watch)
     return results
@@ -201,6 +207,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(default: all; with --quick {QUICK_DIALECTS})",
     )
     parser.add_argument("--direct-only", action="store_true", help="only calibrate generator + upstream")
+    parser.add_argument(
+        "--traces",
+        action="store_true",
+        help="also measure a promptdeck exporting OpenTelemetry traces to a loopback OTLP receiver "
+        "(targets <name>_traces; gateway_traces.py)",
+    )
+    parser.add_argument(
+        "--metrics-off",
+        action="store_true",
+        help="also measure a promptdeck with PROMPTDECK_METRICS=off (targets <name>_metrics_off; "
+        "gateway_metrics.py): the cost of /metrics",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument(
         "--priority",
@@ -274,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     memory: dict[str, dict[str, float]] = {}
+    sink: dict[str, Any] | None = None  # what the OTLP sink received (--traces)
     upstream, upstream_port = start_upstream(generator_core, args.deltas, args.upstream_delay_ms)
     try:
         with (
@@ -292,6 +311,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 pids["promptdeck"] = server.pid
                 targets += [promptdeck_target(promptdeck_port, key, dialect) for dialect in dialects]
+                if args.traces:
+                    traced_pid, traced_port, traced_key, sink_port = stack.enter_context(
+                        traced_promptdeck(server_core, generator_core, upstream_port, Path(tmp) / "traced")
+                    )
+                    pids[TRACED] = traced_pid
+                    targets += traced_targets(traced_port, traced_key, dialects)
+                if args.metrics_off:
+                    off_pid, off_port, off_key = stack.enter_context(
+                        unmetered_promptdeck(server_core, upstream_port, Path(tmp) / "metrics-off")
+                    )
+                    pids[UNMETERED] = off_pid
+                    targets += unmetered_targets(off_port, off_key, dialects)
 
             profiler = None
             if args.py_spy and "promptdeck" in pids:
@@ -303,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             results = run_fast(run_all(targets, plan, pids, chosen, profiler, log, args.deltas))
             os.sched_setaffinity(0, cores)
             memory = {name: memory_mb(pids[name]) for name in ("proxy", "promptdeck") if name in pids}
+            sink = sink_stats(sink_port) if args.traces and not args.direct_only else None
     finally:
         stop_process(upstream)
 
@@ -326,8 +358,18 @@ def main(argv: list[str] | None = None) -> int:
         "goals": goals(results, proxy_figures, memory.get("promptdeck", {}).get("hwm_mb")),
         "references": REFERENCES,
     }
+    if sink is not None:
+        report["traces"] = traces_figures(results, dialects, sink)
+    if args.metrics_off and dialects:
+        report["metrics"] = metrics_figures(results, dialects)
     print()
     print(markdown(report))
+    if sink is not None:
+        print()
+        print(traces_markdown(report["traces"]))
+    if "metrics" in report:
+        print()
+        print(metrics_markdown(report["metrics"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")

@@ -34,11 +34,14 @@ def pinned(core: int | None, command: list[str]) -> list[str]:
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """The caller's environment without proxies or stray PROMPTDECK_* settings: loopback only."""
+    """The caller's environment without proxies or stray PROMPTDECK_* or OTEL_* settings: loopback
+    only, and no traces unless asked for."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("PROMPTDECK_") and not k.lower().endswith("_proxy") and k.lower() != "proxy"
+        if not k.startswith(("PROMPTDECK_", "OTEL_"))
+        and not k.lower().endswith("_proxy")
+        and k.lower() != "proxy"
     }
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env | extra
@@ -117,9 +120,10 @@ def api(port: int, method: str, path: str, key: str | None = None, body: Any = N
 
 @contextlib.contextmanager
 def promptdeck_server(
-    core: int | None, upstream_port: int, data_dir: Path
+    core: int | None, upstream_port: int, data_dir: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, str]]:
-    """A migrated, seeded promptdeck on its own core: yields (process, port, invoke key)."""
+    """A migrated, seeded promptdeck on its own core: yields (process, port, invoke key).
+    `extra_env`: more variables for it (e.g. OTEL_* ones: gateway_traces.py)."""
     executable = promptdeck_command()
     env = child_env(
         {
@@ -128,6 +132,7 @@ def promptdeck_server(
             "PROMPTDECK_OPENAI_API_KEY": "x",
             "PROMPTDECK_LOG_LEVEL": "warning",
         }
+        | (extra_env or {})
     )
     init = subprocess.run(
         [executable, "init", "--json"], env=env, capture_output=True, timeout=120, check=False

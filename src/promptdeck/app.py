@@ -17,8 +17,11 @@ from promptdeck.services import Services
 from promptdeck.surfaces import (
     admin,
     admin_runs,
+    admin_webhooks,
     analytics,
     fetchhive,
+    health,
+    metrics_route,
     openai_chat,
     openai_wire,
     playground,
@@ -27,6 +30,7 @@ from promptdeck.surfaces import (
 )
 from promptdeck.surfaces.access_log import AccessLog, access_log_wanted
 from promptdeck.surfaces.http import BodyLimit, Endpoint, ErrorRenderer, HotRoutes, SecurityHeaders
+from promptdeck.surfaces.request_metrics import RequestMetrics
 from promptdeck.web.console import is_console_path, mount_console, not_found_page
 
 # Path prefix -> the error shape its callers' clients understand (Fetch Hive's elsewhere).
@@ -72,8 +76,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(vellum.router)
     app.include_router(admin.router)
     app.include_router(admin_runs.router)
+    app.include_router(admin_webhooks.router)
     app.include_router(analytics.router)
     app.include_router(playground.router)
+    app.include_router(health.router)
+    metrics = built.metrics if settings.metrics else None  # PROMPTDECK_METRICS=off: no route, no hook
+    if metrics is not None:
+        app.include_router(metrics_route.router)
     mount_console(app)  # the web console's pages and /static/
 
     @app.exception_handler(StarletteHTTPException)
@@ -96,6 +105,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     hot[("POST", vellum.EXECUTE_PATHS[0])] = (vellum.execute_prompt, vellum.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[1])] = (vellum.execute_prompt_stream, vellum.render_error)
     served: ASGIApp = SecurityHeaders(BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes))
+    if metrics is not None:
+        served = RequestMetrics(served, metrics, (path for _, path in hot))
     if access_log_wanted(settings.log_level):  # outermost: its duration is the whole answer's
         served = AccessLog(served, json_lines=settings.log_format == "json")
     return served

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptdeck.cli_lifecycle import register as register_lifecycle
+from promptdeck.cli_webhooks import register as register_webhooks
 from promptdeck.domain.errors import PromptdeckError
 
 if TYPE_CHECKING:
@@ -62,9 +63,9 @@ def init(
     create the console's first owner (with a one-time password) if there is no member."""
     import asyncio
 
-    settings = _settings()
     from promptdeck.workspace_setup import bootstrap, ensure_owner, owner_email_default
 
+    settings = _settings()
 
     async def go() -> tuple[str, str, str | None]:
         workspace_id, secret = await bootstrap(settings)
@@ -159,20 +160,20 @@ def quickstart(
     The example is seeded only if its prompt does not exist: running it again changes nothing."""
     import asyncio
 
-    settings = _settings()
     from promptdeck.workspace_setup import example_slug, seed_example
 
+    settings = _settings()
     host, port = host or settings.host, port or settings.port
     if not example.is_file():
         _fail(f"no prompt file at {example}; run from the repository root or pass --example FILE")
     key, owner, password, seeded = asyncio.run(seed_example(settings, example))
     url = f"http://{host}:{port}"
-    if password is None:
     slug = example_slug(example)
     if seeded:
         out.print(f"seeded the example prompt {slug!r} from {example}")
     else:
         out.print(f"kept your prompt {slug!r} as it is (the example seeds only what does not exist)")
+    if password is None:
         sign_in = f"{owner} (your own password)"
     else:
         sign_in = (
@@ -413,6 +414,7 @@ def _print_stream(response: httpx.Response) -> None:
 
 
 register_lifecycle(app, _server, _check, _fail)
+register_webhooks(app, _server, _check, _fail)
 
 
 def main() -> None:

@@ -88,6 +88,22 @@ class Settings(BaseSettings):
     # `json`: each line one JSON object, for log collectors.
     log_level: LogLevel = _env("info", "PROMPTDECK_LOG_LEVEL")
     log_format: LogFormat = _env("text", "PROMPTDECK_LOG_FORMAT")
+    # Development only: webhooks may go to http URLs and loopback or private addresses (a
+    # receiver on your machine). Off in production: a stored URL could reach internal services.
+    webhooks_allow_private: bool = _env(False, "PROMPTDECK_WEBHOOKS_ALLOW_PRIVATE")
+    # Redis (or Valkey) that replicas share, e.g. `redis://host:6379/0`; empty: none. The response
+    # cache lives there when set, else in each process, in at most `response_cache_mb` MB.
+    redis_url: str = _env("", "PROMPTDECK_REDIS_URL")
+    response_cache_mb: NotNegative = _env(64.0, "PROMPTDECK_RESPONSE_CACHE_MB")
+    # Prometheus metrics at /metrics (docs/operations.md): on unless `off`; scraped with this
+    # bearer token when set, else from loopback only. Label sets per series beyond the cap fold
+    # into `(other)`.
+    metrics: bool = _env(True, "PROMPTDECK_METRICS")
+    metrics_token: str = _env("", "PROMPTDECK_METRICS_TOKEN")
+    metrics_label_sets: Count = _env(500, "PROMPTDECK_METRICS_LABEL_SETS")
+    # OpenTelemetry traces are turned on by the standard OTEL_* variables (docs/operations.md);
+    # this adds the prompt and the completion to each run's span (off: they may hold personal data).
+    trace_content: bool = _env(False, "PROMPTDECK_TRACE_CONTENT")
 
     def __init__(self, **values: Any) -> None:
         """Keyword arguments (by field name) win over the environment."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,12 @@ from promptdeck.domain.upstream_urls import base_urls
 from promptdeck.engine import template_renders
 from promptdeck.engine.auth import KeyCheck
 from promptdeck.engine.invoke import Engine
+from promptdeck.engine.metrics_registry import Metrics
+from promptdeck.engine.outbound_http import OutboundPolicy
+from promptdeck.engine.response_cache import ResponseCache
+from promptdeck.engine.run_traces import RunTraces
 from promptdeck.engine.vellum_state import VellumState
+from promptdeck.engine.webhooks import Webhooks
 from promptdeck.providers.base import Providers
 from promptdeck.providers.registry import build_providers
 from promptdeck.store.access import AccessStore, ApiKey
@@ -32,9 +38,12 @@ from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.retention import PRUNE_EVERY_SECONDS, RetentionStore
 from promptdeck.store.run_log import RunLog, run_dict
+from promptdeck.store.run_sessions import RunSessions
 from promptdeck.store.run_writer import RunWriter
 from promptdeck.store.usage_report import UsageReport
 from promptdeck.store.wal_checkpoints import WalCheckpointer
+from promptdeck.store.webhook_deliveries import WebhookDeliveries
+from promptdeck.store.webhook_endpoints import WebhookEndpoints
 
 log = logging.getLogger("promptdeck.retention")
 
@@ -60,7 +69,10 @@ class Services:
     end_users: EndUsers
     vellum: VellumState  # the Vellum dialect's deployment ids and external-id claims
     changes: ChangeFeed  # every store write the caches below depend on is published here
+    webhooks: Webhooks  # endpoints, and the dispatcher the change feed's facts go to
     checkpointer: WalCheckpointer | None = None  # SQLite only
+    metrics: Metrics | None = None  # /metrics, unless PROMPTDECK_METRICS=off
+    traces: RunTraces | None = None  # OpenTelemetry spans, when the OTEL_* variables ask for them
     _pruner: asyncio.Task[None] | None = None
 
     @classmethod
@@ -79,15 +91,24 @@ class Services:
         async def record_key_use() -> None:
             await access.record_last_used(keys.take_last_used())
 
+        metrics = Metrics(settings.metrics_label_sets) if settings.metrics else None
         writer = RunWriter(
             db,
             batch_size=settings.writer_batch_size,
             flush_seconds=settings.writer_flush_seconds,
             queue_size=settings.writer_queue_size,
             after_batch=record_key_use,
+            batch_written=metrics.batch_written if metrics is not None else None,
         )
         providers = build_providers(settings)
-        credentials = CredentialStore(db, load_secret_key(settings.secret_key, settings.data_dir), changes)
+        secret_key = load_secret_key(settings.secret_key, settings.data_dir)
+        credentials = CredentialStore(db, secret_key, changes)
+        webhooks = Webhooks(
+            WebhookEndpoints(db, secret_key),
+            WebhookDeliveries(db),
+            OutboundPolicy(settings.webhooks_allow_private),
+        )
+        changes.subscribe(webhooks.dispatcher.announce)
         prices = PriceOverrides(db, changes)
         feedback = FeedbackStore(db, writer.pending_run)
         engine = Engine(
@@ -101,8 +122,15 @@ class Services:
             cache_entries=settings.cache_max_entries,
             cache_misses=settings.cache_max_misses,
         )
+        engine.response_cache = ResponseCache.build(settings.redis_url, settings.response_cache_mb)
         vellum = VellumState(catalog.deployments, writer, feedback, settings.cache_ttl_seconds)
         subscribe_caches(changes, engine, vellum)
+        if metrics is not None:
+            metrics.watch(writer, engine.breakers, tuple(providers.names))
+            engine.observers.add(metrics.runs)
+        traces = RunTraces.from_environment(os.environ, content=settings.trace_content)
+        if traces is not None:
+            engine.observers.add(traces)
         return cls(
             settings,
             db,
@@ -123,11 +151,22 @@ class Services:
             end_users=EndUsers(db),
             vellum=vellum,
             changes=changes,
+            webhooks=webhooks,
             checkpointer=WalCheckpointer(path) if (path := sqlite_file(settings.database_url)) else None,
+            metrics=metrics,
+            traces=traces,
         )
+
+    @property
+    def run_sessions(self) -> RunSessions:
+        """Sessions of runs read together (no state of its own: built on the run log)."""
+        return RunSessions(self.db, self.run_log)
 
     async def start(self) -> None:
         self.writer.start()
+        self.webhooks.dispatcher.start()
+        if self.metrics is not None:
+            self.metrics.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
         self._pruner = asyncio.create_task(self._prune_forever(), name="run-pruner")
@@ -150,7 +189,14 @@ class Services:
                 await self._pruner
             self._pruner = None
         await self.engine.close_open_runs()
+        if self.traces is not None:
+            await self.traces.shutdown()  # after the last run: its spans are exported
+        if self.engine.response_cache is not None:
+            await self.engine.response_cache.aclose()  # after the last run: its store finishes
         await self.writer.stop()
+        await self.webhooks.dispatcher.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
         await self.access.record_last_used(self.keys.take_last_used())

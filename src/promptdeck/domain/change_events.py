@@ -14,17 +14,111 @@ dataclasses so they serialize as they are.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 log = logging.getLogger("promptdeck.change_events")
 
 
+# What happened, for whoever is told about it (webhooks, docs/operations.md "Webhooks"): each
+# fact names its event `type`, and its fields are the event's `data`.
+
+
+@dataclass(frozen=True, slots=True)
+class VersionCreated:
+    type: ClassVar[str] = "version.created"
+    prompt: str
+    version: int
+    model: str
+    author: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class VariantMoved:
+    """A variant now serves another version; `from_version` is None for a new variant."""
+
+    type: ClassVar[str] = "variant.moved"
+    deployment: str
+    variant: str
+    prompt: str
+    from_version: int | None
+    to_version: int
+    actor: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class VariantRolledBack(VariantMoved):
+    """A move back to the version the variant served before its last move."""
+
+    type: ClassVar[str] = "variant.rolled_back"
+
+    @classmethod
+    def of(cls, moved: VariantMoved) -> VariantRolledBack:
+        """The move a rollback made, told as a rollback."""
+        return cls(*(getattr(moved, f.name) for f in fields(moved)))
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentCreated:
+    type: ClassVar[str] = "deployment.created"
+    deployment: str
+    prompt: str
+    default_variant: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentDeleted:
+    type: ClassVar[str] = "deployment.deleted"
+    deployment: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationFinished:
+    """Raised (as `Announced`) by the evaluations feature when a run of a suite ends."""
+
+    type: ClassVar[str] = "evaluation.finished"
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetThresholdCrossed:
+    """Raised (as `Announced`) by the budgets feature when spend crosses a threshold."""
+
+    type: ClassVar[str] = "budget.threshold_crossed"
+    details: Mapping[str, Any]
+
+
+Fact = (
+    VersionCreated
+    | VariantMoved
+    | DeploymentCreated
+    | DeploymentDeleted
+    | EvaluationFinished
+    | BudgetThresholdCrossed
+)
+FACT_TYPES: tuple[type[Fact], ...] = (
+    VersionCreated,
+    VariantMoved,
+    VariantRolledBack,
+    DeploymentCreated,
+    DeploymentDeleted,
+    EvaluationFinished,
+    BudgetThresholdCrossed,
+)
+EVENT_TYPES: tuple[str, ...] = tuple(kind.type for kind in FACT_TYPES)
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogChanged:
-    """A workspace's prompts, versions, deployments or variants changed."""
+    """A workspace's prompts, versions, deployments or variants changed; `facts` say how, in
+    the order written. Equality ignores them: to a cache, one change of a workspace is like any."""
 
     workspace_id: str
+    facts: tuple[Fact, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +128,16 @@ class ProviderSettingsChanged:
     workspace_id: str
 
 
-ChangeEvent = CatalogChanged | ProviderSettingsChanged
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """Something happened that changes nothing a cache holds (an evaluation finished, a budget
+    threshold was crossed): published only for those told about facts."""
+
+    workspace_id: str
+    fact: Fact
+
+
+ChangeEvent = CatalogChanged | ProviderSettingsChanged | Announced
 Subscriber = Callable[[ChangeEvent], None]
 
 

@@ -17,6 +17,10 @@ Two more keys live in the same JSON (see docs/lifecycle.md):
 `split` serves several versions of the prompt by weight (server-side A/B);
 `follows_latest` is set by the catalog when the variant was pointed at `latest`
 and is not set through the config endpoint.
+
+And one opts the variant into the response cache (docs/operations.md, "Response cache"):
+
+    {"cache": {"ttl_seconds": 3600, "when_temperature_above_zero": false}}
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
 from promptdeck.domain.schema_problems import lines
 
+MAX_CACHE_TTL = 30 * 24 * 3600  # seconds a cached answer may be kept
 DEFAULT_MAX_ATTEMPTS = 2  # one retry of a retryable failure, unless the variant says otherwise
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 FORBID = ConfigDict(extra="forbid")  # pydantic dataclasses take `frozen` from the decorator
@@ -116,6 +121,21 @@ class Retries(BaseModel):
     max_backoff_seconds: Backoff = 8.0
 
 
+class ResponseCaching(BaseModel):
+    """The variant's answers may be served again, without a provider call, for `ttl_seconds`.
+    A call whose temperature is above 0 (or unset: the providers' default is 1) varies by
+    design, so it is cached only when `when_temperature_above_zero` says so."""
+
+    model_config = FROZEN
+
+    ttl_seconds: Annotated[
+        float,
+        Field(gt=0, le=MAX_CACHE_TTL, allow_inf_nan=False, strict=True),
+        expected("seconds above 0 and at most 2592000 (30 days)"),
+    ] = 3600.0
+    when_temperature_above_zero: Annotated[bool, Field(strict=True), expected("true or false")] = False
+
+
 def _distinct_and_weighted(arms: tuple[SplitArm, ...]) -> tuple[SplitArm, ...]:
     """Each version once, and weights adding up to more than 0."""
     seen: set[int] = set()
@@ -156,6 +176,11 @@ class VariantConfig(BaseModel):
         Field(strict=True, description="set by the catalog when the variant points at `latest`"),
         expected("true or false"),
     ] = False
+    cache: Annotated[
+        ResponseCaching | None,
+        expected("an object {ttl_seconds?, when_temperature_above_zero?}"),
+        Field(description="serve identical calls from the response cache; null: never"),
+    ] = None
 
     @property
     def connect_timeout(self) -> float | None:
@@ -182,7 +207,7 @@ class VariantConfig(BaseModel):
         return self.retries.max_backoff_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data; `split` and `follows_latest` appear only when set."""
+        """Plain data; `split`, `follows_latest` and `cache` appear only when set."""
         data: dict[str, Any] = {
             "timeouts": self.timeouts.model_dump(exclude_none=True),
             "retries": self.retries.model_dump(),
@@ -195,6 +220,8 @@ class VariantConfig(BaseModel):
             data["split"] = [{"version": a.version, "weight": a.weight} for a in self.split]
         if self.follows_latest:
             data["follows_latest"] = True
+        if self.cache is not None:
+            data["cache"] = self.cache.model_dump()
         return data
 
 

@@ -39,6 +39,7 @@ class RunFilters:
     provider: str | None = None
     status: str | None = None
     user: str | None = None
+    session: str | None = None  # the runs' session id (domain/run_sessions.py)
     since: datetime | None = None
     until: datetime | None = None
     q: str | None = None
@@ -109,6 +110,7 @@ def parse_filters(
     provider: str | None = None,
     status: str | None = None,
     user: str | None = None,
+    session: str | None = None,
     since: str | None = None,
     until: str | None = None,
     q: str | None = None,
@@ -146,6 +148,7 @@ def parse_filters(
         provider=provider,
         status=status,
         user=user,
+        session=session,
         since=times["since"],
         until=times["until"],
         q=q,

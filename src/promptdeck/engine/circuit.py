@@ -57,6 +57,20 @@ class CircuitBreakers:
         if state is not None:
             state.trial_running = False
 
+    def states(self) -> dict[str, str]:
+        """Each upstream with failures on record: `closed` (under the threshold), `open`, or
+        `half_open` (cooled down: the next call is a trial). Others are closed (for /metrics)."""
+        now = self._clock()
+        found = {}
+        for upstream, state in self._states.items():
+            if state.opened_at is None:
+                found[upstream] = "closed"
+            elif state.trial_running or now - state.opened_at >= self.cooldown:
+                found[upstream] = "half_open"
+            else:
+                found[upstream] = "open"
+        return found
+
     def why_open(self, upstream: str) -> str:
         """The failure that opened (or kept open) the circuit, in the upstream's words."""
         state = self._states.get(upstream)

@@ -126,6 +126,7 @@ class Invocation:
         self._trying: tuple[Candidate, int, float] | None = None  # the attempt under way, not yet noted
         self._priced_as: str | None = None
         self.request = request
+        self._replay: tuple[Event, ...] | None = None  # a response cache hit's answer
 
     async def __aenter__(self) -> Invocation:
         return self
@@ -138,6 +139,11 @@ class Invocation:
     def after_close(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the run is with the writer (e.g. to release an external id)."""
         self._after_close.append(callback)
+
+    def replay(self, events: tuple[Event, ...]) -> None:
+        """Answer with these stored events (a response cache hit) instead of any provider: no
+        call, no circuit breaker, and the run costs nothing (engine/response_cache.py)."""
+        self._replay = events
 
     def events(self) -> AsyncGenerator[Event, None]:
         """The answer's events, recorded as they pass. Ends after `Finished` or `Failed`."""
@@ -196,7 +202,8 @@ class Invocation:
             # by returning, which costs far less than closing them (an exception thrown through
             # each frame, or, unclosed, a task the event loop schedules per run). `aclosing` is
             # for a reader cut short.
-            async with aclosing(self._answer()) as answers:
+            source = self._answer() if self._replay is None else self._replayed()
+            async with aclosing(source) as answers:
                 async for event in answers:
                     if self._ended:  # nothing follows the end (`_answer` sends nothing after it)
                         continue
@@ -237,6 +244,16 @@ class Invocation:
                     yield event
         finally:
             await self.close()
+
+    async def _replayed(self) -> AsyncGenerator[Event, None]:
+        """The stored answer, with `Started` naming this run's provider and version."""
+        record = self.record
+        for event in self._replay or ():
+            if isinstance(event, Started):
+                event = Started(
+                    event.model, record.provider, record.version_id, record.version_number, self.elapsed_ms()
+                )
+            yield event
 
     # ── retries, fallbacks, breakers ─────────────────────────────────────────
 
@@ -347,6 +364,7 @@ class Invocation:
 
     def _note(self, candidate: Candidate, attempt: int, failure: Failed | None, seconds: float) -> None:
         self._trying = None
+        began_ms = (time.perf_counter() - self._started - seconds) * 1000  # after the run's start
         self._attempts.append(
             {
                 "provider": candidate.provider.name,
@@ -357,6 +375,7 @@ class Invocation:
                 "error_code": failure.code if failure else None,
                 "error": failure.message if failure else None,
                 "duration_ms": round(seconds * 1000, 3),
+                "began_ms": round(max(began_ms, 0.0), 3),
             }
         )
 
@@ -393,6 +412,9 @@ class Invocation:
         record.cache_write_input_tokens = usage.cache_write_input
         record.output_tokens, record.reasoning_tokens = usage.output, usage.reasoning
         record.usage_estimated = usage.estimated
+        if self._replay is not None:  # a cache hit: the tokens are the original's, the cost none
+            record.cost, record.price_known = 0.0, True
+            return
         configured = self._priced_as or self._candidates[0].model_id
         # The model the upstream says answered (e.g. Azure's real model behind a deployment
         # name, or a dated snapshot) is priced first; then the model id the version names.

@@ -20,11 +20,13 @@ from promptdeck.domain.prompts import param_problems
 from promptdeck.domain.reliability import DEFAULT_CONFIG, VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
 from promptdeck.domain.templating import JINJA2
+from promptdeck.domain.trace_context import traceparent_trace_id
 from promptdeck.engine import template_renders
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.circuit import CircuitBreakers
 from promptdeck.engine.invocation import Candidate, Invocation, stamp_version
 from promptdeck.engine.pricing import Price, PriceList
+from promptdeck.engine.response_cache import ResponseCache
 from promptdeck.engine.run_observers import RunObservers
 from promptdeck.engine.ttl_cache import TtlCache
 from promptdeck.providers.base import ProviderCall, Providers
@@ -81,6 +83,7 @@ class Engine:
         self.breakers = CircuitBreakers()
         self.open_runs: set[Invocation] = set()  # started, not yet with the writer
         self.observers = RunObservers()  # metrics, traces, the response cache, webhooks
+        self.response_cache: ResponseCache | None = None  # set by services; asked for `cache` variants
         self.prices = PriceList(providers)
         # Callers name deployments, so unknown names get the small store for misses; a missing
         # credential is a workspace's setting, not a caller's choice: as many as there are entries.
@@ -112,6 +115,7 @@ class Engine:
             external_id=request.external_id,
             api_key_id=request.caller.key_id,
             session_id=request.session_id,
+            trace_id=traceparent_trace_id(request.traceparent),  # the traces observer may set it
         )
         try:
             deployment = snapshot or await self.deployments.get(
@@ -136,6 +140,12 @@ class Engine:
             raise
         invocation = Invocation(record, candidates, config, self, overrides, started, request)
         self.open_runs.add(invocation)
+        if config.cache is not None and self.response_cache is not None:
+            try:
+                await self.response_cache.attach(invocation, candidates[0], config.cache, request)
+            except BaseException:  # cancelled while asking Redis: the run still ends, here
+                await invocation.close()
+                raise
         return invocation
 
     async def record_run(self, record: RunRecord, request: InvokeRequest) -> None:

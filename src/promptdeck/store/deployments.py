@@ -15,13 +15,20 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from promptdeck.domain.change_events import CatalogChanged, ChangeFeed
+from promptdeck.domain.change_events import (
+    CatalogChanged,
+    ChangeFeed,
+    DeploymentDeleted,
+    VariantMoved,
+    VariantRolledBack,
+)
 from promptdeck.domain.deployments import LATEST, Deployment, Version
 from promptdeck.domain.errors import Conflict, NotFound, UnsafePromotion, ValidationFailed
 from promptdeck.domain.promotion import RECENT_RUNS, describe, promotion_risks
 from promptdeck.domain.prompts import check_slug
 from promptdeck.domain.reliability import VariantConfig, parse_variant_config
 from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.store.catalog_facts import note_deployment, recording
 from promptdeck.store.prompts import (
     latest_version,
     prompt_by_id,
@@ -70,17 +77,22 @@ class DeploymentStore:
         if default_variant not in variant_versions:
             raise ValidationFailed(f"default_variant {default_variant!r} is not one of the variants given")
         try:
-            async with self.engine.begin() as conn:
-                prompt = await require_prompt(conn, workspace_id, prompt_slug)
-                if await deployment_row(conn, workspace_id, name) is not None:
-                    raise Conflict(f"a deployment named {name!r} already exists")
-                deployment_id = await insert_deployment(conn, workspace_id, name, prompt.id, default_variant)
-                for variant, target in variant_versions.items():
-                    version = await target_version(conn, prompt, target)
-                    await move(conn, deployment_id, variant, version.id, actor, "created", target == LATEST)
+            with recording() as facts:
+                async with self.engine.begin() as conn:
+                    prompt = await require_prompt(conn, workspace_id, prompt_slug)
+                    if await deployment_row(conn, workspace_id, name) is not None:
+                        raise Conflict(f"a deployment named {name!r} already exists")
+                    deployment_id = await insert_deployment(
+                        conn, workspace_id, name, prompt.id, default_variant
+                    )
+                    for variant, target in variant_versions.items():
+                        version = await target_version(conn, prompt, target)
+                        follows = target == LATEST
+                        await move(conn, deployment_id, variant, version.id, actor, "created", follows)
         except IntegrityError as exc:  # created concurrently between the check and the insert
             raise Conflict(f"a deployment named {name!r} already exists") from exc
-        self.changes.publish(CatalogChanged(workspace_id))  # a name the engine cached as unknown
+        # also a name the engine cached as unknown
+        self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
         return await self.load_deployment(workspace_id, name)
 
     async def move_variant(
@@ -96,13 +108,16 @@ class DeploymentStore:
     ) -> Deployment:
         """Move a variant, refusing a move its callers' recent inputs say is unsafe unless forced
         (with a reason, kept in the move's note)."""
-        async with self.engine.begin() as conn:
-            row = await require_deployment(conn, workspace_id, deployment)
-            prompt = await prompt_by_id(conn, row.prompt_id)
-            version = await target_version(conn, prompt, target)
-            note = await self._check_promotion(conn, workspace_id, row, variant, version, note, force, reason)
-            await move(conn, row.id, variant, version.id, actor, note, target == LATEST)
-        self.changes.publish(CatalogChanged(workspace_id))
+        with recording() as facts:
+            async with self.engine.begin() as conn:
+                row = await require_deployment(conn, workspace_id, deployment)
+                prompt = await prompt_by_id(conn, row.prompt_id)
+                version = await target_version(conn, prompt, target)
+                note = await self._check_promotion(
+                    conn, workspace_id, row, variant, version, note, force, reason
+                )
+                await move(conn, row.id, variant, version.id, actor, note, target == LATEST)
+        self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
         return await self.load_deployment(workspace_id, deployment)
 
     async def _check_promotion(
@@ -193,33 +208,46 @@ class DeploymentStore:
     ) -> Deployment:
         """Move a variant back to the version it pointed at before its last move; recorded as a
         move (so a second rollback undoes the first). It no longer follows `latest`."""
-        async with self.engine.begin() as conn:
-            variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
-            last = await self._history(conn, variant_id, limit=1)
-            back_to = last[0].from_version_id if last else None
-            if back_to is None:
-                raise Conflict(
-                    f"{deployment}/{variant} has never been moved since it was created: "
-                    "there is no earlier version to roll back to"
+        with recording() as facts:
+            async with self.engine.begin() as conn:
+                variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
+                last = await self._history(conn, variant_id, limit=1)
+                back_to = last[0].from_version_id if last else None
+                if back_to is None:
+                    raise Conflict(
+                        f"{deployment}/{variant} has never been moved since it was created: "
+                        "there is no earlier version to roll back to"
+                    )
+                row = await require_deployment(conn, workspace_id, deployment)
+                label = f"rollback from version {last[0].to_version}"
+                await move(
+                    conn,
+                    row.id,
+                    variant,
+                    back_to,
+                    actor,
+                    f"{label}: {note}" if note else label,
+                    False,
                 )
-            row = await require_deployment(conn, workspace_id, deployment)
-            label = f"rollback from version {last[0].to_version}"
-            await move(
-                conn,
-                row.id,
-                variant,
-                back_to,
-                actor,
-                f"{label}: {note}" if note else label,
-                False,
-            )
-        self.changes.publish(CatalogChanged(workspace_id))
+        rolled_back = tuple(VariantRolledBack.of(f) if type(f) is VariantMoved else f for f in facts)
+        self.changes.publish(CatalogChanged(workspace_id, rolled_back))
         return await self.load_deployment(workspace_id, deployment)
 
     async def variant_stats(self, workspace_id: str, deployment: str, variant: str) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             await self._variant_id(conn, workspace_id, deployment, variant)
             return await version_stats(conn, workspace_id, deployment, variant)
+
+    async def delete_deployment(self, workspace_id: str, name: str) -> None:
+        """Remove a deployment, its variants and their history; its runs stay in the log."""
+        async with self.engine.begin() as conn:
+            row = await require_deployment(conn, workspace_id, name)
+            prompt = await prompt_by_id(conn, row.prompt_id)
+            owned = sa.select(variants.c.id).where(variants.c.deployment_id == row.id)
+            await conn.execute(variant_moves.delete().where(variant_moves.c.variant_id.in_(owned)))
+            await conn.execute(variants.delete().where(variants.c.deployment_id == row.id))
+            await conn.execute(deployments.delete().where(deployments.c.id == row.id))
+        self.changes.publish(CatalogChanged(workspace_id, (DeploymentDeleted(name, prompt.slug),)))
 
     async def list_deployments(self, workspace_id: str) -> list[Deployment]:
         async with self.engine.connect() as conn:
@@ -340,6 +368,7 @@ async def insert_deployment(
             created_at=utcnow(),
         )
     )
+    await note_deployment(conn, name, prompt_id, default_variant)
     return deployment_id
 
 

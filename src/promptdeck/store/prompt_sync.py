@@ -20,6 +20,7 @@ from promptdeck.domain.deployments import LATEST
 from promptdeck.domain.errors import Conflict, PromptdeckError
 from promptdeck.domain.promptfile import check_document
 from promptdeck.domain.prompts import check_slug, parse_spec
+from promptdeck.store.catalog_facts import recording
 from promptdeck.store.deployments import deployment_row, insert_deployment, target_version
 from promptdeck.store.prompts import (
     check_undeclared_variables,
@@ -108,21 +109,22 @@ class PromptSync:
                 if check_model is not None:
                     check_model(document["model"])
         reports: list[PushReport] = []
-        async with self.engine.connect() as conn:
-            transaction = await conn.begin()
-            try:
-                for index, document in enumerate(documents):
-                    with _naming(names, index):
-                        reports.append(await self._apply(conn, workspace_id, document, actor, force))
-            except BaseException:
-                await transaction.rollback()
-                raise
-            if dry_run:
-                await transaction.rollback()
-            else:
-                await transaction.commit()
+        with recording() as facts:
+            async with self.engine.connect() as conn:
+                transaction = await conn.begin()
+                try:
+                    for index, document in enumerate(documents):
+                        with _naming(names, index):
+                            reports.append(await self._apply(conn, workspace_id, document, actor, force))
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                if dry_run:
+                    await transaction.rollback()
+                else:
+                    await transaction.commit()
         if not dry_run and any(r.changed for r in reports):
-            self.changes.publish(CatalogChanged(workspace_id))
+            self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
         return reports
 
     async def _apply(

@@ -28,6 +28,7 @@ from promptdeck.domain.prompts import (
 from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.domain.templating import DEFAULT_SYNTAX
+from promptdeck.store.catalog_facts import note_version, recording
 from promptdeck.store.tables import prompt_versions, prompts
 from promptdeck.store.variant_moves import move_followers
 
@@ -115,12 +116,13 @@ class PromptStore:
     ) -> Version:
         """Save a version; the variants that follow `latest` move to it (in the same transaction)."""
         parse_spec(raw_spec)  # the version's own problems first, before looking the prompt up
-        async with self.engine.begin() as conn:
-            prompt = await require_prompt(conn, workspace_id, slug)
-            spec = parse_spec(raw_spec, prompt.undeclared_variables)
-            version = await insert_version(conn, prompt, spec, note, author)
-            await move_followers(conn, prompt, version, author)
-        self.changes.publish(CatalogChanged(workspace_id))  # `latest` and its followers moved
+        with recording() as facts:
+            async with self.engine.begin() as conn:
+                prompt = await require_prompt(conn, workspace_id, slug)
+                spec = parse_spec(raw_spec, prompt.undeclared_variables)
+                version = await insert_version(conn, prompt, spec, note, author)
+                await move_followers(conn, prompt, version, author)
+        self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))  # `latest` and its followers moved
         return version
 
     async def list_versions(self, workspace_id: str, slug: str) -> list[Version]:
@@ -262,7 +264,9 @@ async def insert_version(
         await conn.execute(prompt_versions.insert().values(**values))
     except IntegrityError as exc:
         raise Conflict("another version was created at the same moment; try again") from exc
-    return Version(values["id"], prompt.id, prompt.slug, number, spec, note, author, values["created_at"])
+    version = Version(values["id"], prompt.id, prompt.slug, number, spec, note, author, values["created_at"])
+    note_version(version)
+    return version
 
 
 async def version_by_number(conn: AsyncConnection, prompt: Any, number: int) -> Version:

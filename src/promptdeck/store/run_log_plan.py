@@ -91,6 +91,7 @@ def run_conditions(workspace_id: str, filters: RunFilters) -> list[sa.ColumnElem
         runs.c.provider: filters.provider,
         runs.c.status: filters.status,
         runs.c.end_user: filters.user,
+        runs.c.session_id: filters.session,
     }
     found += [column == wanted for column, wanted in equal.items() if wanted is not None]
     found += time_range(runs.c.created_at, filters)
@@ -185,6 +186,7 @@ def drivers(workspace_id: str, filters: RunFilters, sort: Sort) -> list[Driver]:
         # `key` alone: its index range holds every value at every time, too long to count
     timed = (runs.c.workspace_id == workspace_id, *time_range(runs.c.created_at, filters))
     indexed = (
+        ("session", runs.c.session_id, filters.session, "ix_runs_workspace_session_created"),
         ("user", runs.c.end_user, filters.user, "ix_runs_workspace_end_user_created"),
         ("deployment", runs.c.deployment, filters.deployment, "ix_runs_workspace_deployment_created"),
         ("status", runs.c.status, filters.status, "ix_runs_workspace_status_created"),

@@ -93,6 +93,7 @@ class RunWriter:
         queue_size: int = 50_000,
         after_batch: Callable[[], Awaitable[None]] | None = None,
         concurrent_batches: int | None = None,
+        batch_written: Callable[[int, float], None] | None = None,
     ) -> None:
         self.engine = engine
         # PostgreSQL writes two batches at once, on two connections, so its backends use two
@@ -102,6 +103,7 @@ class RunWriter:
         self.batch_size = batch_size or BATCH_SIZES.get(engine.dialect.name, 500)
         self.flush_seconds = flush_seconds
         self.after_batch = after_batch
+        self.batch_written = batch_written  # (runs, seconds) after each batch: /metrics' hook
         self.metrics = WriterMetrics()
         self._queue: asyncio.Queue[RunRecord | None] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None  # the supervisor
@@ -167,6 +169,11 @@ class RunWriter:
     def pending_run_by_external_id(self, workspace_id: str, external_id: str) -> RunRecord | None:
         """A queued run, not yet written, by the external id its caller gave it."""
         return self.pending.by_external_id(workspace_id, external_id)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer is taking runs off its queue (for readiness checks)."""
+        return self._task is not None and not self._task.done() and not self._ended
 
     def snapshot(self) -> WriterMetrics:
         """The writer's counters, with the queue length as of now."""
@@ -409,7 +416,11 @@ class RunWriter:
                     self.metrics.written += 1
                 self.pending.pop(record.request_id, None)
         self.metrics.batches += 1
-        self.metrics.last_batch_ms = (time.perf_counter() - started) * 1000
+        seconds = time.perf_counter() - started
+        self.metrics.last_batch_ms = seconds * 1000
+        if self.batch_written is not None:
+            with contextlib.suppress(Exception):  # counting a batch must never rewrite it
+                self.batch_written(len(batch), seconds)
         if self.after_batch is not None:
             with contextlib.suppress(Exception):
                 await self.after_batch()

@@ -379,3 +379,50 @@ end_users = sa.Table(
     sa.Index("ix_end_users_workspace_last_seen", "workspace_id", "last_seen"),
     sqlite_with_rowid=False,
 )
+
+# --- webhooks: endpoints told about events, one delivery per (event, endpoint), each try kept ---
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False, index=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False, default=""),
+    sa.Column("events", sa.JSON, nullable=False),  # event types, e.g. ["version.created"]
+    sa.Column("secret", sa.Text, nullable=False),  # Fernet-encrypted signing secret
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, nullable=False),
+    sa.Column("endpoint_id", Id, sa.ForeignKey("webhook_endpoints.id"), nullable=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("event_type", sa.String(50), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact JSON signed and sent on every try
+    sa.Column("state", sa.String(10), nullable=False),  # pending, delivered or failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", Timestamp),  # NULL once finished
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Index("ix_webhook_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
+    sa.Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("delivery_id", Id, sa.ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer),  # NULL: no answer (see error)
+    sa.Column("error", sa.Text),
+    sa.Column("next_attempt_at", Timestamp),  # NULL: no further try
+)

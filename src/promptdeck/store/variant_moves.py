@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from promptdeck.domain.deployments import Version
 from promptdeck.domain.prompts import check_slug
 from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.store.catalog_facts import note_move
 from promptdeck.store.tables import deployments, variant_moves, variants
 
 FOLLOW_NOTE = "latest"  # the note of a move made because a new version was created
@@ -69,6 +70,7 @@ async def move(
             created_at=now,
         )
     )
+    await note_move(conn, deployment_id, variant, previous, version_id, actor, note)
     return previous
 
 

@@ -26,6 +26,7 @@ from promptdeck.domain.prompt_sync import pulled_document
 from promptdeck.domain.prompts import check_slug, parse_spec
 from promptdeck.domain.reliability import parse_variant_config
 from promptdeck.store.catalog import CatalogStore
+from promptdeck.store.catalog_facts import recording
 from promptdeck.store.deployments import config_data, deployment_row, insert_deployment
 from promptdeck.store.prompts import insert_prompt, insert_version, prompt_row, require_prompt
 from promptdeck.store.tables import prompt_versions, prompts, variants
@@ -113,67 +114,71 @@ class WorkspaceArchive:
         data = unpack(archive)
         check_archive(data)
         counts = {"prompts": 0, "versions": 0, "deployments": 0, "variants": 0}
-        async with self.catalog.engine.begin() as conn:
-            taken = [
-                f"prompt {p['slug']!r}"
-                for p in data["prompts"]
-                if await prompt_row(conn, workspace_id, p["slug"]) is not None
-            ] + [
-                f"deployment {d['name']!r}"
-                for d in data["deployments"]
-                if await deployment_row(conn, workspace_id, d["name"]) is not None
-            ]
-            if taken:
-                raise Conflict(
-                    "the workspace already has " + ", ".join(taken) + "; nothing was imported",
-                    details=taken,
-                )
-            version_ids: dict[tuple[str, int], str] = {}
-            prompt_ids: dict[str, str] = {}
-            for p in data["prompts"]:
-                prompt_id = await insert_prompt(conn, workspace_id, p["slug"], p["name"], p["description"])
-                await conn.execute(
-                    prompts.update()
-                    .where(prompts.c.id == prompt_id)
-                    .values(created_at=_time(p["created_at"]))
-                )
-                prompt = await require_prompt(conn, workspace_id, p["slug"])
-                prompt_ids[p["slug"]] = prompt.id
-                counts["prompts"] += 1
-                for v in p["versions"]:
-                    version = await insert_version(
-                        conn, prompt, parse_spec(v["content"]), v["note"], v["author"]
+        with recording() as facts:
+            async with self.catalog.engine.begin() as conn:
+                taken = [
+                    f"prompt {p['slug']!r}"
+                    for p in data["prompts"]
+                    if await prompt_row(conn, workspace_id, p["slug"]) is not None
+                ] + [
+                    f"deployment {d['name']!r}"
+                    for d in data["deployments"]
+                    if await deployment_row(conn, workspace_id, d["name"]) is not None
+                ]
+                if taken:
+                    raise Conflict(
+                        "the workspace already has " + ", ".join(taken) + "; nothing was imported",
+                        details=taken,
+                    )
+                version_ids: dict[tuple[str, int], str] = {}
+                prompt_ids: dict[str, str] = {}
+                for p in data["prompts"]:
+                    prompt_id = await insert_prompt(
+                        conn, workspace_id, p["slug"], p["name"], p["description"]
                     )
                     await conn.execute(
-                        prompt_versions.update()
-                        .where(prompt_versions.c.id == version.id)
-                        .values(created_at=_time(v["created_at"]))
+                        prompts.update()
+                        .where(prompts.c.id == prompt_id)
+                        .values(created_at=_time(p["created_at"]))
                     )
-                    version_ids[(p["slug"], v["number"])] = version.id
-                    counts["versions"] += 1
-            for d in data["deployments"]:
-                deployment_id = await insert_deployment(
-                    conn, workspace_id, d["name"], prompt_ids[d["prompt"]], d["default_variant"]
-                )
-                counts["deployments"] += 1
-                for name, target in d["variants"].items():
-                    config = {k: v for k, v in (target.get("config") or {}).items() if k != FOLLOWS_LATEST}
-                    await move(
-                        conn,
-                        deployment_id,
-                        name,
-                        version_ids[(d["prompt"], target["version"])],
-                        actor,
-                        "import",
-                        _follows_latest(target),
+                    prompt = await require_prompt(conn, workspace_id, p["slug"])
+                    prompt_ids[p["slug"]] = prompt.id
+                    counts["prompts"] += 1
+                    for v in p["versions"]:
+                        version = await insert_version(
+                            conn, prompt, parse_spec(v["content"]), v["note"], v["author"]
+                        )
+                        await conn.execute(
+                            prompt_versions.update()
+                            .where(prompt_versions.c.id == version.id)
+                            .values(created_at=_time(v["created_at"]))
+                        )
+                        version_ids[(p["slug"], v["number"])] = version.id
+                        counts["versions"] += 1
+                for d in data["deployments"]:
+                    deployment_id = await insert_deployment(
+                        conn, workspace_id, d["name"], prompt_ids[d["prompt"]], d["default_variant"]
                     )
-                    await conn.execute(
-                        variants.update()
-                        .where(variants.c.deployment_id == deployment_id, variants.c.name == name)
-                        .values(config=config or None)
-                    )
-                    counts["variants"] += 1
-        self.catalog.changes.publish(CatalogChanged(workspace_id))
+                    counts["deployments"] += 1
+                    for name, target in d["variants"].items():
+                        given = target.get("config") or {}
+                        config = {k: v for k, v in given.items() if k != FOLLOWS_LATEST}
+                        await move(
+                            conn,
+                            deployment_id,
+                            name,
+                            version_ids[(d["prompt"], target["version"])],
+                            actor,
+                            "import",
+                            _follows_latest(target),
+                        )
+                        await conn.execute(
+                            variants.update()
+                            .where(variants.c.deployment_id == deployment_id, variants.c.name == name)
+                            .values(config=config or None)
+                        )
+                        counts["variants"] += 1
+        self.catalog.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
         return counts
 
 

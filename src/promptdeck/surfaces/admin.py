@@ -220,6 +220,12 @@ async def get_deployment(name: str, request: Request, caller: Caller = Admin) ->
     return deployment_dict(deployment)
 
 
+@router.delete("/deployments/{name}", status_code=204, summary="Remove a deployment and its variants")
+async def delete_deployment(name: str, request: Request, caller: Caller = Admin) -> Response:
+    await services(request).catalog.deployments.delete_deployment(caller.workspace_id, name)
+    return Response(status_code=204)
+
+
 @router.put(
     "/deployments/{name}/variants/{variant}", summary="Point a variant at a version (creating it if new)"
 )

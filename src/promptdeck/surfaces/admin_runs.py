@@ -1,5 +1,5 @@
-"""The admin API's runs (list, export as JSON Lines or CSV, one run, feedback), API keys and run
-retention under `/api/`: same gate, scopes and error shape as `admin.py`."""
+"""The admin API's runs (list, export as JSON Lines or CSV, one run, feedback, a session's runs),
+API keys and run retention under `/api/`: same gate, scopes and error shape as `admin.py`."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ def run_filters(
     provider: str | None = None,
     status: str | None = Query(None, description="success | error"),
     user: str | None = Query(None, description="the end user"),
+    session: str | None = Query(None, description="the session id (X-Promptdeck-Session-Id)"),
     since: str | None = Query(None, description="ISO 8601 time; runs at or after it"),
     until: str | None = Query(None, description="ISO 8601 time; runs before it"),
     q: str | None = Query(None, description="case-insensitive text in the inputs or the output"),
@@ -83,6 +84,7 @@ def run_filters(
         provider=provider,
         status=status,
         user=user,
+        session=session,
         since=since,
         until=until,
         q=q,
@@ -127,6 +129,7 @@ CSV_COLUMNS = (
     "provider",
     "status",
     "end_user",
+    "session_id",
     "external_id",
     "duration_ms",
     "ttft_ms",
@@ -198,6 +201,25 @@ async def export_runs(
 @router.get("/runs/{run_id}", summary="One run, by id or request id, with its feedback")
 async def get_run(run_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
     return await services(request).find_run(caller.workspace_id, run_id)
+
+
+@router.get(
+    "/sessions/{session_id}",
+    summary="A session's runs, oldest first, with its totals; pass next_cursor back as cursor",
+)
+async def get_session(
+    session_id: str,
+    request: Request,
+    caller: Caller = Admin,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """What a multi-turn conversation (or any calls sharing a session id) did: the totals of
+    every run in it, and a page of its runs in the order they started. 404 when it has none."""
+    sessions = services(request).run_sessions
+    totals = await sessions.totals(caller.workspace_id, session_id)
+    found = await sessions.page(caller.workspace_id, session_id, limit, cursor)
+    return {"session_id": session_id, "totals": totals, **found}
 
 
 @router.post("/runs/{run_id}/feedback", status_code=201, summary="Score, thumbs or a correction for a run")

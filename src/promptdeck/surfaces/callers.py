@@ -16,9 +16,17 @@ async def bearer_caller(request: Request, scope: str) -> Caller:
     return await services(request).keys.caller(bearer(request.headers.get("authorization")), scope)
 
 
-OPEN_PATHS = ("/api/health",)
+OPEN_PATHS = ("/api/health", "/healthz", "/readyz")  # answered without a key, even at the connection limit
 # Admin API paths whose every use needs the owner role when the caller is a console member.
-OWNER_PATHS = ("/api/keys", "/api/providers", "/api/prices", "/api/settings", "/api/import", "/api/members")
+OWNER_PATHS = (
+    "/api/keys",
+    "/api/providers",
+    "/api/prices",
+    "/api/settings",
+    "/api/import",
+    "/api/members",
+    "/api/webhooks",
+)
 SESSION_EXPIRED = "your console session has expired or was ended; sign in again"
 
 

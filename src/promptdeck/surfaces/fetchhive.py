@@ -109,9 +109,10 @@ INVOKE_RESPONSES = {**INVOKE_ERRORS["fetchhive"], 200: {"content": {"text/event-
 async def invoke(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = invoke_fields(await parse_body(request, INVOKE_BODY, refuse))
+    headers = call_headers(request, parsed.pop("session_id"))
     app = services(request)
     invocation = await app.engine.start(
-        InvokeRequest(caller=caller, dialect="fetchhive", **parsed, **call_headers(request))
+        InvokeRequest(caller=caller, dialect="fetchhive", **parsed, **headers)
     )
     log_run(request, invocation.run)
     if parsed["stream"]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.run_sessions import check_metadata_session, take_session
 from promptdeck.domain.schema_problems import FlatMetadata, NonEmptyStr, Problem
 from promptdeck.surfaces.http import body_doc
 
@@ -21,7 +22,14 @@ class InvokeBody(BaseModel):
     inputs: dict[str, Any] | None = Field(None, description="the template's inputs")
     streaming: bool | None = Field(None, description="answer Server-Sent Events")
     user: str | None = Field(None, description="the end user, for the run log")
-    metadata: FlatMetadata | None = None
+    metadata: FlatMetadata | None = Field(
+        None, description="flat caller metadata; its `session_id` key is the run's session"
+    )
+
+    @model_validator(mode="after")
+    def _session(self) -> InvokeBody:
+        check_metadata_session("InvokeBody", self.metadata)
+        return self
 
 
 INVOKE_BODY = TypeAdapter(InvokeBody)
@@ -34,12 +42,14 @@ def refuse(problems: list[Problem], body: Any) -> ValidationFailed:
 
 
 def invoke_fields(body: InvokeBody) -> dict[str, Any]:
-    """The body as `InvokeRequest` fields."""
+    """The body as `InvokeRequest` fields (`session_id`: the metadata's, for `call_headers`)."""
+    metadata, session_id = take_session(body.metadata)
     return {
         "deployment": body.deployment,
         "variant": body.variant or None,
         "inputs": body.inputs or {},
         "stream": bool(body.streaming),
         "end_user": body.user,
-        "metadata": body.metadata or None,
+        "metadata": metadata,
+        "session_id": session_id,
     }

@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from promptdeck.domain import run_sessions
 from promptdeck.domain.errors import PromptdeckError, ValidationFailed
 from promptdeck.domain.schema_problems import Problem, problems
 from promptdeck.http_errors import BodyTooLarge, ClientGone, as_error
@@ -27,23 +28,23 @@ T = TypeVar("T")
 ErrorRenderer = Callable[[PromptdeckError, Request], Response]
 
 
-SESSION_HEADER = b"x-promptdeck-session-id"  # a run's session in every dialect (docs/operations.md)
-SESSION_ID_MAX = 200
+SESSION_HEADER = run_sessions.SESSION_HEADER.lower().encode()  # a run's session, in every dialect
 _CALL_HEADERS = frozenset((SESSION_HEADER, b"traceparent", b"cache-control"))
 
 
-def call_headers(request: Request) -> dict[str, Any]:
-    """What a call's headers say about its run, the same in every dialect: its session, the
-    trace it joins, and whether it may be answered from the response cache. One pass over the
-    raw headers; the values become `InvokeRequest` fields."""
-    found: dict[str, Any] = {}
+def call_headers(request: Request, session_id: str | None = None) -> dict[str, Any]:
+    """What a call's headers say about its run, the same in every dialect: its session (the
+    header's, else `session_id`, the body's), the trace it joins, and whether it may be answered
+    from the response cache. One pass over the raw headers; the values become `InvokeRequest`
+    fields. A bad session header is refused (ValidationFailed, naming it)."""
+    found: dict[str, Any] = {"session_id": session_id} if session_id else {}
     for name, value in request.scope["headers"]:
         if name not in _CALL_HEADERS:
             continue
         text = value.decode("latin-1").strip()
         if name == SESSION_HEADER:
-            if text:
-                found["session_id"] = text[:SESSION_ID_MAX]
+            if given := run_sessions.header_session_id(text):
+                found["session_id"] = given
         elif name == b"traceparent":
             found["traceparent"] = text
         elif "no-cache" in text.lower() or "no-store" in text.lower():

@@ -35,7 +35,8 @@ async def chat_completions(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = chat_fields(await parse_body(request, CHAT_BODY, refuse))
     include_usage = parsed.pop("include_usage")
-    invoke = InvokeRequest(caller=caller, dialect="openai", **parsed, **call_headers(request))
+    headers = call_headers(request, parsed.pop("session_id"))
+    invoke = InvokeRequest(caller=caller, dialect="openai", **parsed, **headers)
     return await answer(request, invoke, include_usage=include_usage, deployment_param="model")
 
 

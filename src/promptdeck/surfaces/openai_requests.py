@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from promptdeck.domain.prompts import PARAMETERS, REASONING_EFFORTS
+from promptdeck.domain.run_sessions import check_metadata_session, take_session
 from promptdeck.domain.schema_problems import (
     CHOICE,
     SILENT_TAG,
@@ -61,18 +62,28 @@ class CommonBody(BaseModel):
     stream: bool | None = Field(None, description="answer `chat.completion.chunk` Server-Sent Events")
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, description="the end user, for the run log")
-    metadata: FlatMetadata | None = None
+    metadata: FlatMetadata | None = Field(
+        None, description="flat caller metadata; its `session_id` key is the run's session"
+    )
+
+    @model_validator(mode="after")
+    def _session(self) -> CommonBody:
+        check_metadata_session(type(self).__name__, self.metadata)
+        return self
 
 
 def common_fields(body: CommonBody) -> dict[str, Any]:
-    """What both dialects take alike, as `InvokeRequest` fields (plus `include_usage`)."""
+    """What both dialects take alike, as `InvokeRequest` fields (plus `include_usage`, and
+    `session_id`: the metadata's, for `call_headers`)."""
     options = body.stream_options
+    metadata, session_id = take_session(body.metadata)
     return {
         "inputs": body.variables or {},
         "stream": bool(body.stream),
         "include_usage": bool(options and options.include_usage),
         "end_user": body.user,
-        "metadata": body.metadata or None,
+        "metadata": metadata,
+        "session_id": session_id,
     }
 
 

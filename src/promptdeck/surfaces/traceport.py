@@ -40,7 +40,6 @@ async def run(request: Request) -> Response:
     caller = await bearer_caller(request, "invoke")
     parsed = run_fields(await parse_body(request, RUN_BODY, refuse))
     include_usage = parsed.pop("include_usage")
-    invoke = InvokeRequest(
-        caller=caller, dialect="traceport", deployment=slug, **parsed, **call_headers(request)
-    )
+    headers = call_headers(request, parsed.pop("session_id"))
+    invoke = InvokeRequest(caller=caller, dialect="traceport", deployment=slug, **parsed, **headers)
     return await answer(request, invoke, include_usage=include_usage, deployment_param=None)

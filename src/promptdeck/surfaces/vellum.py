@@ -154,7 +154,7 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution]
                 messages=parsed.messages,
                 raw_overrides=parsed.raw_overrides,
                 keep_raw=bool(parsed.expand_raw),
-                **call_headers(request),
+                **call_headers(request, parsed.session_id),
             )
         )
     except BaseException:

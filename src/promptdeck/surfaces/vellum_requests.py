@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.run_sessions import check_metadata_session, take_session
 from promptdeck.domain.schema_problems import (
     CHOICE,
     SILENT_TAG,
@@ -304,6 +305,7 @@ class Execution:
     raw_overrides: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     expand_raw: tuple[str, ...] = ()
+    session_id: str | None = None  # `metadata.session_id`, taken out of the metadata
 
 
 class DeploymentBody(BaseModel):
@@ -365,7 +367,12 @@ class ExecuteBody(DeploymentBody):
     )
     raw_overrides: RawOverrides | None = None
     expand_raw: list[str] | None = Field(None, description="keys of the provider's answer to return in `raw`")
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(None, description="its `session_id` key is the run's session")
+
+    @model_validator(mode="after")
+    def _session(self) -> ExecuteBody:
+        check_metadata_session("ExecuteBody", self.metadata)
+        return self
 
 
 class PayloadBody(DeploymentBody):
@@ -387,6 +394,7 @@ PAYLOAD_DOC = body_doc(PAYLOAD_BODY)
 
 def execution(body: ExecuteBody) -> Execution:
     plain = body.execution(body.prompt_deployment_id, body.prompt_deployment_name)
+    metadata, session_id = take_session(body.metadata)
     return Execution(
         plain.deployment_name,
         plain.deployment_id,
@@ -396,8 +404,9 @@ def execution(body: ExecuteBody) -> Execution:
         plain.expand_meta,
         body.external_id,
         raw_overrides(body.raw_overrides),
-        body.metadata or None,
+        metadata,
         tuple(body.expand_raw or ()),
+        session_id,
     )
 
 

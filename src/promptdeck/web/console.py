@@ -15,9 +15,11 @@ from promptdeck.web import (
     deployments_pages,
     logs_pages,
     prompts_pages,
+    run_sessions_pages,
     settings_pages,
     usage_pages,
     users_pages,
+    webhooks_pages,
 )
 from promptdeck.web.pages import SECURITY_HEADERS, STATIC, error_page
 from promptdeck.web.session import current_session
@@ -28,9 +30,11 @@ ROUTERS = (
     settings_pages.router,
     deployments_pages.router,
     logs_pages.router,
+    run_sessions_pages.router,
     prompts_pages.router,
     usage_pages.router,
     users_pages.router,
+    webhooks_pages.router,
 )
 # Paths that belong to an API (JSON errors), never to the console.
 API_PREFIXES = ("/api", "/v1", "/prompt", "/docs", "/redoc", "/openapi.json")

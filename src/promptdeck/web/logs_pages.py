@@ -83,6 +83,7 @@ class LogQuery:
     provider: str = ""
     status: str = ""
     user: str = ""
+    session: str = ""
     range: str = ""  # "", a PRESETS key, or CUSTOM (since / until)
     since: str = ""
     until: str = ""
@@ -102,6 +103,7 @@ class LogQuery:
             provider=text("provider"),
             status=text("status"),
             user=text("user"),
+            session=text("session"),
             range=text("range"),
             since=text("since"),
             until=text("until"),
@@ -121,6 +123,7 @@ class LogQuery:
                 "provider",
                 "status",
                 "user",
+                "session",
                 "range",
                 "since",
                 "until",
@@ -167,6 +170,7 @@ class LogQuery:
                 provider=self.provider or None,
                 status=self.status or None,
                 user=self.user or None,
+                session=self.session or None,
                 since=since,
                 until=until,
                 q=self.q or None,
@@ -275,10 +279,16 @@ async def run_page(run_id: str, request: Request, session: Session = Member) -> 
         variant_href=variant_href(deployment, run.get("variant")),
         metadata=metadata,
         user_href=f"/users/{quote(run['end_user'], safe='')}" if run.get("end_user") else None,
+        session_href=session_href(run.get("session_id")),
         deployment_logs="/logs?" + urlencode({"deployment": run["deployment"]}),
         can_give_feedback=role_allows(session.member.role, "editor"),
         as_json=as_json,
     )
+
+
+def session_href(session_id: str | None) -> str | None:
+    """A session's page (web/run_sessions_pages.py); None for a run without one."""
+    return f"/sessions/{quote(session_id, safe='')}" if session_id else None
 
 
 def variant_href(deployment: Deployment | None, variant: str | None) -> str | None:

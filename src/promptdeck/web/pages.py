@@ -34,6 +34,7 @@ NAV = (
     ("Logs", "/logs"),
     ("Users", "/users"),
     ("Usage", "/usage"),
+    ("Webhooks", "/webhooks"),
     ("Settings", "/settings"),
 )
 

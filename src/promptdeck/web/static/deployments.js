@@ -131,7 +131,7 @@ function wireSplit() {
     const { deployment, variant } = form.dataset;
     const current = JSON.parse(form.dataset.config || "{}");
     const kept = Object.fromEntries(
-      Object.entries(current).filter(([key]) => ["timeouts", "retries", "fallbacks"].includes(key)),
+      Object.entries(current).filter(([key]) => ["timeouts", "retries", "fallbacks", "cache"].includes(key)),
     );
     await api("PUT", `/api/deployments/${path(deployment, "variants", variant)}/config`, { ...kept, split });
     const notice = split.length ? `${variant}'s traffic is split.` : `${variant} no longer splits its traffic.`;

@@ -1,0 +1,134 @@
+"""HTTP requests to user-given URLs under the outbound URL policy (domain/outbound_urls.py),
+enforced where the connection is made.
+
+Checking a URL's name once and connecting later would let the name resolve to a public address
+at the check and to 127.0.0.1 at the connection (DNS rebinding). So the session's connector
+resolves names through `GuardedResolver`, which refuses the whole answer if any address in it is
+refused; aiohttp then connects to one of exactly those checked addresses. Literal addresses never
+reach a resolver, so each request's URL is checked too (`OutboundPolicy.check_url`). Redirects are
+never followed: the caller passes `allow_redirects=False` (`OutboundPolicy.post`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from promptdeck.domain.outbound_urls import address_problem, literal_address, url_problem
+
+
+class OutboundRefused(OSError):
+    """A URL or a resolved address the policy refuses (an OSError, so aiohttp reports it as a
+    connection failure with this message)."""
+
+
+class OutboundPolicy:
+    """The policy and the resolver names go through. `names` may be replaced (tests map a name
+    to an address with their own resolver)."""
+
+    def __init__(self, allow_private: bool, names: AbstractResolver | None = None) -> None:
+        self.allow_private = allow_private
+        self.names: AbstractResolver = names or SystemResolver()
+
+    async def addresses(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[ResolveResult]:
+        """Every address `host` resolves to, or `OutboundRefused` if any one is refused."""
+        try:
+            found = await self.names.resolve(host, port, family=socket.AddressFamily(family))
+        except OSError as exc:
+            raise OutboundRefused(f"{host} does not resolve: {exc}") from exc
+        if not found:
+            raise OutboundRefused(f"{host} does not resolve")
+        for result in found:
+            problem = address_problem(ipaddress.ip_address(result["host"]), self.allow_private)
+            if problem:
+                raise OutboundRefused(f"{host} resolves to {problem}")
+        return found
+
+    async def check_url(self, url: str) -> str | None:
+        """Why `url` may not be sent to now, with its name resolved, or None."""
+        problem = url_problem(url, self.allow_private)
+        if problem:
+            return problem
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if literal_address(host) is not None:
+            return None
+        try:
+            await self.addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+        except OutboundRefused as exc:
+            return str(exc)
+        return None
+
+    def session(self, timeout: float) -> aiohttp.ClientSession:
+        """A session whose every connection goes through `GuardedResolver`."""
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self), limit=100, ttl_dns_cache=10)
+        return aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False
+        )
+
+    async def post(
+        self, session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+    ) -> int:
+        """POST `body`, not following redirects; returns the status (the answer is not read
+        beyond a small prefix). Raises `OutboundRefused` for a refused URL."""
+        problem = url_problem(url, self.allow_private)
+        if problem:
+            raise OutboundRefused(problem)
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            await response.content.read(4096)
+            return response.status
+
+
+class SystemResolver(AbstractResolver):
+    """The system's resolver (getaddrinfo, in the loop's thread pool), made without a running loop."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, family=family, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
+        )
+        return [
+            {
+                "hostname": host,
+                "host": str(address[0]),
+                "port": int(address[1]),
+                "family": kind,
+                "proto": proto,
+                "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            }
+            for kind, _, proto, _, address in infos
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+class GuardedResolver(AbstractResolver):
+    """The connector's resolver: the policy's resolver, with every answer checked."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self.policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return await self.policy.addresses(host, port, family)
+
+    async def close(self) -> None:
+        await self.policy.names.close()
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for the delivery log: what went wrong with a try, never a secret."""
+    cause: Any = exc
+    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
+        cause = exc.os_error
+    text = str(cause) or type(cause).__name__
+    return text[:500]

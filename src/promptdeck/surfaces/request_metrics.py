@@ -1,0 +1,54 @@
+"""ASGI middleware counting and timing every HTTP request for /metrics.
+
+A request is labelled by its route's template (`/api/runs/{run_id}`), never its path, so ids
+and typos make no new series; a path no route matched is `(unmatched)`. The invoke endpoints
+served ahead of FastAPI's routing (`HotRoutes`) are named by their fixed paths. A streamed
+answer is timed to its end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from promptdeck.engine.metrics_registry import Metrics
+
+UNMATCHED = "(unmatched)"
+
+
+class RequestMetrics:
+    def __init__(self, app: ASGIApp, metrics: Metrics, fixed_paths: Iterable[str]) -> None:
+        self.app = app
+        self.requests = metrics.http_requests
+        self.duration = metrics.http_duration
+        self.fixed_paths = frozenset(fixed_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if not status and message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = self.route(scope)
+            method = scope["method"]
+            self.requests(method, route, str(status or 500)).inc()
+            self.duration(method, route).observe(time.perf_counter() - started)
+
+    def route(self, scope: Scope) -> str:
+        matched = scope.get("route")
+        path = getattr(matched, "path", None)
+        if isinstance(path, str):
+            return path or "/"
+        return scope["path"] if scope["path"] in self.fixed_paths else UNMATCHED
