@@ -343,6 +343,7 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
                     "version": 1,
                     "changed": True,
                     "from_version": None,
+                    "follows_latest": False,
                 }
             ],
             "changed": True,
@@ -351,7 +352,14 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
         assert second["changed"] is False
         assert (second["prompt_created"], second["version_created"], second["version"]) == (False, False, 1)
         assert second["variants"] == [
-            {"deployment": "greet", "variant": "default", "version": 1, "changed": False, "from_version": 1}
+            {
+                "deployment": "greet",
+                "variant": "default",
+                "version": 1,
+                "changed": False,
+                "from_version": 1,
+                "follows_latest": False,
+            }
         ]
 
         edited = document("greet", "Hi there {{name}}", {"greet": {"default": "latest"}})
@@ -363,14 +371,29 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
             "version": 2,
             "changed": True,
             "from_version": 1,
+            "follows_latest": False,
         }
 
         rollback = document("greet", "Hi there {{name}}", {"greet": {"default": 1, "beta": "latest"}})
         fourth = ok(client.post("/api/push", json=rollback))
         assert fourth["version_created"] is False and fourth["changed"] is True
         assert fourth["variants"] == [
-            {"deployment": "greet", "variant": "default", "version": 1, "changed": True, "from_version": 2},
-            {"deployment": "greet", "variant": "beta", "version": 2, "changed": True, "from_version": None},
+            {
+                "deployment": "greet",
+                "variant": "default",
+                "version": 1,
+                "changed": True,
+                "from_version": 2,
+                "follows_latest": False,
+            },
+            {
+                "deployment": "greet",
+                "variant": "beta",
+                "version": 2,
+                "changed": True,
+                "from_version": None,
+                "follows_latest": False,
+            },
         ]
         assert ok(client.post("/api/push", json=rollback))["changed"] is False
 

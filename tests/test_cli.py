@@ -133,7 +133,14 @@ def test_push_prints_what_changed_and_is_idempotent(
     report = json.loads(succeeds(env, "push", "--json", str(file)))
     assert report["changed"] is True and report["version_created"] is True and report["version"] == 3
     assert report["variants"] == [
-        {"deployment": "greet", "variant": "default", "version": 3, "changed": True, "from_version": 2}
+        {
+            "deployment": "greet",
+            "variant": "default",
+            "version": 3,
+            "changed": True,
+            "from_version": 2,
+            "follows_latest": False,
+        }
     ]
 
     # a second `init` is a second key to the same workspace: it sees what the first one pushed

@@ -233,6 +233,34 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert "greet@default: will move from version 2 to 1" in succeeds(env, "push", "--dry-run", str(file))
 
 
+def test_a_push_lists_the_variants_that_follow_latest_and_move_with_it(
+    deck: tuple[LiveServer, dict[str, str]], tmp_path: Path
+) -> None:
+    """A new version moves every variant that follows `latest`, other deployments' too: the
+    plan and the report say so, not only the moves the file names (they used to be silent)."""
+    _, env = deck
+    file = write(tmp_path, "greet.yaml", GREET.format(system="Hi.").replace(", stable: 1", ""))
+    succeeds(env, "push", str(file))  # greet@default follows latest
+    file.write_text(
+        GREET.format(system="Hello.").replace("greet: {default: latest, stable: 1}", "greet-beta: {beta: 1}")
+    )
+    before = state(env)
+    assert succeeds(env, "push", "--dry-run", str(file)).splitlines() == [
+        "prompt greet: exists",
+        "version 2: will be created",
+        "greet-beta@beta: will be created at version 1",
+        "greet@default: will move from version 1 to 2 (follows latest)",
+        "dry run: nothing was changed",
+    ]
+    assert state(env) == before
+    assert (
+        succeeds(env, "push", str(file)).splitlines()[-1]
+        == "greet@default -> version 2: moved (follows latest)"
+    )
+    report = json.loads(succeeds(env, "push", "--json", str(file)))
+    assert report["changed"] is False and report["variants"][-1]["deployment"] == "greet-beta"
+
+
 def test_export_then_import_into_a_fresh_database_reproduces_the_workspace(
     deck: tuple[LiveServer, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -300,15 +300,16 @@ def _print_report(report: dict[str, Any], dry_run: bool, indent: str) -> None:
     ]
     for move in report["variants"]:
         target = f"{move['deployment']}@{move['variant']}"
+        why = " (follows latest)" if move.get("follows_latest") else ""
         if not move["changed"]:
-            lines.append(f"{target} -> version {move['version']}: unchanged")
+            lines.append(f"{target} -> version {move['version']}: unchanged{why}")
         elif not dry_run:
             done = "created" if move.get("from_version") is None else "moved"
-            lines.append(f"{target} -> version {move['version']}: {done}")
+            lines.append(f"{target} -> version {move['version']}: {done}{why}")
         elif move.get("from_version") is None:
-            lines.append(f"{target}: will be created at version {move['version']}")
+            lines.append(f"{target}: will be created at version {move['version']}{why}")
         else:
-            lines.append(f"{target}: will move from version {move['from_version']} to {move['version']}")
+            lines.append(f"{target}: will move from version {move['from_version']} to {move['version']}{why}")
     for line in lines:
         out.print(indent + line, highlight=False)
 

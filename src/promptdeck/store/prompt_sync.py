@@ -40,13 +40,15 @@ ModelCheck = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class PushedMove:
-    """A variant a prompt file names, and whether the push moved it."""
+    """A variant a prompt file names, or one that follows `latest` and so moves with a new
+    version (`follows_latest`), and whether the push moved it."""
 
     deployment: str
     variant: str
     version: int
     changed: bool
     from_version: int | None
+    follows_latest: bool = False
 
 
 @dataclass
@@ -183,7 +185,19 @@ class PromptSync:
                     )
                 )
         if report.version_created:  # after the file's own moves, so they are reported as its own
-            await move_followers(conn, prompt, latest, actor)
+            named = {(m.deployment, m.variant) for m in report.moves}
+            for deployment_name, variant, previous in await move_followers(conn, prompt, latest, actor):
+                if (deployment_name, variant) not in named:
+                    report.moves.append(
+                        PushedMove(
+                            deployment=deployment_name,
+                            variant=variant,
+                            version=latest.number,
+                            changed=previous != latest.id,
+                            from_version=await _number_of(conn, previous),
+                            follows_latest=True,
+                        )
+                    )
         return report
 
 

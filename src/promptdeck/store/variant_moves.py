@@ -74,12 +74,19 @@ async def move(
     return previous
 
 
-async def move_followers(conn: AsyncConnection, prompt: Any, version: Version, actor: str) -> None:
-    """Point every variant that follows `latest` (of any deployment of this prompt) at `version`."""
+async def move_followers(
+    conn: AsyncConnection, prompt: Any, version: Version, actor: str
+) -> list[tuple[str, str, str | None]]:
+    """Point every variant that follows `latest` (of any deployment of this prompt) at `version`;
+    returns (deployment name, variant, previous version id) of each, so a push can say so."""
     rows = await conn.execute(
-        sa.select(variants.c.deployment_id, variants.c.name)
+        sa.select(variants.c.deployment_id, variants.c.name, deployments.c.name.label("deployment"))
         .join(deployments, deployments.c.id == variants.c.deployment_id)
         .where(deployments.c.prompt_id == prompt.id, variants.c.follows_latest == sa.true())
+        .order_by(deployments.c.name, variants.c.name)
     )
+    moved = []
     for row in rows.all():
-        await move(conn, row.deployment_id, row.name, version.id, actor, FOLLOW_NOTE)
+        previous = await move(conn, row.deployment_id, row.name, version.id, actor, FOLLOW_NOTE)
+        moved.append((row.deployment, row.name, previous))
+    return moved
