@@ -81,6 +81,7 @@ def test_prompts_and_versions(deck: Deck) -> None:
 
         versions = ok(client.get("/api/prompts/echo/versions"))["data"]
         assert [v["number"] for v in versions] == [1, 2]
+        assert second.pop("serving") == []  # what each deployment of the prompt serves: none yet
         assert ok(client.get("/api/prompts/echo/versions/2")) == second
         prompt = ok(client.get("/api/prompts/echo"))
         assert prompt["id"] == created["id"] and [v["number"] for v in prompt["versions"]] == [1, 2]

@@ -255,6 +255,29 @@ async def test_a_viewer_sees_prompts_read_only(context: Any, deck: PromptsConsol
     assert await page.get_by_label("Message 2 (user)").input_value() == "Hello {{who}}"
 
 
+async def test_save_says_what_callers_get_now(context: Any, deck: PromptsConsole) -> None:
+    """Saving deploys nothing, except to a variant that follows `latest`: the editor says which
+    deployment still serves what, and offers the deployment's page to deploy from."""
+    slug = new_prompt(deck, "Hello {{who}}")
+    with admin(deck) as client:
+        for name in (f"{slug}-pinned", f"{slug}-follows"):
+            assert client.post("/api/deployments", json={"name": name, "prompt": slug}).status_code == 201
+        pinned = client.put(f"/api/deployments/{slug}-pinned/variants/default", json={"version": 1})
+        assert pinned.status_code == 200
+    page = await page_as(context, deck, "editor", f"/prompts/{slug}")
+    await page.get_by_label("Message 2 (user)").fill("Hello {{who}}, again")
+    await page.get_by_role("button", name="Save version").click()
+    said = page.locator("#saved-says")
+    await said.wait_for()
+    text = await said.inner_text()
+    assert f"Saved as version 2. {slug}-follows@default follows latest and serves it now." in text, text
+    assert f"{slug}-pinned still serves v1." in text, text
+    assert (
+        await said.get_by_role("link", name="Deploy…").get_attribute("href") == f"/deployments/{slug}-pinned"
+    )
+    await shot(page, "prompt-editor-saved-says")
+
+
 async def test_a_draft_survives_a_reload_and_an_expired_session(context: Any, deck: PromptsConsole) -> None:
     slug = new_prompt(deck, "Hello {{who}}")
     page = await page_as(context, deck, "editor", f"/prompts/{slug}")

@@ -258,6 +258,26 @@ class DeploymentStore:
             )
             return [await self._load(conn, workspace_id, n.name) for n in names.all()]
 
+    async def serving(self, workspace_id: str, prompt_slug: str) -> list[dict[str, Any]]:
+        """What each variant of each deployment of a prompt serves now: after a save, this is
+        what callers get (a save moves only the variants that follow `latest`)."""
+        query = (
+            sa.select(
+                deployments.c.name.label("deployment"),
+                variants.c.name.label("variant"),
+                prompt_versions.c.number.label("version"),
+                variants.c.follows_latest,
+                (deployments.c.default_variant == variants.c.name).label("default"),
+            )
+            .join(deployments, deployments.c.id == variants.c.deployment_id)
+            .join(prompts, prompts.c.id == deployments.c.prompt_id)
+            .join(prompt_versions, prompt_versions.c.id == variants.c.version_id)
+            .where(prompts.c.workspace_id == workspace_id, prompts.c.slug == prompt_slug)
+            .order_by(deployments.c.name, variants.c.name)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
     async def load_deployment(self, workspace_id: str, name: str) -> Deployment:
         """A deployment with every variant resolved to its version: what the engine caches."""
         async with self.engine.connect() as conn:

@@ -167,7 +167,9 @@ async def create_version(
     version = await app.catalog.prompts.create_version(
         caller.workspace_id, slug, raw, note=body.note, author=caller.actor
     )
-    return version_dict(version)
+    # What callers get now: saving deploys nothing, except to variants that follow `latest`.
+    serving = await app.catalog.deployments.serving(caller.workspace_id, slug)
+    return {**version_dict(version), "serving": serving}
 
 
 @router.get("/prompts/{slug}/versions/{number}")

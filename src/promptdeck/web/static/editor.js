@@ -551,9 +551,7 @@ async function save() {
     load(latest); // as saved: inputs the server declared now show as declared
     showDraftBar(null);
     document.querySelector('.prompt-tabs a[href$="/versions"] .count').textContent = String(data.versions.length);
-    $("save-status").replaceChildren(
-      el("p", { class: "flash flash-ok", role: "status" }, `Saved as version ${version.number}. `, el("a", { href: `/prompts/${slug}/versions`, text: "Version history" })),
-    );
+    $("save-status").replaceChildren(savedSays(version));
     playground?.versionsChanged(data.versions);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
@@ -708,3 +706,20 @@ function validateJson(part) {
 }
 
 start();
+
+// What a save did for callers: saving deploys nothing, except to variants that follow `latest`
+// (`serving` in the answer: every variant of every deployment of this prompt, after the save).
+function savedSays(version) {
+  const n = version.number;
+  const serving = version.serving || [];
+  const live = serving.filter((s) => s.version === n);
+  const kept = serving.filter((s) => s.version !== n && s.default);
+  const said = [`Saved as version ${n}.`];
+  for (const s of live) said.push(`${s.deployment}@${s.variant} follows latest and serves it now.`);
+  for (const s of kept) said.push(`${s.deployment} still serves v${s.version}.`);
+  if (!serving.length) said.push("No deployment serves this prompt yet.");
+  const links = [];
+  if (kept.length) links.push(el("a", { href: `/deployments/${encodeURIComponent(kept[0].deployment)}`, text: "Deploy…" }), " · ");
+  links.push(el("a", { href: `/prompts/${slug}/versions`, text: "Version history" }));
+  return el("p", { class: "flash flash-ok", role: "status", id: "saved-says" }, said.join(" ") + " ", ...links);
+}
