@@ -105,8 +105,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     hot[("POST", vellum.EXECUTE_PATHS[0])] = (vellum.execute_prompt, vellum.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[1])] = (vellum.execute_prompt_stream, vellum.render_error)
     served: ASGIApp = SecurityHeaders(BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes))
-    if metrics is not None:
-        served = RequestMetrics(served, metrics, (path for _, path in hot))
+    counted = RequestMetrics(served, metrics, (path for _, path in hot)) if metrics is not None else None
     if access_log_wanted(settings.log_level):  # outermost: its duration is the whole answer's
-        served = AccessLog(served, json_lines=settings.log_format == "json")
+        also = counted.note if counted is not None else None  # one middleware for both
+        served = AccessLog(served, json_lines=settings.log_format == "json", also=also)
+    elif counted is not None:
+        served = counted
     return served

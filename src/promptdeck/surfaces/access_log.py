@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -41,8 +42,16 @@ class AccessLog:
     """ASGI middleware: after each HTTP request, one line on standard output (`json_lines`: one
     JSON object). A streamed answer is logged when its stream ends; its duration includes it."""
 
-    def __init__(self, app: ASGIApp, *, json_lines: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        json_lines: bool = False,
+        stream: TextIO | None = None,
+        also: Callable[[Scope, int, float], None] | None = None,
+    ) -> None:
         self.app = app
+        self.also = also  # called with (scope, status, seconds) after each request: the metrics
         self.line = json_line if json_lines else text_line
         self.stream = stream or sys.stdout  # as a logging handler does: the stdout of the start
         self.fd = _file_descriptor(self.stream)
@@ -77,8 +86,10 @@ class AccessLog:
             run: ResolvedRun | None = state.get(RUN_STATE) if state else None
             deployment = run.deployment if run is not None else None
             request_id = run.request_id if run is not None else run_id.decode() if run_id else None
-            duration_ms = (time.perf_counter() - started) * 1000
-            line = self.line(scope, status or 500, duration_ms, deployment, request_id)
+            seconds = time.perf_counter() - started
+            if self.also is not None:
+                self.also(scope, status or 500, seconds)
+            line = self.line(scope, status or 500, seconds * 1000, deployment, request_id)
             try:
                 if self.fd is not None:  # one system call, none of the text layers' work
                     os.write(self.fd, line.encode())
