@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -64,14 +64,14 @@ class AccessLog:
         status = 0
         run_id: bytes | None = None
 
-        async def send_and_note(message: Message) -> None:
+        def send_and_note(message: Message) -> Awaitable[None]:  # not async: no frame per event
             nonlocal status, run_id
             if not status and message["type"] == "http.response.start":
                 status = message["status"]
                 for name, value in message.get("headers", ()):
                     if name == RUN_ID_HEADER:
                         run_id = value
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_and_note)

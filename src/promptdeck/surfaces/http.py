@@ -120,7 +120,7 @@ class SecurityHeaders:
             return
         docs = scope["path"].startswith(DOCS_PATHS)
 
-        async def send_with_headers(message: Message) -> None:
+        def send_with_headers(message: Message) -> Awaitable[None]:  # not async: no frame per event
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 given = {name.lower(): value for name, value in headers}
@@ -129,7 +129,7 @@ class SecurityHeaders:
                 if html and b"content-security-policy" not in given:
                     headers.append(DOCS_CSP if docs else HTML_CSP)
                 message["headers"] = headers
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)
 
