@@ -137,7 +137,11 @@ def test_deployments_and_moving_a_variant(deck: Deck) -> None:
         assert created["default_variant"] == "default"
         assert created["variants"]["default"]["version"] == 1
         assert created["variants"]["default"]["prompt"] == "echo"
-        latest = ok(client.post("/api/deployments", json={"name": "echo-latest", "prompt": "echo"}), 201)
+        newest = ok(client.post("/api/deployments", json={"name": "echo-newest", "prompt": "echo"}), 201)
+        assert newest["variants"]["default"]["version"] == 2  # no variants given: the newest, pinned
+        assert "follows_latest" not in newest["variants"]["default"]["config"]
+        body = {"name": "echo-latest", "prompt": "echo", "variants": {"default": "latest"}}
+        latest = ok(client.post("/api/deployments", json=body), 201)
         assert latest["variants"] == {
             "default": {
                 "version": 2,
@@ -147,13 +151,13 @@ def test_deployments_and_moving_a_variant(deck: Deck) -> None:
                     "timeouts": {},
                     "retries": {"max_attempts": 2, "backoff_seconds": 0.5, "max_backoff_seconds": 8.0},
                     "fallbacks": [],
-                    "follows_latest": True,  # created with "latest": follows new versions
+                    "follows_latest": True,  # created with "latest", on purpose: follows new versions
                 },
             }
         }
 
         names = [d["name"] for d in ok(client.get("/api/deployments"))["data"]]
-        assert names == ["echo", "echo-latest", "summarize"]
+        assert names == ["echo", "echo-latest", "echo-newest", "summarize"]
         assert ok(client.get("/api/deployments/echo")) == created
 
         assert (

@@ -185,17 +185,20 @@ def test_variants_pointed_at_latest_follow_new_versions(live: Deck) -> None:
     with live.client() as client:
         config = ok(client.get("/api/deployments/fast"))["variants"]["default"]["config"]
         assert config["follows_latest"] is True  # pushed as "latest"
-        ok(client.post("/api/deployments", json={"name": "copy", "prompt": "fast"}), 201)  # "latest"
+        copy = {"name": "copy", "prompt": "fast", "variants": {"default": "latest"}}
+        ok(client.post("/api/deployments", json=copy), 201)  # follows, as asked
         ok(
             client.post("/api/deployments", json={"name": "pinned", "prompt": "fast", "variants": {"a": 1}}),
             201,
         )
+        ok(client.post("/api/deployments", json={"name": "newest", "prompt": "fast"}), 201)  # v1, pinned
         ok(invoke(client))  # cache the deployment
 
         ok(client.post("/api/prompts/fast/versions", json=version("Two: {{audience}} {{text}}")), 201)
         assert variants_of(client) == {"default": 2, "beta": 2}
         assert variants_of(client, "copy") == {"default": 2}
         assert variants_of(client, "pinned") == {"a": 1}
+        assert variants_of(client, "newest") == {"default": 1}  # saving deploys nothing to it
         newest = history(client)[0]
         assert (newest["from_version"], newest["to_version"], newest["note"]) == (1, 2, "latest")
         ok(invoke(client))  # the new version is served at once

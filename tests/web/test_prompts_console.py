@@ -260,10 +260,9 @@ async def test_save_says_what_callers_get_now(context: Any, deck: PromptsConsole
     deployment still serves what, and offers the deployment's page to deploy from."""
     slug = new_prompt(deck, "Hello {{who}}")
     with admin(deck) as client:
-        for name in (f"{slug}-pinned", f"{slug}-follows"):
-            assert client.post("/api/deployments", json={"name": name, "prompt": slug}).status_code == 201
-        pinned = client.put(f"/api/deployments/{slug}-pinned/variants/default", json={"version": 1})
-        assert pinned.status_code == 200
+        for name, version in ((f"{slug}-pinned", 1), (f"{slug}-follows", "latest")):
+            body = {"name": name, "prompt": slug, "variants": {"default": version}}
+            assert client.post("/api/deployments", json=body).status_code == 201
     page = await page_as(context, deck, "editor", f"/prompts/{slug}")
     await page.get_by_label("Message 2 (user)").fill("Hello {{who}}, again")
     await page.get_by_role("button", name="Save version").click()

@@ -66,20 +66,29 @@ class DeploymentStore:
         workspace_id: str,
         name: str,
         prompt_slug: str,
-        variant_versions: dict[str, int | str],
+        variant_versions: dict[str, int | str] | None,
         default_variant: str | None = None,
         actor: str = "",
     ) -> Deployment:
+        """None for `variant_versions`: one variant, `default`, pinned to the prompt's newest
+        version. Following `latest` is a choice a caller makes by naming it, never a default."""
         check_slug(name, "deployment name")
-        if not variant_versions:
-            raise ValidationFailed('a deployment needs at least one variant, e.g. {"default": "latest"}')
-        default_variant = default_variant or next(iter(variant_versions))
-        if default_variant not in variant_versions:
+        if variant_versions is not None and not variant_versions:
+            raise ValidationFailed('a deployment needs at least one variant, e.g. {"default": 1}')
+        default_variant = default_variant or next(iter(variant_versions or {"default": 0}))
+        if variant_versions is not None and default_variant not in variant_versions:
             raise ValidationFailed(f"default_variant {default_variant!r} is not one of the variants given")
         try:
             with recording() as facts:
                 async with self.engine.begin() as conn:
                     prompt = await require_prompt(conn, workspace_id, prompt_slug)
+                    if variant_versions is None:
+                        newest = await latest_version(conn, prompt)
+                        if newest is None:
+                            raise ValidationFailed(
+                                f"prompt {prompt_slug!r} has no version to deploy yet: save one"
+                            )
+                        variant_versions = {default_variant: newest.number}
                     if await deployment_row(conn, workspace_id, name) is not None:
                         raise Conflict(f"a deployment named {name!r} already exists")
                     deployment_id = await insert_deployment(

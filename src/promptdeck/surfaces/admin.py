@@ -79,14 +79,14 @@ class VersionIn(BaseModel):
 VersionNumber = Annotated[int, Field(ge=1, le=VERSION_NUMBER_MAX, description="version number")]
 
 
-def _default_variants() -> dict[str, VersionNumber | Literal["latest"]]:
-    return {"default": "latest"}
-
-
 class DeploymentIn(BaseModel):
     name: str
     prompt: str = Field(description="slug of the prompt this deployment serves")
-    variants: dict[str, VersionNumber | Literal["latest"]] = Field(default_factory=_default_variants)
+    variants: dict[str, VersionNumber | Literal["latest"]] | None = Field(
+        None,
+        description="variant -> version number, or 'latest' to follow each new version (an explicit "
+        "choice); none: a variant 'default' pinned to the prompt's newest version",
+    )
     default_variant: str | None = None
 
 
@@ -209,7 +209,7 @@ async def create_deployment(body: DeploymentIn, request: Request, caller: Caller
         caller.workspace_id,
         body.name,
         body.prompt,
-        dict(body.variants),
+        dict(body.variants) if body.variants is not None else None,
         body.default_variant,
         caller.actor,
     )

@@ -70,8 +70,10 @@ function wireCreate() {
   const version = form.elements.version;
   prompt.addEventListener("change", () => {
     const latest = Number(prompt.selectedOptions[0]?.dataset.latest ?? 0);
-    const options = [new Option("latest", "latest")];
+    // The newest version first, pinned; following `latest` is an explicit, labelled choice.
+    const options = [];
     for (let n = latest; n >= 1; n--) options.push(new Option(`v${n}`, String(n)));
+    options.push(new Option("latest: follow each new version", "latest"));
     version.replaceChildren(...options);
   });
   onSubmit(form, async () => {
