@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptdeck.domain.change_events import CatalogChanged, ChangeFeed
-from promptdeck.domain.deployments import LATEST
+from promptdeck.domain.deployments import LATEST, Version
 from promptdeck.domain.errors import Conflict, PromptdeckError
 from promptdeck.domain.promptfile import check_document
 from promptdeck.domain.prompts import check_slug, parse_spec
@@ -175,29 +175,13 @@ class PromptSync:
                 previous = await move(
                     conn, deployment_id, variant, version.id, actor, "push", target == LATEST
                 )
-                report.moves.append(
-                    PushedMove(
-                        deployment=deployment_name,
-                        variant=variant,
-                        version=version.number,
-                        changed=previous != version.id,
-                        from_version=await _number_of(conn, previous),
-                    )
-                )
+                report.moves.append(await _pushed(conn, deployment_name, variant, version, previous))
         if report.version_created:  # after the file's own moves, so they are reported as its own
             named = {(m.deployment, m.variant) for m in report.moves}
             for deployment_name, variant, previous in await move_followers(conn, prompt, latest, actor):
                 if (deployment_name, variant) not in named:
-                    report.moves.append(
-                        PushedMove(
-                            deployment=deployment_name,
-                            variant=variant,
-                            version=latest.number,
-                            changed=previous != latest.id,
-                            from_version=await _number_of(conn, previous),
-                            follows_latest=True,
-                        )
-                    )
+                    moved = await _pushed(conn, deployment_name, variant, latest, previous, follows=True)
+                    report.moves.append(moved)
         return report
 
 
@@ -211,6 +195,21 @@ async def _undeclared_mode(conn: AsyncConnection, prompt: Any, document: dict[st
         )
         return str(wanted)
     return str(prompt.undeclared_variables or "declare")
+
+
+async def _pushed(
+    conn: AsyncConnection,
+    deployment: str,
+    variant: str,
+    version: Version,
+    previous: str | None,
+    *,
+    follows: bool = False,
+) -> PushedMove:
+    """What a push did to one variant, which pointed at `previous` (a version id) before."""
+    changed = previous != version.id
+    from_version = await _number_of(conn, previous)
+    return PushedMove(deployment, variant, version.number, changed, from_version, follows_latest=follows)
 
 
 async def _number_of(conn: AsyncConnection, version_id: str | None) -> int | None:
