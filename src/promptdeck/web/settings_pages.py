@@ -99,12 +99,18 @@ async def _act(request: Request, session: Session, section: str, action: Action)
     # The outcome, with a secret to show once, rides in a cookie the next GET reads and clears.
     # A secret shown once is what the member came for: the page opens at it, the browser focuses
     # it (the fragment names it) and console.js selects it, ready to copy.
-    response = redirect("/settings#revealed" if done.reveal_value else f"/settings#{section}")
+    return flashed(request, "/settings#revealed" if done.reveal_value else f"/settings#{section}", done)
+
+
+def flashed(request: Request, to: str, done: Done, path: str = "/settings") -> Response:
+    """A redirect to `to` whose outcome rides in a cookie for the pages under `path`: the next
+    GET shows it once (a secret included) and clears it."""
+    response = redirect(to)
     response.set_cookie(
         FLASH_COOKIE,
         base64.urlsafe_b64encode(orjson.dumps(asdict(done))).decode(),
         max_age=60,
-        path="/settings",
+        path=path,
         httponly=True,
         samesite="strict",
         secure=is_https(request),
@@ -112,7 +118,8 @@ async def _act(request: Request, session: Session, section: str, action: Action)
     return response
 
 
-def _text(form: FormData, name: str) -> str:
+def form_text(form: FormData, name: str) -> str:
+    """A form field's text, stripped; "" when it is missing or a file."""
     value = form.get(name, "")
     return value.strip() if isinstance(value, str) else ""
 
@@ -121,7 +128,7 @@ def _text(form: FormData, name: str) -> str:
 async def create_key(request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
         body = validated(
-            KeyIn, {"name": _text(form, "key_name") or "key", "scopes": form.getlist("key_scopes")}
+            KeyIn, {"name": form_text(form, "key_name") or "key", "scopes": form.getlist("key_scopes")}
         )
         key, secret = await services(request).access.create_key(
             session.member.workspace_id, body.name, body.scopes
@@ -144,7 +151,10 @@ async def revoke_key(key_id: str, request: Request, session: Session = Owner) ->
 async def store_credential(provider: str, request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
         await services(request).store_credential(
-            session.member.workspace_id, provider, _text(form, "api_key"), _text(form, "base_url") or None
+            session.member.workspace_id,
+            provider,
+            form_text(form, "api_key"),
+            form_text(form, "base_url") or None,
         )
         return Done(f"The {provider} credential was stored (encrypted; it is never shown again).")
 
@@ -165,8 +175,8 @@ async def invite_member(request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
         invite, token = await services(request).members.invite(
             session.member.workspace_id,
-            _text(form, "invite_email"),
-            _text(form, "invite_role"),
+            form_text(form, "invite_email"),
+            form_text(form, "invite_role"),
             session.member.email,
         )
         link = str(request.base_url).rstrip("/") + f"/invite/{token}"
@@ -183,7 +193,7 @@ async def invite_member(request: Request, session: Session = Owner) -> Response:
 async def set_role(member_id: str, request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
         member = await services(request).members.set_role(
-            session.member.workspace_id, member_id, _text(form, "role")
+            session.member.workspace_id, member_id, form_text(form, "role")
         )
         return Done(f"{member.email} is now {member.role}.")
 
@@ -202,7 +212,7 @@ async def remove_member(member_id: str, request: Request, session: Session = Own
 @router.post("/settings/retention")
 async def set_retention(request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
-        raw = _text(form, "retention_days")
+        raw = form_text(form, "retention_days")
         if raw and not raw.isdigit():
             raise ValidationFailed(
                 f"days: a whole number of days, or empty to keep runs forever; got {raw!r}"

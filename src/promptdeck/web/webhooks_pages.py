@@ -7,20 +7,17 @@ settings pages' flash cookie, scoped to `/webhooks`, and is never shown again.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import asdict
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.datastructures import FormData
 
 from promptdeck.domain.change_events import EVENT_TYPES
 from promptdeck.domain.errors import HTTP_STATUS, NotFound, PromptdeckError
 from promptdeck.store.console_sessions import Session
-from promptdeck.web.pages import ConsoleRoute, page, redirect
-from promptdeck.web.session import Member, Owner, checked_form, is_https, services
-from promptdeck.web.settings_pages import FLASH_COOKIE, Done, take_flash
+from promptdeck.web.pages import ConsoleRoute, page
+from promptdeck.web.session import Member, Owner, checked_form, services
+from promptdeck.web.settings_pages import FLASH_COOKIE, Done, flashed, form_text, take_flash
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 HOME = "/webhooks"
@@ -44,9 +41,9 @@ async def add_webhook(request: Request, session: Session = Owner) -> Response:
         form = await checked_form(request, session.csrf_token)
         created = await services(request).webhooks.create(
             session.member.workspace_id,
-            _text(form, "url"),
+            form_text(form, "url"),
             [e for e in form.getlist("events") if isinstance(e, str)],
-            _text(form, "description"),
+            form_text(form, "description"),
         )
     except PromptdeckError as error:
         posted = await request.form()
@@ -65,7 +62,7 @@ async def add_webhook(request: Request, session: Session = Owner) -> Response:
         "Copy the signing secret now; it is not shown again",
         created["secret"],
     )
-    return _flashed(request, f"{HOME}/{created['id']}#revealed", done)
+    return flashed(request, f"{HOME}/{created['id']}#revealed", done, HOME)
 
 
 @router.post(HOME + "/{endpoint_id}/{action}")
@@ -78,7 +75,7 @@ async def act_on_webhook(
         await checked_form(request, session.csrf_token)
         if action == "delete":
             await hooks.endpoints.delete(workspace_id, endpoint_id)
-            return _flashed(request, HOME, Done("The endpoint and its delivery log were deleted."))
+            return flashed(request, HOME, Done("The endpoint and its delivery log were deleted."), HOME)
         if action == "ping":
             sent = await hooks.ping(workspace_id, endpoint_id)
             tried = sent["tries"][0] if sent["tries"] else {}
@@ -98,7 +95,7 @@ async def act_on_webhook(
             return await _detail_page(request, session, endpoint_id, status, error=error.message)
         except NotFound:  # a forged or stale form for an endpoint that is gone
             return await _list_page(request, session, status, error=error.message)
-    return _flashed(request, f"{HOME}/{endpoint_id}" + ("#revealed" if done.reveal_value else ""), done)
+    return flashed(request, f"{HOME}/{endpoint_id}" + ("#revealed" if done.reveal_value else ""), done, HOME)
 
 
 async def _list_page(request: Request, session: Session, status: int = 200, **context: Any) -> Response:
@@ -142,22 +139,3 @@ def _read_once(request: Request, response: Response) -> Response:
     if FLASH_COOKIE in request.cookies:
         response.delete_cookie(FLASH_COOKIE, path=HOME)
     return response
-
-
-def _flashed(request: Request, to: str, done: Done) -> Response:
-    response = redirect(to)
-    response.set_cookie(
-        FLASH_COOKIE,
-        base64.urlsafe_b64encode(orjson.dumps(asdict(done))).decode(),
-        max_age=60,
-        path=HOME,
-        httponly=True,
-        samesite="strict",
-        secure=is_https(request),
-    )
-    return response
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name, "")
-    return value.strip() if isinstance(value, str) else ""
