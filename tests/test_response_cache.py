@@ -194,6 +194,18 @@ def test_no_cache_asks_the_provider_and_stores_its_answer(shared: tuple[Deck, Fa
     assert len(upstream.seen) == before + 2
 
 
+def test_no_store_asks_the_provider_and_keeps_nothing(shared: tuple[Deck, FakeOpenAI]) -> None:
+    deck, upstream = shared
+    values = inputs("no-store")
+    before = len(upstream.seen)
+    private = {"Cache-Control": "private, no-store"}
+    assert text_of("fetchhive", False, call(deck, "fetchhive", "cached", values, headers=private)) == TEXT
+    assert text_of("fetchhive", False, call(deck, "fetchhive", "cached", values)) == TEXT  # not kept
+    assert len(upstream.seen) == before + 2
+    assert text_of("fetchhive", False, call(deck, "fetchhive", "cached", values)) == TEXT  # kept now
+    assert len(upstream.seen) == before + 2
+
+
 def test_temperature_above_zero_is_cached_only_when_the_variant_says(shared: tuple[Deck, FakeOpenAI]) -> None:
     deck, upstream = shared
     values = inputs("temperature")

@@ -60,6 +60,7 @@ class InvokeRequest:
     session_id: str | None = None  # the caller's conversation or request (docs/operations.md)
     traceparent: str | None = None  # a W3C trace context header: the run's span joins that trace
     no_cache: bool = False  # `Cache-Control: no-cache`: ask the provider, not the response cache
+    no_store: bool = False  # `Cache-Control: no-store`: and keep nothing of this call's answer
 
 
 class Engine:

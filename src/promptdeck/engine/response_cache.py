@@ -119,7 +119,8 @@ class ResponseCache:
                 invocation.replay(found.events)
                 return
             record.cache_hit = False
-            invocation.after_close(lambda: self._keep(key, record, caching.ttl_seconds))
+            if not request.no_store:
+                invocation.after_close(lambda: self._keep(key, record, caching.ttl_seconds))
         except Exception:
             log.exception("the response cache failed on run %s; calling the provider", invocation.record.id)
 

@@ -47,8 +47,12 @@ def call_headers(request: Request, session_id: str | None = None) -> dict[str, A
                 found["session_id"] = given
         elif name == b"traceparent":
             found["traceparent"] = text
-        elif "no-cache" in text.lower() or "no-store" in text.lower():
-            found["no_cache"] = True
+        else:  # Cache-Control: no-store asks for both (RFC 9111), no-cache for a fresh answer
+            directives = text.lower()
+            if "no-store" in directives:
+                found["no_cache"] = found["no_store"] = True
+            elif "no-cache" in directives:
+                found["no_cache"] = True
     return found
 
 
