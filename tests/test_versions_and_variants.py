@@ -300,6 +300,32 @@ def test_a_promotion_that_would_break_recent_callers_is_refused_unless_forced(li
         )
 
 
+def test_a_rollback_that_would_break_recent_callers_is_refused_unless_forced(live: Deck) -> None:
+    """A rollback changes what a variant serves like any move, so it passes the same check:
+    the older version may need an input today's callers stopped sending."""
+    with live.client() as client:
+        ok(client.post("/api/prompts/fast/versions", json=version()), 201)  # v2: text and audience
+        loose = version("Summarize: {{text}}")
+        loose["inputs"] = {"text": {"type": "string", "required": True}}
+        ok(client.post("/api/prompts/fast/versions", json=loose), 201)  # v3: text only
+        ok(client.put("/api/deployments/fast/variants/default", json={"version": 2}))
+        ok(client.put("/api/deployments/fast/variants/default", json={"version": 3}))
+        for _ in range(3):
+            ok(invoke(client, inputs={"text": "no audience"}))
+        live.flush()
+
+        refused = error(client.post("/api/deployments/fast/variants/default/rollback", json={}), 409)
+        assert refused["code"] == "unsafe_promotion" and "audience" in refused["message"]
+        assert refused["details"]["version"] == 2 and variants_of(client)["default"] == 3
+        body = {"note": "v3 is wrong", "force": True, "reason": "callers send audience again"}
+        rolled = ok(client.post("/api/deployments/fast/variants/default/rollback", json=body))
+        assert rolled["variants"]["default"]["version"] == 2
+        assert (
+            history(client)[0]["note"]
+            == "rollback from version 3: v3 is wrong (forced: callers send audience again)"
+        )
+
+
 def test_a_type_change_is_refused_even_when_every_caller_sends_the_input(live: Deck) -> None:
     with live.client() as client:
         ok(client.put("/api/deployments/fast/variants/default", json={"version": 1}))

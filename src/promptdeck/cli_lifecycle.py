@@ -61,9 +61,13 @@ def register(app: typer.Typer, server: Server, check: Check, fail: Fail) -> None
         deployment: str = typer.Argument(...),
         variant: str = typer.Argument(...),
         note: str = typer.Option("", help="Why, kept in the variant's history."),
+        force: bool = typer.Option(False, help="Roll back even if recent callers' inputs say it is unsafe."),
+        reason: str = typer.Option("", help="With --force: why the rollback is safe anyway."),
     ) -> None:
-        """Move a variant back to the version it served before its last move."""
-        answer = call("POST", variant_path(deployment, variant) + "/rollback", json={"note": note})
+        """Move a variant back to the version it served before its last move (refused when recent
+        callers would break, unless forced)."""
+        body = {"note": note, "force": force, "reason": reason}
+        answer = call("POST", variant_path(deployment, variant) + "/rollback", json=body)
         out.print(f"{deployment}@{variant} -> version {answer['variants'][variant]['version']}")
 
     @app.command()

@@ -213,10 +213,20 @@ class DeploymentStore:
         ]
 
     async def rollback(
-        self, workspace_id: str, deployment: str, variant: str, actor: str = "", note: str = ""
+        self,
+        workspace_id: str,
+        deployment: str,
+        variant: str,
+        actor: str = "",
+        note: str = "",
+        *,
+        force: bool = False,
+        reason: str = "",
     ) -> Deployment:
         """Move a variant back to the version it pointed at before its last move; recorded as a
-        move (so a second rollback undoes the first). It no longer follows `latest`."""
+        move (so a second rollback undoes the first). It no longer follows `latest`. It passes
+        the same check as a move: the older version may need an input today's callers do not
+        send, so a risky rollback is refused unless forced with a reason."""
         with recording() as facts:
             async with self.engine.begin() as conn:
                 variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
@@ -228,16 +238,22 @@ class DeploymentStore:
                         "there is no earlier version to roll back to"
                     )
                 row = await require_deployment(conn, workspace_id, deployment)
+                prompt = await prompt_by_id(conn, row.prompt_id)
+                older = (
+                    await conn.execute(sa.select(prompt_versions).where(prompt_versions.c.id == back_to))
+                ).one()
                 label = f"rollback from version {last[0].to_version}"
-                await move(
+                said = await self._check_promotion(
                     conn,
-                    row.id,
+                    workspace_id,
+                    row,
                     variant,
-                    back_to,
-                    actor,
+                    version_from_row(older, prompt.slug),
                     f"{label}: {note}" if note else label,
-                    False,
+                    force,
+                    reason,
                 )
+                await move(conn, row.id, variant, back_to, actor, said, False)
         rolled_back = tuple(VariantRolledBack.of(f) if type(f) is VariantMoved else f for f in facts)
         self.changes.publish(CatalogChanged(workspace_id, rolled_back))
         return await self.load_deployment(workspace_id, deployment)

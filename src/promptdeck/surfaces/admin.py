@@ -99,6 +99,8 @@ class MoveIn(BaseModel):
 
 class RollbackIn(BaseModel):
     note: str = ""
+    force: bool = Field(False, description="roll back even if recent callers' inputs say it is unsafe")
+    reason: str = Field("", description="why a forced rollback is safe; required with force, kept in history")
 
 
 class CredentialIn(BaseModel):
@@ -265,9 +267,11 @@ async def variant_history(
 async def rollback_variant(
     name: str, variant: str, request: Request, caller: Caller = Admin, body: RollbackIn | None = None
 ) -> dict[str, Any]:
-    note = body.note if body else ""
+    given = body or RollbackIn.model_validate({})
     deployments = services(request).catalog.deployments
-    deployment = await deployments.rollback(caller.workspace_id, name, variant, caller.actor, note)
+    deployment = await deployments.rollback(
+        caller.workspace_id, name, variant, caller.actor, given.note, force=given.force, reason=given.reason
+    )
     return deployment_dict(deployment)
 
 

@@ -106,8 +106,11 @@ function wireMoves() {
 
   onSubmit(document.getElementById("rollback-form"), async (form) => {
     const { deployment, variant } = form.dataset;
-    if (!confirm(`Roll ${variant} back to the version it served before its last move?`)) return null;
+    const forcing = !form.querySelector(".force-fields").hidden;
+    if (!forcing && !confirm(`Roll ${variant} back to the version it served before its last move?`)) return null;
     const body = { note: form.elements.note.value.trim() };
+    const reason = form.elements.reason.value.trim();
+    if (forcing && reason) Object.assign(body, { force: true, reason });
     const answer = await api("POST", `/api/deployments/${path(deployment, "variants", variant)}/rollback`, body);
     const now = answer.variants[variant].version;
     return { notice: `${variant} was rolled back to v${now}.`, next: variantPage(deployment, variant) };
