@@ -143,6 +143,38 @@ def test_a_caller_gone_before_the_first_byte_is_recorded_as_cancelled(
     assert upstream.count("primary") == 0
 
 
+def test_no_keepalive_ping_follows_the_last_event(upstream: FakeOpenAI, start_deck: StartDeck) -> None:
+    """A socket slow to take the last bytes (`[DONE]` written, then waiting to drain, as uvicorn
+    does under load) left the keep-alive timer free to send a ping after them, which broke the
+    stream's framing (seen once in CI). Once the run has ended, nothing is pinged."""
+    deck = deployed(start_deck)
+    body: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the caller stays
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        body.append(message.get("body", b""))
+        if b"[DONE]" in message.get("body", b""):
+            await asyncio.sleep(0.3)  # written; the socket drains slowly
+
+    async def go() -> None:
+        services = deck.services
+        caller = await services.keys.caller(deck.admin_key, "invoke")
+        request = InvokeRequest(
+            caller=caller, dialect="fetchhive", deployment="d", inputs=INPUTS, stream=True
+        )
+        invocation = await services.engine.start(request)
+        response = RunResponse(invocation, stream_events, 0.05, "text/event-stream", ping=PING)
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
+        await response(scope, receive, send)
+
+    deck.live.call(go)
+    whole = b"".join(body)
+    assert whole.endswith(b"data: [DONE]\n\n"), whole[-200:]
+
+
 def openai_answer(deck: Deck, stream: bool) -> dict[str, Any]:
     """`d` through the OpenAI dialect, whole or streamed; a streamed answer folded back into
     the fields a whole one has."""

@@ -162,6 +162,11 @@ class Invocation:
         assert self._whole is not None  # the reader closed the run as it ended
         return self._whole
 
+    @property
+    def ended(self) -> bool:
+        """A `Finished` or `Failed` event has gone out: what is left to send waits on nothing."""
+        return self._ended
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self._started) * 1000
 

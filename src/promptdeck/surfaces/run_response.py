@@ -61,8 +61,13 @@ class RunResponse(StreamingResponse):
         try:
             await send(self.start())
             pacer.start()
+            pacing = True
             async for chunk in body:
-                pacer.sent()
+                if pacing and self.invocation.ended:  # the last bytes follow at once: no ping
+                    pacing = False  # may come after them (a ping after `[DONE]` broke framing)
+                    await pacer.stop()
+                elif pacing:
+                    pacer.sent()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await pacer.stop()
             await send(END)
