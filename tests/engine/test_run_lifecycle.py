@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from starlette.types import Receive, Send
 
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.fetchhive import PING, stream_events
@@ -104,6 +105,27 @@ def test_every_ending_is_recorded_exactly_once(
     assert [r["request_id"] for r in logged(deck)] == [request_id], "one run, recorded once"
 
 
+def stream_at_asgi_level(deck: Deck, receive: Receive, send: Send, keepalive: float) -> str:
+    """A streamed Fetch Hive run of `d`, its response driven straight through ASGI on the
+    server's own loop (so a test chooses the moment a caller hangs up or a socket drains): the
+    run's request id, once the response's call has ended and the run is closed."""
+
+    async def go() -> str:
+        services = deck.services
+        caller = await services.keys.caller(deck.admin_key, "invoke")
+        request = InvokeRequest(
+            caller=caller, dialect="fetchhive", deployment="d", inputs=INPUTS, stream=True
+        )
+        invocation = await services.engine.start(request)
+        response = RunResponse(invocation, stream_events, keepalive, "text/event-stream", ping=PING)
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
+        await response(scope, receive, send)
+        assert invocation not in services.engine.open_runs
+        return invocation.run.request_id
+
+    return str(deck.live.call(go))
+
+
 def test_a_caller_gone_before_the_first_byte_is_recorded_as_cancelled(
     upstream: FakeOpenAI, start_deck: StartDeck
 ) -> None:
@@ -121,20 +143,7 @@ def test_a_caller_gone_before_the_first_byte_is_recorded_as_cancelled(
         sent.append(message)
         await asyncio.sleep(0.2)  # a slow socket: the hang-up is noticed first
 
-    async def go() -> str:
-        services = deck.services
-        caller = await services.keys.caller(deck.admin_key, "invoke")
-        request = InvokeRequest(
-            caller=caller, dialect="fetchhive", deployment="d", inputs=INPUTS, stream=True
-        )
-        invocation = await services.engine.start(request)
-        response = RunResponse(invocation, stream_events, 15.0, "text/event-stream", ping=PING)
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
-        await response(scope, receive, send)
-        assert invocation not in services.engine.open_runs
-        return invocation.run.request_id
-
-    request_id = deck.live.call(go)
+    request_id = stream_at_asgi_level(deck, receive, send, keepalive=15.0)
 
     assert [m["type"] for m in sent] == ["http.response.start"], "not one byte of the body"
     run = run_of(deck, request_id)
@@ -159,18 +168,7 @@ def test_no_keepalive_ping_follows_the_last_event(upstream: FakeOpenAI, start_de
         if b"[DONE]" in message.get("body", b""):
             await asyncio.sleep(0.3)  # written; the socket drains slowly
 
-    async def go() -> None:
-        services = deck.services
-        caller = await services.keys.caller(deck.admin_key, "invoke")
-        request = InvokeRequest(
-            caller=caller, dialect="fetchhive", deployment="d", inputs=INPUTS, stream=True
-        )
-        invocation = await services.engine.start(request)
-        response = RunResponse(invocation, stream_events, 0.05, "text/event-stream", ping=PING)
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
-        await response(scope, receive, send)
-
-    deck.live.call(go)
+    stream_at_asgi_level(deck, receive, send, keepalive=0.05)
     whole = b"".join(body)
     assert whole.endswith(b"data: [DONE]\n\n"), whole[-200:]
 
