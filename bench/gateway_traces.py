@@ -24,7 +24,7 @@ from gateway_targets import Target, promptdeck_target, target_name
 
 SERVER = "promptdeck_traces"  # the traced server's key among the measured processes
 GOAL_TRACES_RPS_RATIO = 0.90
-# Export often, so the measured phases carry the exporter's whole cost (the SDK's default is 5 s).
+# Export often, so the measured phases carry the exporter's whole cost (the default is 5 s).
 EXPORT_EVERY_MS = "500"
 
 

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from promptdeck.engine.metric_series import PlainCounter, PlainHistogram
 from tests.support import fake_openai
 from tests.support.fake_openai import FakeOpenAI, Script, invoke_streamed, push_prompt
 from tests.support.invoking import INPUTS, invoke
@@ -107,6 +108,39 @@ def test_series_after_runs(start_deck: StartDeck, upstream: FakeOpenAI) -> None:
     assert total(found, "promptdeck_run_writer_batch_duration_seconds_count") >= 1
     assert total(found, "promptdeck_run_writer_runs_total") == 5
     assert "promptdeck_run_writer_queue_depth" in found
+
+
+def test_one_process_counts_in_plain_numbers(start_deck: StartDeck) -> None:
+    """In one process the series are plain numbers (no lock an update) that a scrape shows as
+    prometheus-client's would, `_created` included; its own objects serve several workers only."""
+    deck = start_deck()
+    invoke(deck, "fast", expect=200)
+    metrics = deck.services.metrics
+    assert metrics is not None and not metrics.shared
+    assert isinstance(metrics.runs.duration, PlainHistogram) and isinstance(
+        metrics.http_requests, PlainCounter
+    )
+    eventually(lambda: total(scrape(deck.url), "promptdeck_runs_total", status="success") == 1)
+    found = scrape(deck.url)
+    fast = {"deployment": "fast", "dialect": "fetchhive", "status": "success", "error_code": ""}
+    created = total(found, "promptdeck_runs_created", **fast)
+    assert time.time() - 600 < created <= time.time()
+    assert total(found, "promptdeck_run_duration_seconds_bucket", deployment="fast", le="+Inf") == 1
+
+
+def test_requests_counted_without_the_access_log(start_deck: StartDeck) -> None:
+    """Above `info` there is no access log to call the metrics' hook: the request metrics are
+    their own middleware then, and count the same (a stream timed to its end)."""
+    deck = start_deck(log_level="warning")
+    invoke(deck, "fast", expect=200)
+    invoke_streamed(deck, "fast")
+    invoke(deck, "no-such-deployment", expect=404)
+    found = scrape(deck.url)
+    invoke_route = {"method": "POST", "route": "/v1/prompt/invoke"}
+    assert total(found, "promptdeck_http_requests_total", **invoke_route, status="200") == 2
+    assert total(found, "promptdeck_http_requests_total", **invoke_route, status="404") == 1
+    assert total(found, "promptdeck_http_request_duration_seconds_count", **invoke_route) == 3
+    assert total(found, "promptdeck_http_request_duration_seconds_sum", **invoke_route) > 0
 
 
 def test_routes_are_templates_not_paths(start_deck: StartDeck) -> None:

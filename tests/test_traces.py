@@ -3,14 +3,16 @@ with the GenAI attributes, a child span per upstream attempt, the caller's `trac
 parent, error status, prompt and completion only when asked for; the run's trace id in the API;
 and the spans reaching a real OTLP/HTTP receiver on loopback, configured by OTEL_* variables.
 
-The in-memory cases hand the SDK's `InMemorySpanExporter` to `RunTraces` and add it to the live
-server's engine as any observer is added."""
+The in-memory cases add `RunTraces` to the live server's engine as any observer is added, with a
+sink that decodes each export request promptdeck encoded with the official `opentelemetry-proto`
+classes and hands the spans, as the SDK's `ReadableSpan`s, to the SDK's `InMemorySpanExporter`:
+what they check is what a collector would read."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,9 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from promptdeck.domain.trace_context import traceparent_trace_id
 from promptdeck.engine.run_traces import RunTraces, tracing_wanted
@@ -38,6 +44,58 @@ PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 ANSWER = Script().text
 QUICK = {"backoff_seconds": 0.01, "max_backoff_seconds": 0.05}
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return tuple(_value(item) for item in value.array_value.values)
+    return getattr(value, kind)
+
+
+def _attributes(values: Any) -> dict[str, Any]:
+    pairs: list[KeyValue] = list(values)
+    return {pair.key: _value(pair.value) for pair in pairs}
+
+
+@dataclass
+class DecodingSink:
+    """A `TraceSink` that reads each request as a collector would and keeps its spans."""
+
+    exporter: InMemorySpanExporter
+
+    async def send(self, body: bytes, *, retry: bool = True) -> bool:
+        spans: list[ReadableSpan] = []
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            resource = Resource(_attributes(resource_spans.resource.attributes))
+            for scope_spans in resource_spans.scope_spans:
+                scope = InstrumentationScope(scope_spans.scope.name, scope_spans.scope.version)
+                for span in scope_spans.spans:
+                    flags = TraceFlags(span.flags & 0xFF)
+                    trace_id = int.from_bytes(span.trace_id, "big")
+                    parent = None
+                    if span.parent_span_id:
+                        remote = bool(span.flags & 0x200)
+                        parent = SpanContext(trace_id, int.from_bytes(span.parent_span_id, "big"), remote)
+                    spans.append(
+                        ReadableSpan(
+                            span.name,
+                            SpanContext(trace_id, int.from_bytes(span.span_id, "big"), False, flags),
+                            parent,
+                            resource,
+                            _attributes(span.attributes),
+                            kind={2: SpanKind.SERVER, 3: SpanKind.CLIENT}[span.kind],
+                            status=Status(StatusCode(span.status.code), span.status.message or None),
+                            start_time=span.start_time_unix_nano,
+                            end_time=span.end_time_unix_nano,
+                            instrumentation_scope=scope,
+                        )
+                    )
+        self.exporter.export(spans)
+        return True
+
+    async def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -68,14 +126,14 @@ def traced(start_deck: StartDeck) -> Iterator[Any]:
     def make(content: bool = False, **settings: Any) -> Traced:
         deck = start_deck(**settings)
         exporter = InMemorySpanExporter()
-        traces = RunTraces(exporter, content=content)
+        traces = RunTraces(DecodingSink(exporter), content=content)
         deck.services.engine.observers.add(traces)
         made.append(traces)
         return Traced(deck, traces, exporter)
 
     yield make
     for traces in made:
-        traces.provider.shutdown()
+        traces.shutdown_from_thread()
 
 
 def chat(
@@ -330,15 +388,52 @@ def test_tracing_is_turned_on_by_the_standard_variables(environ: dict[str, str],
     assert tracing_wanted(environ) is wanted
 
 
-def test_without_the_extra_one_warning_and_no_traces(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    # As if `promptdeck[otel]` were not installed: importing the exporter fails.
-    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
-    with caplog.at_level(logging.WARNING, logger="promptdeck.traces"):
-        assert RunTraces.from_environment({"OTEL_TRACES_EXPORTER": "otlp"}) is None
-    (warning,) = caplog.records
-    assert "promptdeck[otel]" in warning.getMessage()
+WITHOUT_OPENTELEMETRY = """
+import asyncio, sys
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+ABSENT = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto", "google.protobuf")
+
+class NoOpenTelemetrySdk:  # as if the SDK, its exporters and protobuf were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(ABSENT):
+            raise ModuleNotFoundError(name)
+
+sys.meta_path.insert(0, NoOpenTelemetrySdk())
+from promptdeck.app import create_app  # the whole server imports without it
+from promptdeck.domain.runs import RunRecord
+from promptdeck.engine.run_traces import RunTraces
+
+async def main():
+    traces = RunTraces.from_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": sys.argv[1]})
+    record = RunRecord(workspace_id="w", dialect="openai", deployment="fast", streamed=False,
+                       created_at=datetime.now(UTC), duration_ms=12.5)
+    traces.run_ended(record, SimpleNamespace(traceparent=None, params=None))
+    await traces.shutdown()
+    print(record.trace_id, any(name.startswith(ABSENT) for name in sys.modules))
+
+asyncio.run(main())
+"""
+
+
+def test_traces_need_no_opentelemetry_sdk(receiver: OtlpReceiver) -> None:
+    """The spans are promptdeck's own, encoded by hand: the server exports them without the
+    OpenTelemetry SDK, its exporters or protobuf (in a process where none can be imported; the
+    OpenTelemetry API is FastAPI's own dependency)."""
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPENTELEMETRY, receiver.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    trace_id, imported = done.stdout.split()
+    assert imported == "False" and "WARNING" not in done.stderr.upper()
+    (span,) = receiver.wait_for(lambda spans: len(spans) >= 1)
+    assert span.trace_id == trace_id and span.name == "chat fast"
+    assert span.end_ns - span.start_ns == 12_500_000
 
 
 # ── a real OTLP receiver ──────────────────────────────────────────────────────────
@@ -417,3 +512,19 @@ def test_a_sampled_out_run_exports_nothing_and_keeps_only_a_callers_trace_id(
     assert hive(t.deck)["trace_id"] is None  # a trace nobody can find is not named
     assert hive(t.deck, headers={"traceparent": TRACEPARENT})["trace_id"] == TRACE_ID
     assert t.spans() == []
+
+
+def test_a_parent_based_ratio_follows_the_callers_decision(
+    traced: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")  # no trace of its own is sampled
+    t = traced()
+    assert hive(t.deck)["trace_id"] is None
+    unsampled = hive(t.deck, headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"})
+    assert unsampled["trace_id"] == TRACE_ID  # joined, though not exported
+    sampled = hive(t.deck, headers={"traceparent": TRACEPARENT})
+    (root,) = [s for s in t.spans() if s.parent is not None and s.parent.is_remote]
+    assert dict(root.attributes or {})["promptdeck.run.id"] == sampled["id"]
+    assert root.context.trace_flags.sampled and f"{root.context.trace_id:032x}" == TRACE_ID
+    assert len(t.spans()) == 2  # the run and its attempt, nothing of the other two

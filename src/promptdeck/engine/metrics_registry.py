@@ -3,11 +3,14 @@ HTTP requests, the run writer's batches), and the state read when scraped (the w
 the circuit breakers). docs/operations.md lists every series.
 
 Each server has its own `CollectorRegistry`, so several servers in one process (the tests) do
-not mix. With several worker processes (uvicorn `--workers`, or a process manager's), each
-keeps its own counters: when `PROMETHEUS_MULTIPROC_DIR` is set, prometheus-client keeps them in
-memory-mapped files in that directory instead, and a scrape of any worker sums every worker's
-(`MultiProcessCollector`). State read at scrape time cannot reach across workers, so in that
-mode each worker copies its own into gauges every second, summed over the live workers.
+not mix. In one process its counters and histograms are plain numbers turned into samples when
+scraped (metric_series.py: no lock, a few dictionary updates a run or a request). With several
+worker processes (uvicorn `--workers`, or a process manager's), each would keep its own: when
+`PROMETHEUS_MULTIPROC_DIR` is set they are prometheus-client's own instead, which keep their
+values in memory-mapped files in that directory, and a scrape of any worker sums every
+worker's (`MultiProcessCollector`). Those pay prometheus-client's locks, in the one mode that
+needs what they do. State read at scrape time cannot reach across workers, so in that mode each
+worker copies its own into gauges every second, summed over the live workers.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from promptdeck.engine.circuit import CircuitBreakers
-from promptdeck.engine.run_metrics import LATENCY_BUCKETS, Labelled, RunMetrics
+from promptdeck.engine.metric_series import SeriesMaker
+from promptdeck.engine.run_metrics import LATENCY_BUCKETS, RunMetrics
 from promptdeck.store.run_writer import RunWriter
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -45,35 +49,31 @@ def multiprocess_dir() -> str | None:
 class Metrics:
     """Built once per server; `watch` names what the scrape-time series read."""
 
-    def __init__(self, label_sets: int) -> None:
+    def __init__(self, label_sets: int, shared: bool | None = None) -> None:
+        """`shared`: prometheus-client's own series, as with several workers (by default, when
+        PROMETHEUS_MULTIPROC_DIR is set)."""
         self.registry = CollectorRegistry()
-        self.shared = multiprocess_dir() is not None
-        self.runs = RunMetrics(self.registry, label_sets)
-        self.http_requests = Labelled(
-            Counter(
-                "promptdeck_http_requests",
-                "HTTP requests answered, by method, route and status.",
-                ("method", "route", "status"),
-                registry=self.registry,
-            )
+        self.shared = multiprocess_dir() is not None if shared is None else shared
+        make = SeriesMaker(self.registry, self.shared)
+        self.runs = RunMetrics(make, label_sets)
+        self.http_requests = make.counter(
+            "promptdeck_http_requests",
+            "HTTP requests answered, by method, route and status.",
+            ("method", "route", "status"),
         )
-        self.http_duration = Labelled(
-            Histogram(
-                "promptdeck_http_request_duration_seconds",
-                "From a request's arrival to the end of its answer (a stream's included).",
-                ("method", "route"),
-                registry=self.registry,
-                buckets=LATENCY_BUCKETS,
-            )
+        self.http_duration = make.histogram(
+            "promptdeck_http_request_duration_seconds",
+            "From a request's arrival to the end of its answer (a stream's included).",
+            LATENCY_BUCKETS,
+            ("method", "route"),
         )
-        self._batches = Histogram(
+        self._batches = make.histogram(
             "promptdeck_run_writer_batch_duration_seconds",
             "Writing one batch of runs to the database.",
-            registry=self.registry,
-            buckets=BATCH_BUCKETS,
+            BATCH_BUCKETS,
         )
-        self._batch_runs = Counter(
-            "promptdeck_run_writer_runs", "Runs the run writer wrote to the database.", registry=self.registry
+        self._batch_runs = make.counter(
+            "promptdeck_run_writer_runs", "Runs the run writer wrote to the database."
         )
         self._writer: RunWriter | None = None
         self._breakers: CircuitBreakers | None = None
@@ -94,8 +94,8 @@ class Metrics:
 
     def batch_written(self, runs: int, seconds: float) -> None:
         """The run writer's hook after each batch (store/ imports no prometheus)."""
-        self._batches.observe(seconds)
-        self._batch_runs.inc(runs)
+        self._batches.observe((), seconds)
+        self._batch_runs.inc((), runs)
 
     def queue_depth(self) -> int:
         return self._writer.snapshot().queued if self._writer is not None else 0

@@ -1,12 +1,17 @@
 """Each run as an OpenTelemetry span, exported over OTLP/HTTP (docs/operations.md, "Traces").
 
-Opt in through the standard OTEL_* variables; the SDK is the `otel` extra, imported only when
-they ask for traces, so the default install and a server without tracing pay nothing. A run's
-span is made as the run ends (`RunObserver.run_ended`), with the run's own start time and
-duration, so nothing is held open across a request and no context travels through the
-pipeline: the span joins the caller's `traceparent`, and each upstream attempt becomes a child
-span at its own offset (`began_ms` in the run's attempts). Spans leave in batches from the
-SDK's own thread (`BatchSpanProcessor`): the event loop only hands them over.
+Opt in through the standard OTEL_* variables; nothing needs installing. A run's span is made
+from the run as it ends (`RunObserver.run_ended`), with the run's own start time and duration,
+so nothing is held open across a request and no context travels through the pipeline: the span
+joins the caller's `traceparent`, and each upstream attempt becomes a child span at its own
+offset (`began_ms` in the run's attempts).
+
+The event loop only decides whether the run is sampled, names its trace and queues the run
+(bounded, as the SDK's batch processor is: `OTEL_BSP_*`). A task on the same loop turns the
+queued runs into spans every `OTEL_BSP_SCHEDULE_DELAY` ms, or as soon as a batch is full,
+encodes them (`otlp_protobuf`, by hand: the SDK's span and message objects cost several times
+as much, bench/README.md "With traces on") and posts them (`otlp_http`). No thread: a thread
+encoding in Python would take the GIL from the loop anyway.
 
 Attributes follow the OpenTelemetry GenAI semantic conventions (`gen_ai.*`), plus promptdeck's
 own (`promptdeck.*`). Prompt and completion text are left out unless `PROMPTDECK_TRACE_CONTENT`
@@ -16,20 +21,36 @@ says otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import time
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from random import getrandbits
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
 
 from promptdeck import __version__
 from promptdeck.domain.runs import ERROR, RunRecord
+from promptdeck.domain.trace_context import CallerSpan, caller_span
+from promptdeck.engine.otlp_http import OtlpHttpExporter
+from promptdeck.engine.otlp_protobuf import (
+    FLAG_HAS_IS_REMOTE,
+    FLAG_IS_REMOTE,
+    FLAG_SAMPLED,
+    KIND_CLIENT,
+    KIND_SERVER,
+    STATUS_ERROR,
+    SpanData,
+    TraceRequestEncoder,
+    encode_span,
+)
+from promptdeck.engine.trace_sampler import sampler_from_environment
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import SpanContext
-
     from promptdeck.engine.invoke import InvokeRequest
 
 log = logging.getLogger("promptdeck.traces")
@@ -38,6 +59,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SERVICE_NAME = "promptdeck"
 OTLP_HTTP = "http/protobuf"
+# The batch processor's variables and the SDK's defaults for them.
+BATCH_SETTINGS = {
+    "OTEL_BSP_SCHEDULE_DELAY": 5000,  # ms between exports
+    "OTEL_BSP_MAX_QUEUE_SIZE": 2048,  # spans waiting; more are dropped
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,  # spans in one export
+}
+DROP_LOG_EVERY_SECONDS = 60.0
+RUNS_BETWEEN_YIELDS = 64  # runs encoded (1-2 ms of CPU) before the export task lets requests in
 # promptdeck's provider names as the GenAI conventions' well-known `gen_ai.provider.name` values;
 # a named upstream keeps its own name.
 GENAI_PROVIDERS = {
@@ -55,6 +84,9 @@ REQUEST_PARAMS = {
     "top_p": "gen_ai.request.top_p",
     "seed": "gen_ai.request.seed",
 }
+
+# A queued run: the record, the call's parameters, its trace id and the caller's span (or None).
+QueuedRun = tuple[RunRecord, Mapping[str, Any] | None, int, CallerSpan | None]
 
 
 def tracing_wanted(environ: Mapping[str, str]) -> bool:
@@ -75,49 +107,51 @@ def tracing_wanted(environ: Mapping[str, str]) -> bool:
     )
 
 
+class TraceSink(Protocol):
+    """Where encoded `ExportTraceServiceRequest`s go: OTLP/HTTP, or a test's decoder."""
+
+    async def send(self, body: bytes, *, retry: bool = True) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 class RunTraces:
-    """The run observer that makes each run's spans. Made with the exporter its spans go to:
-    OTLP/HTTP from the environment (`from_environment`), or any other (a test's in-memory one)."""
+    """The run observer that queues each sampled run and exports its spans in batches. Made
+    with the sink its requests go to: OTLP/HTTP from the environment (`from_environment`), or
+    any other (a test's)."""
 
     def __init__(
-        self, exporter: SpanExporter, *, content: bool = False, service_name: str = SERVICE_NAME
+        self,
+        sink: TraceSink,
+        *,
+        content: bool = False,
+        service_name: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        from opentelemetry import trace
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
+        environ = os.environ if environ is None else environ
+        self.sink = sink
         self.content = content
-        # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES; the service name given here wins.
-        resource = Resource.create({"service.name": service_name, "service.version": __version__})
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import Status, StatusCode
-
-        self.provider: TracerProvider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_SAMPLER
-        self._processor = BatchSpanProcessor(exporter)  # OTEL_BSP_* tune it
-        self.provider.add_span_processor(self._processor)
-        self._scope = InstrumentationScope("promptdeck", __version__)
-        self._unset = Status(StatusCode.UNSET)
-        self._resource = self.provider.resource
-        self._ReadableSpan = ReadableSpan
-        self._sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
-        self._propagator = TraceContextTextMapPropagator()
-        self._trace = trace
+        self._sample = sampler_from_environment(environ)
+        delay, self.max_queue, self.batch_size = (
+            _positive(environ, name, default) for name, default in BATCH_SETTINGS.items()
+        )
+        self.delay = delay / 1000
+        self.batch_size = min(self.batch_size, self.max_queue)
+        self.encoder = TraceRequestEncoder(resource(environ, service_name), "promptdeck", __version__)
+        self.dropped = 0  # spans not exported because the queue was full
+        self._queue: deque[QueuedRun] = deque()
+        self._queued = 0  # spans in the queue
+        self._full = asyncio.Event()
+        self._lock = asyncio.Lock()  # one export at a time: the task's, a flush's
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._drop_logged_at = -DROP_LOG_EVERY_SECONDS
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], *, content: bool = False) -> RunTraces | None:
-        """Traces exported as the OTEL_* variables say, or None when they ask for none or the
-        `otel` extra is missing (then one warning says how to install it)."""
+        """Traces exported as the OTEL_* variables say, or None when they ask for none."""
         if not tracing_wanted(environ):
-            return None
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            log.warning(
-                "the OTEL_* variables ask for traces, but the OpenTelemetry SDK is not installed: "
-                "no traces are exported (install promptdeck's `otel` extra: pip install 'promptdeck[otel]')"
-            )
             return None
         protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
             "OTEL_EXPORTER_OTLP_PROTOCOL"
@@ -126,94 +160,184 @@ class RunTraces:
             log.warning(
                 "OTEL_EXPORTER_OTLP_PROTOCOL=%s: promptdeck exports traces over %s", protocol, OTLP_HTTP
             )
-        service = environ.get("OTEL_SERVICE_NAME", "").strip() or SERVICE_NAME
-        return cls(OTLPSpanExporter(), content=content, service_name=service)  # endpoint etc.: OTEL_*
+        return cls(OtlpHttpExporter(environ), content=content, environ=environ)
 
     def run_ended(self, record: RunRecord, request: InvokeRequest) -> None:
-        """The run's span and one child span per upstream attempt, made finished with the run's
-        own times and handed to the batch processor; the run keeps the span's trace id.
-
-        The spans are the SDK's `ReadableSpan`s, made directly: through `Tracer.start_span` each
-        span's attributes were checked and copied one by one, about 70 µs a run on the event
-        loop; ours are plain values already (bench/README.md, "With traces on")."""
-        trace, provider, unset, resource = self._trace, self.provider, self._unset, self._resource
-        ReadableSpan, SpanContext, SpanKind = self._ReadableSpan, trace.SpanContext, trace.SpanKind
-        Status, StatusCode = trace.Status, trace.StatusCode
-        parent = self._caller_span(request.traceparent)
-        attributes = run_attributes(record, request)
-        name = f"chat {record.deployment}"
-        trace_id = parent.trace_id if parent is not None else provider.id_generator.generate_trace_id()
-        sampled = provider.sampler.should_sample(
-            trace.set_span_in_context(trace.NonRecordingSpan(parent)) if parent is not None else None,
-            trace_id,
-            name,
-            SpanKind.SERVER,
-            attributes,
-        )
-        if not sampled.decision.is_sampled():  # type: ignore[no-untyped-call]  # sampled out: no trace id
+        """Queue a sampled run for export and name its trace on the run; on the event loop, so
+        no more than that: its spans are made in the export task."""
+        if self._closed:
             return
-        if self.content:
-            add_content(attributes, record)
-        flags = self._sampled
-        state = sampled.trace_state
-        own = SpanContext(trace_id, provider.id_generator.generate_span_id(), False, flags, state)
-        since = record.created_at - _EPOCH  # not `.timestamp()`, which asks the OS for the zone
-        start = (since.days * 86_400 + since.seconds) * 1_000_000_000 + since.microseconds * 1000
-        end = start + int(record.duration_ms * 1e6)
-        spans = [
-            ReadableSpan(
-                name,
-                own,
-                parent,
-                resource,
-                {**attributes, **dict(sampled.attributes or {})},
-                kind=SpanKind.SERVER,
-                status=Status(StatusCode.ERROR, record.error_message) if record.status == ERROR else unset,
-                start_time=start,
-                end_time=end,
-                instrumentation_scope=self._scope,
-            )
-        ]
-        for attempt in record.attempts or ():
-            began = start + int(float(attempt.get("began_ms") or 0.0) * 1e6)
-            spans.append(
-                ReadableSpan(
-                    f"chat {_model_name(attempt.get('model'), attempt.get('provider'))}",
-                    SpanContext(trace_id, provider.id_generator.generate_span_id(), False, flags, state),
-                    own,
-                    resource,
-                    attempt_attributes(attempt),
-                    kind=SpanKind.CLIENT,
-                    status=Status(StatusCode.ERROR, attempt.get("error"))
-                    if attempt.get("status") == ERROR
-                    else unset,
-                    start_time=began,
-                    end_time=min(end, began + int(float(attempt.get("duration_ms") or 0.0) * 1e6)),
-                    instrumentation_scope=self._scope,
-                )
-            )
-        for span in spans:
-            self._processor.on_end(span)
-        record.trace_id = f"{trace_id:032x}"
+        caller = caller_span(request.traceparent) if request.traceparent else None
+        if caller is None:
+            trace_id = getrandbits(128) or 1
+            if not self._sample(trace_id, None):
+                return  # sampled out: a trace nobody can find is not named
+        else:
+            trace_id = int(caller.trace_id, 16)
+            if not self._sample(trace_id, caller.flags):
+                return
+        spans = 1 + len(record.attempts or ())
+        if self._queued + spans > self.max_queue:
+            self._drop(spans)
+            return
+        self._queue.append((record, request.params, trace_id, caller))
+        self._queued += spans
+        record.trace_id = caller.trace_id if caller is not None else f"{trace_id:032x}"
+        if self._task is None:
+            self._start()
+        if self._queued >= self.batch_size:
+            self._full.set()
 
-    def _caller_span(self, traceparent: str | None) -> SpanContext | None:
-        """The caller's span from a valid `traceparent`, else None (a new trace)."""
-        if not traceparent:
-            return None
-        found = self._trace.get_current_span(self._propagator.extract({"traceparent": traceparent}))
-        context = found.get_span_context()
-        return context if context.is_valid else None
+    def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._export_every_delay(), name="promptdeck-traces")
+
+    def _drop(self, spans: int) -> None:
+        self.dropped += spans
+        now = time.monotonic()
+        if now - self._drop_logged_at >= DROP_LOG_EVERY_SECONDS:
+            self._drop_logged_at = now
+            log.warning(
+                "the span queue is full (OTEL_BSP_MAX_QUEUE_SIZE=%d): spans are dropped (%d so far)",
+                self.max_queue,
+                self.dropped,
+            )
+
+    async def _export_every_delay(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.delay):
+                    await self._full.wait()
+            try:
+                await self.flush()
+            except Exception:  # a bug must not end the exports for good
+                log.exception("could not export spans")
+
+    async def flush(self, *, retry: bool = True) -> bool:
+        """Export every queued run now, in batches; False if a batch did not go."""
+        async with self._lock:
+            self._full.clear()
+            sent = True
+            while self._queue:
+                batch: list[bytes] = []
+                runs = 0
+                while self._queue and len(batch) < self.batch_size:
+                    queued = self._queue.popleft()
+                    self._queued -= 1 + len(queued[0].attempts or ())  # as `run_ended` counted
+                    batch += [encode_span(span) for span in run_spans(*queued, self.content)]
+                    runs += 1
+                    if runs % RUNS_BETWEEN_YIELDS == 0:
+                        await asyncio.sleep(0)  # a big batch does not hold up the requests
+                sent = await self.sink.send(self.encoder.encode_spans(batch), retry=retry) and sent
+            return sent
 
     def force_flush(self, timeout_ms: int = 30_000) -> bool:
-        """Export every span made so far (blocks: call it off the event loop)."""
-        return self.provider.force_flush(timeout_ms)
+        """`flush` from another thread (a test's), waiting for it; True when nothing is left."""
+        if self._loop is None:
+            return True  # no run was ever queued
+        done = asyncio.run_coroutine_threadsafe(self.flush(), self._loop)
+        return done.result(timeout_ms / 1000)
 
     async def shutdown(self) -> None:
-        """Export what is left and stop the exporter's thread, when the server stops."""
-        await asyncio.to_thread(self.provider.shutdown)
+        """Stop the export task and export what is left (one try each), when the server stops."""
+        self._closed = True
+        async with self._lock:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        await self.flush(retry=False)
+        await self.sink.close()
+
+    def shutdown_from_thread(self, timeout_s: float = 30.0) -> None:
+        """`shutdown` from another thread, when the loop that exports is still running."""
+        if self._loop is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.shutdown(), self._loop).result(timeout_s)
 
 
-def run_attributes(record: RunRecord, request: InvokeRequest) -> dict[str, Any]:
+def resource(environ: Mapping[str, str], service_name: str | None = None) -> dict[str, Any]:
+    """The resource's attributes, as the SDK makes them: `OTEL_RESOURCE_ATTRIBUTES`
+    (URL-decoded), the service (the name given, else `OTEL_SERVICE_NAME`, else the resource's,
+    else promptdeck) and promptdeck as the telemetry SDK."""
+    attributes: dict[str, Any] = {}
+    for entry in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        name, equals, value = entry.partition("=")
+        if equals and name.strip():
+            attributes[name.strip()] = unquote(value.strip())
+    service = service_name or environ.get("OTEL_SERVICE_NAME", "").strip()
+    attributes["service.name"] = service or attributes.get("service.name") or SERVICE_NAME
+    attributes["service.version"] = __version__
+    attributes |= {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "promptdeck",
+        "telemetry.sdk.version": __version__,
+    }
+    return attributes
+
+
+def run_spans(
+    record: RunRecord,
+    params: Mapping[str, Any] | None,
+    trace_id: int,
+    caller: CallerSpan | None,
+    content: bool = False,
+) -> list[SpanData]:
+    """The run's span and one child span per upstream attempt, at the run's own times."""
+    trace = trace_id.to_bytes(16, "big")
+    own = (getrandbits(64) or 1).to_bytes(8, "big")
+    attributes = run_attributes(record, params)
+    if content:
+        add_content(attributes, record)
+    since = record.created_at - _EPOCH  # not `.timestamp()`, which asks the OS for the zone
+    start = (since.days * 86_400 + since.seconds) * 1_000_000_000 + since.microseconds * 1000
+    end = start + int(record.duration_ms * 1e6)
+    failed = record.status == ERROR
+    spans = [
+        SpanData(
+            trace,
+            own,
+            bytes.fromhex(caller.span_id) if caller is not None else b"",
+            FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | (FLAG_IS_REMOTE if caller is not None else 0),
+            f"chat {record.deployment}",
+            KIND_SERVER,
+            start,
+            end,
+            attributes,
+            STATUS_ERROR if failed else 0,
+            (record.error_message or "") if failed else "",
+        )
+    ]
+    for attempt in record.attempts or ():
+        began = start + int(float(attempt.get("began_ms") or 0.0) * 1e6)
+        failed = attempt.get("status") == ERROR
+        spans.append(
+            SpanData(
+                trace,
+                (getrandbits(64) or 1).to_bytes(8, "big"),
+                own,
+                FLAG_SAMPLED | FLAG_HAS_IS_REMOTE,
+                f"chat {_model_name(attempt.get('model'), attempt.get('provider'))}",
+                KIND_CLIENT,
+                began,
+                min(end, began + int(float(attempt.get("duration_ms") or 0.0) * 1e6)),
+                attempt_attributes(attempt),
+                STATUS_ERROR if failed else 0,
+                str(attempt.get("error") or "") if failed else "",
+            )
+        )
+    return spans
+
+
+def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        value = int(environ.get(name, "").strip() or default)
+    except ValueError:
+        log.warning("%s=%s is not a whole number: using %d", name, environ[name], default)
+        return default
+    return value if value > 0 else default
+
+
+def run_attributes(record: RunRecord, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """The run span's attributes: GenAI's, then promptdeck's own (None values are left out)."""
     attempts = record.attempts or []
     answered = next((a for a in reversed(attempts) if a.get("status") != ERROR), None)
@@ -245,15 +369,14 @@ def run_attributes(record: RunRecord, request: InvokeRequest) -> dict[str, Any]:
         "promptdeck.cache_hit": record.cache_hit,
         "promptdeck.saved_cost": record.saved_cost,
     }
-    for name, value in (request.params or {}).items():
+    for name, value in (params or {}).items():
         if name in REQUEST_PARAMS and isinstance(value, int | float) and not isinstance(value, bool):
             attributes[REQUEST_PARAMS[name]] = value
     return {name: value for name, value in attributes.items() if value is not None}
 
 
 def attempt_attributes(attempt: Mapping[str, Any]) -> dict[str, Any]:
-    """One upstream attempt's span attributes: few, as every run has at least one attempt
-    (each attribute costs the SDK a few µs to make and to encode)."""
+    """One upstream attempt's span attributes: few, as every run has at least one attempt."""
     provider = attempt.get("provider")
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from promptdeck.engine.metric_series import CounterChild, HistogramChild
 from promptdeck.engine.metrics_registry import Metrics
 
 UNMATCHED = "(unmatched)"
@@ -24,6 +25,8 @@ class RequestMetrics:
         self.requests = metrics.http_requests
         self.duration = metrics.http_duration
         self.fixed_paths = frozenset(fixed_paths)
+        # (method, route, status) → its counter and its histogram: one look-up a request
+        self.children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,10 +50,20 @@ class RequestMetrics:
         """One request's count and time. The access log calls it when both are on, so a request
         passes one middleware, not two (a wrapper costs a few µs a request, and a stream's every
         event goes through its `send`)."""
-        route = self.route(scope)
         method = scope["method"]
-        self.requests(method, route, str(status)).inc()
-        self.duration(method, route).observe(seconds)
+        if "route" in scope:
+            route = self.route(scope)
+        else:  # the invoke endpoints served ahead of routing, or a path no route matched
+            route = scope["path"] if scope["path"] in self.fixed_paths else UNMATCHED
+        key = (method, route, status)
+        children = self.children.get(key)
+        if children is None:  # as bounded as the series: methods, routes, statuses
+            children = self.children[key] = (
+                self.requests.child((method, route, str(status))),
+                self.duration.child((method, route)),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def route(self, scope: Scope) -> str:
         matched = scope.get("route")
