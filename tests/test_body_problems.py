@@ -39,7 +39,8 @@ def test_a_loc_is_a_path_in_openais_style(loc: tuple[str | int, ...], path: str)
 def test_union_tags_are_left_out_of_the_path_and_a_type_tag_is_said() -> None:
     body = {"model": "fast", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]}
     (found,) = refused(openai_requests.CHAT_BODY, body)
-    assert found.loc == ("messages", 0, "content", 0, "text") and found.shape is None
+    assert found.loc == ("messages", 0, "content", 0, "text") and found.shape == "text"
+    assert str(found) == "messages[0].content[0].text: expected a string; got 1 (type text)"
 
     nested = {"prompt_deployment_name": "d", "inputs": [{"name": "x", "type": "STRING", "value": 3}]}
     (found,) = refused(vellum_requests.EXECUTE_BODY, nested)

@@ -70,7 +70,7 @@ BAD_CHAT: dict[str, tuple[dict[str, Any], str]] = {
     "content a number": (chat_body(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
     "image part": (
         chat_body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
-        "messages[0].content[0].type",
+        "messages[0].content[0].image_url.url",
     ),
     "nested bad message": (
         chat_body(messages=[*USER, {"role": "user", "content": [{"type": "text", "text": 1}]}]),

@@ -82,13 +82,13 @@ BAD_EXECUTIONS: list[tuple[str, Any, str]] = [
     ("unknown input type", execute(inputs=[{"type": "NUMBER", "name": "n", "value": 3}]), "NUMBER"),
     (
         "image input",
-        execute(inputs=[{"type": "IMAGE", "name": "pic", "value": {"src": "https://x/y.png"}}]),
-        "IMAGE inputs are not supported",
+        execute(inputs=[{"type": "IMAGE", "name": "pic", "value": {"src": "http://x/y.png"}}]),
+        "inputs[0].value.src (input 'pic'): expected an https URL",
     ),
     (
         "document input",
-        execute(inputs=[{"type": "DOCUMENT", "name": "doc", "value": {"src": "https://x/y.pdf"}}]),
-        "DOCUMENT inputs are not supported",
+        execute(inputs=[{"type": "DOCUMENT", "name": "doc", "value": {"src": "vellum:uploaded-file:1"}}]),
+        "(input 'doc'): a Vellum uploaded-file reference",
     ),
     ("audio input", execute(inputs=[{"type": "AUDIO", "name": "a", "value": {"src": "x"}}]), "AUDIO"),
     ("video input", execute(inputs=[{"type": "VIDEO", "name": "v", "value": {"src": "x"}}]), "VIDEO"),
@@ -116,7 +116,7 @@ BAD_EXECUTIONS: list[tuple[str, Any, str]] = [
     (
         "image chat content",
         chat({"role": "USER", "content": {"type": "IMAGE", "value": {"src": "x"}}}),
-        "IMAGE content",
+        "content.value.src (input 'history'): expected an https URL",
     ),
     ("both id and name", execute(prompt_deployment_id=str(uuid.uuid4())), "exactly one"),
     ("neither id nor name", execute(prompt_deployment_name=...), "exactly one"),

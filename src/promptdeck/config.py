@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     # OpenTelemetry traces are turned on by the standard OTEL_* variables (docs/operations.md);
     # this adds the prompt and the completion to each run's span (off: they may hold personal data).
     trace_content: bool = _env(False, "PROMPTDECK_TRACE_CONTENT")
+    # What `image` and `document` inputs may be (docs/configuration.md): the media types a data:
+    # URL may have (comma-separated), and the most bytes it may hold.
+    media_types_image: str = _env("image/png,image/jpeg,image/gif,image/webp", "PROMPTDECK_MEDIA_TYPES_IMAGE")
+    media_types_document: str = _env("application/pdf", "PROMPTDECK_MEDIA_TYPES_DOCUMENT")
+    media_max_bytes: Count = _env(5 * 1024 * 1024, "PROMPTDECK_MEDIA_MAX_BYTES")
+    # The longest promptdeck spends fetching a file a provider takes only as bytes (a PDF by URL
+    # for OpenAI Chat Completions and Azure; docs/providers.md "Fetching"), redirects included.
+    media_fetch_timeout: Seconds = _env(10.0, "PROMPTDECK_MEDIA_FETCH_TIMEOUT")
 
     def __init__(self, **values: Any) -> None:
         """Keyword arguments (by field name) win over the environment."""

@@ -108,8 +108,8 @@ def test_message_shape() -> None:
     problems = problems_of(spec_data(messages=["hi", {"role": "user"}, {"role": "user", "content": 3}]))
     assert problems == [
         "messages[0]: expected an object with role and content",
-        "messages[1].content: expected a string",
-        "messages[2].content: expected a string",
+        "messages[1].content: expected a string, or a non-empty list of parts ({type, ...} objects)",
+        "messages[2].content: expected a string, or a non-empty list of parts ({type, ...} objects)",
     ]
 
 
@@ -185,7 +185,8 @@ def test_numeric_params_are_finite_and_in_range(name: str, value: float) -> None
     [
         (
             {"x": {"type": "float"}},
-            "inputs.x.type: expected one of string, number, integer, boolean, json, chat_history; "
+            "inputs.x.type: expected one of string, number, integer, boolean, json, chat_history, "
+            "image, document; "
             "got 'float'",
         ),
         ({"x": {"required": "yes"}}, "inputs.x.required: expected true or false"),

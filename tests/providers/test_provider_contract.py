@@ -13,22 +13,20 @@ contract is tested next to it, in `test_<provider>.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from promptdeck.providers.http_upstream import HttpUpstream
+from tests.providers import provider_cases
 from tests.providers.transcripts import Answer, BadLine, Cut, ErrorReply, Garbage, ProviderCase
-from tests.providers.transcripts.anthropic import CASE as ANTHROPIC
-from tests.providers.transcripts.azure import CASE as AZURE
-from tests.providers.transcripts.gemini import CASE as GEMINI
-from tests.providers.transcripts.openai_compatible import CASE as OPENAI
-from tests.providers.transcripts.openai_responses import CASE as OPENAI_RESPONSES
-from tests.support.fake_upstream import FakeUpstream, failure, fold, provider_maker, respond, silence, stream
+from tests.support.fake_upstream import FakeUpstream, failure, fold, respond, silence, stream
 from tests.support.postgres import free_port
 
-CASES = [OPENAI, OPENAI_RESPONSES, AZURE, ANTHROPIC, GEMINI]
+# the five providers, and the fixtures that play each one's recorded format (provider_cases.py)
+CASES = provider_cases.CASES
+case, upstream, make_provider = provider_cases.case, provider_cases.upstream, provider_cases.make_provider
 
 
 def each(table: Callable[[ProviderCase], tuple[Any, ...]]) -> Any:
@@ -37,25 +35,6 @@ def each(table: Callable[[ProviderCase], tuple[Any, ...]]) -> Any:
     return pytest.mark.parametrize(
         ("case", "row"), rows, ids=[f"{case.name}-{row.id}" for case, row in rows], indirect=["case"]
     )
-
-
-@pytest.fixture(params=CASES, ids=[case.name for case in CASES])
-def case(request: pytest.FixtureRequest) -> ProviderCase:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def upstream(case: ProviderCase) -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream(prefix=case.prefix) as server:
-        yield server
-
-
-@pytest.fixture
-async def make_provider(
-    case: ProviderCase, upstream: FakeUpstream
-) -> AsyncIterator[Callable[..., HttpUpstream]]:
-    async with provider_maker(case.cls, upstream.base_url, case.key, case.url_option) as make:
-        yield make
 
 
 streamed_or_whole = pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])

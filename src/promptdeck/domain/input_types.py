@@ -1,5 +1,8 @@
 """What a value of each input type must be: the type itself, a `json` input's JSON Schema
-(checked with `jsonschema`), and a `chat_history` input's list of messages."""
+(checked with `jsonschema`), a `chat_history` input's list of messages (each content a string
+or a list of parts), and an `image` or `document` input's https or `data:` URL
+(domain/media_sources.py; what a server allows of them is checked at invoke time,
+`inputs.resolve_inputs`)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ from typing import Any
 
 import orjson
 from jsonschema import SchemaError, validators
+
+from promptdeck.domain.content_parts import TextPart, kind_of, parse_parts
+from promptdeck.domain.media_sources import MEDIA_KINDS, source_shape_problem
 
 CHAT_ROLES = ("system", "user", "assistant")
 
@@ -23,6 +29,8 @@ def type_ok(kind: str, value: Any) -> bool:
     """Whether a value has the input type's shape (`json` takes anything)."""
     if kind == "chat_history":
         return not chat_history_problems(value)
+    if kind in MEDIA_KINDS:
+        return source_shape_problem(kind, value) is None
     accepted = _TYPE_CHECKS.get(kind)
     if accepted is None:
         return True
@@ -41,9 +49,26 @@ def chat_history_problems(value: Any) -> list[str]:
             continue
         if item.get("role") not in CHAT_ROLES:
             problems.append(f"[{i}].role: expected one of {', '.join(CHAT_ROLES)}; got {item.get('role')!r}")
-        if not isinstance(item.get("content"), str):
-            problems.append(f"[{i}].content: expected a string")
+        content = item.get("content")
+        if not isinstance(content, str):
+            problems += history_parts_problems(content, f"[{i}].content")
     return problems
+
+
+def history_parts_problems(raw: Any, where: str) -> list[str]:
+    """Why a chat history message's content, when not a string, is no list of parts: the
+    version's part shape (domain/content_parts.py), each source an https or a `data:` URL
+    (a caller's history binds no `{{ variable }}`)."""
+    if not isinstance(raw, list):
+        return [f"{where}: expected a string, or a list of parts ({{type, ...}} objects)"]
+    parts, problems = parse_parts(raw, where)
+    if problems:
+        return problems
+    return [
+        f"{where}[{j}].source: {problem}"
+        for j, part in enumerate(parts)
+        if not isinstance(part, TextPart) and (problem := source_shape_problem(kind_of(part), part.source))
+    ]
 
 
 def schema_error(schema: dict[str, Any]) -> str | None:
@@ -72,6 +97,8 @@ def value_problems(kind: str, schema: dict[str, Any] | None, value: Any) -> list
     """Why a value does not fit an input declaration (empty when it does)."""
     if kind == "chat_history":
         return [f"expected chat_history: {p}" for p in chat_history_problems(value)]
+    if kind in MEDIA_KINDS and (problem := source_shape_problem(kind, value)) is not None:
+        return [f"expected {kind}: {problem}"]
     if not type_ok(kind, value):
         return [f"expected {kind}, got {type(value).__name__}"]
     if kind == "json" and schema is not None:

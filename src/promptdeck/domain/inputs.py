@@ -7,8 +7,16 @@ from difflib import get_close_matches
 from functools import lru_cache
 from typing import Any
 
+from promptdeck.domain.content_parts import content_from_data, render_parts, texts_of
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.input_types import schema_problems, type_ok
+from promptdeck.domain.media_sources import (
+    DEFAULT_POLICY,
+    MEDIA_KINDS,
+    MediaPolicy,
+    is_stored_data_url,
+    source_problems,
+)
 from promptdeck.domain.prompts import InputSpec, Message, PromptSpec
 from promptdeck.domain.templating import (
     JINJA2,
@@ -26,9 +34,13 @@ def _paths(templates: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple(paths_in(templates))
 
 
-def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_inputs(
+    spec: PromptSpec, given: Mapping[str, Any], media: MediaPolicy = DEFAULT_POLICY
+) -> dict[str, Any]:
     """Values to render with: given ones, then defaults. Lists every problem at once: missing
-    inputs, wrong types, schema violations (with their JSON paths), unexpected inputs (when
+    inputs, wrong types (an image or document that is no https or data: URL, or one whose media
+    type or size this server's `media` policy refuses), schema violations (with their JSON
+    paths), unexpected inputs (when
     the version forbids extras) and dotted paths the values do not have. Undeclared inputs are
     otherwise ignored; next to a missing one they are named, with a "did you mean" for each that
     is probably a misspelling (docs/dialects.md)."""
@@ -45,8 +57,13 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
             else:  # optional, no default: renders as nothing rather than as a literal placeholder
                 values[name] = [] if decl.type == "chat_history" else ""
             continue
-        if not _type_ok(decl, values[name]):
+        if decl.type in MEDIA_KINDS:
+            if refused := source_problems(decl.type, values[name], media):
+                wrong.append(f"{name} (expected {decl.type}: {'; '.join(refused)})")
+        elif not _type_ok(decl, values[name]):
             wrong.append(f"{name} (expected {decl.type}, got {type(values[name]).__name__})")
+        elif decl.type == "chat_history" and (refused := media_problems(values[name], media)):
+            wrong.append(f"{name} (expected chat_history: {'; '.join(refused)})")
         elif decl.type == "json" and decl.schema is not None:
             schema += [f"{name}: {p}" for p in schema_problems(decl.schema, values[name])]
     undeclared = [name for name in given if name not in spec.inputs]
@@ -56,9 +73,7 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
     bad = set(missing) | {w.split(" ", 1)[0] for w in wrong}
     paths = [
         ".".join(steps)
-        for steps in (
-            [] if spec.template_syntax == JINJA2 else _paths(tuple(m.content for m in spec.messages))
-        )
+        for steps in ([] if spec.template_syntax == JINJA2 else _paths(_texts(spec)))
         if steps[0] in values and steps[0] not in bad and not path_exists(values[steps[0]], steps[1:])
     ]
     problems = []
@@ -97,6 +112,10 @@ def resolve_inputs(spec: PromptSpec, given: Mapping[str, Any]) -> dict[str, Any]
     return values
 
 
+def _texts(spec: PromptSpec) -> tuple[str, ...]:
+    return tuple(text for message in spec.messages for text in texts_of(message.content))
+
+
 def close_names(sent: list[str], declared: list[str]) -> dict[str, str]:
     """Each sent name that is probably a misspelling of a declared one (`txt` -> `text`), by
     difflib's similarity ratio, ignoring case."""
@@ -128,27 +147,56 @@ def render_messages(
     jinja: Callable[[str, Mapping[str, Any], int], str] = render_jinja,
 ) -> list[Message]:
     """The version's messages with `values` filled in. A message that is exactly `{{ name }}` of a
-    chat_history input is replaced by that history's messages. Jinja2 templates render in the
+    chat_history input is replaced by that history's messages (their contents, strings or
+    parts, as given: a history is no template). Jinja2 templates render in the
     sandbox with limits, through `jinja` (a render worker passes one that first says which message
     it starts); that can take up to a second, so the server renders them in worker processes."""
     histories = {name for name, decl in spec.inputs.items() if decl.type == "chat_history"}
     out: list[Message] = []
     problems: list[str] = []
     for index, message in enumerate(spec.messages):
-        slot = whole_placeholder(message.content)
+        content = message.content
+        slot = whole_placeholder(content) if isinstance(content, str) else None
         if slot in histories and isinstance(values.get(slot), list):
-            out.extend(Message(str(m["role"]), str(m["content"])) for m in values[slot])
+            out.extend(Message(str(m["role"]), content_from_data(m["content"])) for m in values[slot])
             continue
-        if spec.template_syntax == JINJA2:
-            try:
-                out.append(Message(message.role, jinja(message.content, values, index)))
-            except TemplateProblem as exc:
-                problems.append(str(exc))
-        else:
-            out.append(Message(message.role, render(message.content, values)))
+
+        def render_text(text: str, index: int = index) -> str:
+            if spec.template_syntax == JINJA2:
+                return jinja(text, values, index)
+            return render(text, values)
+
+        try:
+            if isinstance(content, str):
+                out.append(Message(message.role, render_text(content)))
+            else:
+                out.append(Message(message.role, render_parts(content, values, render_text)))
+        except TemplateProblem as exc:
+            problems.append(str(exc))
     if problems:
         raise ValidationFailed("template error: " + "; ".join(problems), details={"template": problems})
     return out
+
+
+def media_problems(messages: Any, media: MediaPolicy, where: str = "") -> list[str]:
+    """Why this server refuses the image and document parts of `{role, content}` messages (a
+    chat history's, or a caller's appended ones): the media types and size `media` allows."""
+    found: list[str] = []
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in MEDIA_KINDS:
+                at = f"{where}[{i}].content[{j}].source"
+                found += [f"{at}: {problem}" for problem in source_problems(kind, part.get("source"), media)]
+    return found
+
+
+def check_appended_media(messages: list[dict[str, Any]] | None, media: MediaPolicy) -> None:
+    """Refuse a caller's appended messages (OpenAI's `messages`, Vellum's CHAT_HISTORY) whose
+    images or documents this server does not take, as an input of theirs would be."""
+    if messages and (refused := media_problems(messages, media, "messages")):
+        raise ValidationFailed("; ".join(refused), details=refused, loc=("messages",))
 
 
 def check_flat_metadata(metadata: Any) -> dict[str, str | int | float | bool | None]:
@@ -170,5 +218,8 @@ def check_flat_metadata(metadata: Any) -> dict[str, str | int | float | bool | N
 
 
 def value_fits(decl: InputSpec, value: Any) -> bool:
-    """Whether a value sent for an input has the type the input declares."""
+    """Whether a value sent for an input has the type the input declares (for an image or a
+    document, what a run kept of a data: URL counts: it was one)."""
+    if decl.type in MEDIA_KINDS and is_stored_data_url(value):
+        return True
     return _type_ok(decl, value)

@@ -15,6 +15,14 @@ from typing import Any
 
 import orjson
 
+from promptdeck.domain.content_parts import (
+    Content,
+    TextPart,
+    bound_inputs,
+    content_data,
+    parse_parts,
+    texts_of,
+)
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.input_types import schema_error, value_problems
 from promptdeck.domain.templating import (
@@ -29,7 +37,7 @@ from promptdeck.domain.templating import (
 )
 
 ROLES = ("system", "user", "assistant")
-INPUT_TYPES = ("string", "number", "integer", "boolean", "json", "chat_history")
+INPUT_TYPES = ("string", "number", "integer", "boolean", "json", "chat_history", "image", "document")
 EXTRA_INPUTS = ("allow", "forbid")
 UNDECLARED_VARIABLES = ("declare", "refuse")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -54,7 +62,7 @@ RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 @dataclass(frozen=True, slots=True)
 class Message:
     role: str
-    content: str
+    content: Content  # a template, or parts (domain/content_parts.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +101,7 @@ class PromptSpec:
         `extra_inputs`, when not the default), so older versions keep their hash."""
         data: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "messages": [{"role": m.role, "content": content_data(m.content)} for m in self.messages],
             "params": dict(self.params),
             "inputs": {name: spec.to_dict() for name, spec in self.inputs.items()},
         }
@@ -155,8 +163,10 @@ def parse_spec(raw: Any, undeclared: str | None = "declare") -> PromptSpec:
             if role not in ROLES:
                 problems.append(f"messages[{i}].role: expected one of {', '.join(ROLES)}; got {role!r}")
             if not isinstance(content, str):
-                problems.append(f"messages[{i}].content: expected a string")
-            if role in ROLES and isinstance(content, str):
+                content, errors = parse_parts(content, f"messages[{i}].content")
+                problems.extend(errors)
+                content = None if errors else content
+            if role in ROLES and content is not None:
                 messages.append(Message(role, content))
 
     params = raw.get("params") or {}
@@ -187,8 +197,8 @@ def parse_spec(raw: Any, undeclared: str | None = "declare") -> PromptSpec:
     extra = raw.get("extra_inputs") or "allow"
     if extra not in EXTRA_INPUTS:
         problems.append(f"extra_inputs: expected one of {', '.join(EXTRA_INPUTS)}; got {extra!r}")
-    texts = [m.content for m in messages]
-    syntax_errors = jinja_problems(m.content for m in messages) if syntax == JINJA2 else []
+    texts = [text for m in messages for text in texts_of(m.content)]
+    syntax_errors = _jinja_problems(messages) if syntax == JINJA2 else []
     problems.extend(syntax_errors)
     jinja_broken = bool(syntax_errors)
     used: dict[str, str] = {}  # name -> the type it is declared with when undeclared
@@ -198,8 +208,16 @@ def parse_spec(raw: Any, undeclared: str | None = "declare") -> PromptSpec:
         dotted = {steps[0] for steps in paths_in(texts)}
         used = {name: "json" if name in dotted else "string" for name in variables_in(texts)}
     for m in messages:
-        if (slot := whole_placeholder(m.content)) is not None:
+        if isinstance(m.content, str) and (slot := whole_placeholder(m.content)) is not None:
             used.setdefault(slot, "string")
+    bound = bound_inputs(m.content for m in messages)
+    used.update(bound)
+    problems.extend(
+        f"inputs.{name}.type: bound to the source of {kind} parts, so expected {kind}; "
+        f"got {inputs[name].type}"
+        for name, kind in bound.items()
+        if name in inputs and inputs[name].type != kind
+    )
     undeclared_names = [name for name in used if name not in inputs]
     if undeclared_names and undeclared == "refuse":
         problems.extend(
@@ -223,6 +241,22 @@ def parse_spec(raw: Any, undeclared: str | None = "declare") -> PromptSpec:
         template_syntax=syntax,
         extra_inputs=extra,
     )
+
+
+def _jinja_problems(messages: list[Message]) -> list[str]:
+    """Jinja2 syntax errors, each naming the message (and the part) it is in."""
+    problems = []
+    for i, message in enumerate(messages):
+        if isinstance(message.content, str):
+            found = [(f"messages[{i}].content", jinja_problems([message.content]))]
+        else:
+            found = [
+                (f"messages[{i}].content[{j}].text", jinja_problems([part.text]))
+                for j, part in enumerate(message.content)
+                if isinstance(part, TextPart)
+            ]
+        problems += [where + problem.split(".content", 1)[1] for where, errors in found for problem in errors]
+    return problems
 
 
 def _tools(raw: Any, problems: list[str]) -> list[dict[str, Any]] | None:

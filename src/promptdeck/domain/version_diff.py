@@ -1,7 +1,8 @@
 """What changed between two versions of a prompt: a unified diff to read, and a list to act on.
 
 Each version is rendered as plain lines (model, params, inputs, messages with their text
-as written, tools, tool_choice, response_format) and compared with `difflib`. The
+as written and a line per image or document part, tools, tool_choice, response_format) and
+compared with `difflib`. The
 structured list names each changed part by a path such as `model`, `params.temperature`,
 `inputs.text`, `messages[1]` or `tools`, with its value before and after (None: absent).
 """
@@ -13,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from promptdeck.domain.content_parts import Content, TextPart, kind_of, part_data
+from promptdeck.domain.media_sources import parse_data_url
 from promptdeck.domain.prompts import OPTIONAL_PARTS, PromptSpec
 
 # parts shown only when set (or, for the last two, when not the default)
@@ -32,11 +35,32 @@ def render_lines(spec: PromptSpec) -> list[str]:
     lines.append("messages:")
     for i, message in enumerate(spec.messages):
         lines.append(f"  [{i}] {message.role}:")
-        lines += [f"    {line}" for line in message.content.splitlines() or [""]]
+        lines += [f"    {line}" for line in _content_lines(message.content)]
     for part in DIFFED_PARTS:
         value = data.get(part)
         if value is not None:
             lines.append(f"{part}: {_json(value)}")
+    return lines
+
+
+def _content_lines(content: Content) -> list[str]:
+    """A content's lines: a string's own; for parts, each text part's lines under `text:` and one
+    line per image or document (a data: URL by its media type, size and digest, not its bytes)."""
+    if isinstance(content, str):
+        return content.splitlines() or [""]
+    lines: list[str] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            lines += ["text:"] + [f"  {line}" for line in part.text.splitlines() or [""]]
+            continue
+        data = part_data(part)
+        source = data.pop("source")
+        parsed = parse_data_url(source)
+        if parsed is not None:
+            stored = parsed.stored()
+            source = f"data:{parsed.media_type} ({stored['size']} bytes, sha256 {stored['sha256'][:12]})"
+        extra = "".join(f" {key}={_json(value)}" for key, value in data.items() if key != "type")
+        lines.append(f"{kind_of(part)}: {source}{extra}")
     return lines
 
 

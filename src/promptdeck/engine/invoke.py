@@ -12,9 +12,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from promptdeck.domain.content_parts import content_data, media_in, stored_messages
 from promptdeck.domain.deployments import Deployment, Version
 from promptdeck.domain.errors import NotFound, PromptdeckError, ValidationFailed
-from promptdeck.domain.inputs import render_messages, resolve_inputs
+from promptdeck.domain.inputs import check_appended_media, render_messages, resolve_inputs
+from promptdeck.domain.media_capability import media_refusal, needs_bytes
+from promptdeck.domain.media_sources import DEFAULT_POLICY, MediaPolicy, without_payloads
 from promptdeck.domain.override_policy import check_raw_overrides
 from promptdeck.domain.prompts import param_problems
 from promptdeck.domain.reliability import DEFAULT_CONFIG, VariantConfig
@@ -25,6 +28,8 @@ from promptdeck.engine import template_renders
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.circuit import CircuitBreakers
 from promptdeck.engine.invocation import Candidate, Invocation, stamp_version
+from promptdeck.engine.media_fetch import MediaFetcher
+from promptdeck.engine.outbound_http import OutboundPolicy
 from promptdeck.engine.pricing import Price, PriceList
 from promptdeck.engine.response_cache import ResponseCache
 from promptdeck.engine.run_observers import RunObservers
@@ -85,6 +90,9 @@ class Engine:
         self.open_runs: set[Invocation] = set()  # started, not yet with the writer
         self.observers = RunObservers()  # metrics, traces, the response cache, webhooks
         self.response_cache: ResponseCache | None = None  # set by services; asked for `cache` variants
+        self.media: MediaPolicy = DEFAULT_POLICY  # set by services: what image and document inputs may be
+        # set by services: fetches what a provider takes only as bytes (engine/media_fetch.py)
+        self.fetcher = MediaFetcher(OutboundPolicy(allow_private=False))
         self.prices = PriceList(providers)
         # Callers name deployments, so unknown names get the small store for misses; a missing
         # credential is a workspace's setting, not a caller's choice: as many as there are entries.
@@ -110,7 +118,7 @@ class Engine:
             deployment=request.deployment,
             streamed=request.stream,
             variant=request.variant,
-            inputs=request.inputs,
+            inputs=without_payloads(request.inputs),  # a data: URL as its type, size and digest
             metadata=request.metadata,
             end_user=request.end_user,
             external_id=request.external_id,
@@ -165,6 +173,7 @@ class Engine:
     ) -> list[Candidate]:
         """The variant's own model first, then each fallback that names a configured provider."""
         check_raw_overrides(request.raw_overrides, request.caller.scopes, self.raw_override_urls)
+        check_appended_media(request.messages, self.media)  # their images, as inputs' are
         if request.params and (problems := param_problems(request.params)):
             raise ValidationFailed("invalid parameters: " + "; ".join(problems), details=problems)
         candidates = [await self._candidate(request, version, request.model or version.spec.model, config, 0)]
@@ -181,15 +190,20 @@ class Engine:
     async def _candidate(
         self, request: InvokeRequest, version: Version, model_id: str, config: VariantConfig, position: int
     ) -> Candidate:
-        values = resolve_inputs(version.spec, request.inputs)
+        values = resolve_inputs(version.spec, request.inputs, self.media)
         if version.spec.template_syntax == JINJA2:  # in worker processes that are killed at the time limit
             rendered = await template_renders.render_messages(version.spec, values)
         else:
             rendered = render_messages(version.spec, values)
-        messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in rendered] + (
-            request.messages or []
-        )
+        messages: list[dict[str, Any]] = [
+            {"role": m.role, "content": content_data(m.content)} for m in rendered
+        ] + (request.messages or [])
         provider, model = self.providers.pick(model_id)
+        kept = stored_messages(messages)  # what the run keeps: URLs as given, no data: URL whole
+        if parts := media_in(messages):  # refused before the call when the model cannot take one
+            media_refusal(provider.media_family, model_id, model, parts)
+            if any(needs_bytes(provider.media_family, part) for part in parts):  # only then: I/O
+                messages = await self.fetcher.inline(provider.media_family, messages, request.inputs)
         credential = None
         if provider.credential_name is not None:
             credential = await self.credentials.get((request.caller.workspace_id, provider.credential_name))
@@ -210,7 +224,7 @@ class Engine:
             raw_overrides=request.raw_overrides,
             keep_raw=request.keep_raw,
         )
-        return Candidate(provider, call, model_id, version, messages, position, request.caller.workspace_id)
+        return Candidate(provider, call, model_id, version, kept, position, request.caller.workspace_id)
 
     async def payload(self, request: InvokeRequest) -> dict[str, Any]:
         """The exact body the variant's provider would receive, without calling it."""

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from promptdeck.domain.outbound_urls import address_problem, literal_address, url_problem
+from promptdeck.domain.outbound_urls import IPAddress, address_problem, literal_address, url_problem
 
 
 class OutboundRefused(OSError):
@@ -45,10 +45,15 @@ class OutboundPolicy:
         if not found:
             raise OutboundRefused(f"{host} does not resolve")
         for result in found:
-            problem = address_problem(ipaddress.ip_address(result["host"]), self.allow_private)
+            problem = self.refusal(ipaddress.ip_address(result["host"]))
             if problem:
                 raise OutboundRefused(f"{host} resolves to {problem}")
         return found
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why this policy refuses `address`, or None: the one place every address is judged (a
+        test's policy may let its own server through and judge the rest as production does)."""
+        return address_problem(address, self.allow_private)
 
     async def check_url(self, url: str) -> str | None:
         """Why `url` may not be sent to now, with its name resolved, or None."""
@@ -57,8 +62,9 @@ class OutboundPolicy:
             return problem
         parts = urlsplit(url)
         host = parts.hostname or ""
-        if literal_address(host) is not None:
-            return None
+        address = literal_address(host)
+        if address is not None:
+            return self.refusal(address)
         try:
             await self.addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
         except OutboundRefused as exc:

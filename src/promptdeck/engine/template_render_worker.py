@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from promptdeck.domain.content_parts import content_data
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.inputs import render_messages
 from promptdeck.domain.prompts import PromptSpec
@@ -86,7 +87,7 @@ def render(spec: PromptSpec, values: Mapping[str, Any], starting: Callable[[int]
         messages = render_messages(spec, values, jinja)
     except ValidationFailed as exc:
         return {"problem": exc.message, "details": exc.details}
-    return {"messages": [[m.role, m.content] for m in messages]}
+    return {"messages": [[m.role, content_data(m.content)] for m in messages]}
 
 
 def _peak_kib() -> int:

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from promptdeck.domain.content_parts import content_from_data
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.prompts import Message, PromptSpec
 from promptdeck.domain.templating import RENDER_SECONDS
@@ -220,7 +221,7 @@ class TemplateRenders:
             self._top_up()
             answer = await self._run(worker, job)
         if "messages" in answer:
-            return [Message(str(role), str(content)) for role, content in answer["messages"]]
+            return [Message(str(role), content_from_data(content)) for role, content in answer["messages"]]
         if "problem" in answer:
             raise ValidationFailed(str(answer["problem"]), details=answer.get("details"))
         raise RuntimeError(f"a template render worker answered {sorted(answer)}")

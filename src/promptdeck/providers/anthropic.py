@@ -8,7 +8,8 @@ How the neutral call is mapped, where Anthropic differs:
   stand). The other turns alternate user/assistant: consecutive turns of one role are merged
   into one turn of content blocks; tool results are `tool_result` blocks of a user turn; an
   assistant's tool calls are `tool_use` blocks whose `input` is the parsed JSON arguments.
-  Empty text blocks are left out, since Anthropic rejects them.
+  Empty text blocks are left out, since Anthropic rejects them. Image and document parts become
+  `image` and `document` blocks with a `url` or a `base64` source (`_block`).
 * `max_tokens` is required: the version's, else 4096. `reasoning_effort` turns on extended
   thinking with `budget_tokens` from `REASONING_BUDGETS`; Anthropic counts thinking inside
   `max_tokens` and needs the budget below it, so a `max_tokens` not above the budget becomes
@@ -57,6 +58,7 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
+from promptdeck.domain.media_sources import parse_data_url
 from promptdeck.providers.base import REASONING_BUDGETS, ProviderCall
 from promptdeck.providers.http_upstream import (
     SHAPE_ERRORS,
@@ -109,6 +111,7 @@ class AnthropicProvider(HttpUpstream):
     free = False
     credential_name: str | None = "anthropic"
     pricing_name: str | None = "anthropic"
+    media_family = "anthropic"
     fixed_headers: ClassVar[dict[str, str]] = {"anthropic-version": API_VERSION}
 
     @classmethod
@@ -336,10 +339,13 @@ def _messages(neutral: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
     turns: list[dict[str, Any]] = []
     for message in neutral:
         role = message.get("role")
-        text = str(message.get("content") or "")
+        content = message.get("content")
+        text = str(content or "") if not isinstance(content, list) else ""
         if role == "system":
-            if text:
-                system.append(text)
+            texts = (
+                [p["text"] for p in content if p["type"] == "text"] if isinstance(content, list) else [text]
+            )
+            system += [t for t in texts if t]
             continue
         blocks: list[dict[str, Any]] = []
         if role == "tool":
@@ -347,6 +353,8 @@ def _messages(neutral: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
             blocks.append(
                 {"type": "tool_result", "tool_use_id": message.get("tool_call_id"), "content": text}
             )
+        elif isinstance(content, list):
+            blocks += [_block(part) for part in content if part["type"] != "text" or part["text"]]
         elif text:
             blocks.append({"type": "text", "text": text})
         if role == "assistant":
@@ -361,6 +369,24 @@ def _messages(neutral: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
         if len(turn["content"]) == 1 and turn["content"][0]["type"] == "text":
             turn["content"] = turn["content"][0]["text"]
     return "\n\n".join(system), turns
+
+
+def _block(part: dict[str, Any]) -> dict[str, Any]:
+    """A content part as an Anthropic content block: `text`, or an `image` or `document` block
+    whose source is `{type: url, url}` or, for a data: URL, `{type: base64, media_type, data}`;
+    a named document carries its name as the block's `title`."""
+    if part["type"] == "text":
+        return {"type": "text", "text": part["text"]}
+    data = parse_data_url(part["source"])
+    source: dict[str, Any] = (
+        {"type": "url", "url": part["source"]}
+        if data is None
+        else {"type": "base64", "media_type": data.media_type, "data": data.payload}
+    )
+    block: dict[str, Any] = {"type": part["type"], "source": source}
+    if part["type"] == "document" and part.get("name"):
+        block["title"] = part["name"]
+    return block
 
 
 def _tool_use(call: dict[str, Any]) -> dict[str, Any]:

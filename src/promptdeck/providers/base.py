@@ -3,8 +3,12 @@
 Everything a provider receives is provider-neutral; each adapter maps it to its
 own wire format:
 
-* messages: `{"role": "system"|"user"|"assistant"|"tool", "content": str}`; an
-  assistant message may carry `"tool_calls": [{"id", "name", "arguments": str}]`,
+* messages: `{"role": "system"|"user"|"assistant"|"tool", "content": str | parts}`, where
+  parts are `{"type": "text", "text"}`, `{"type": "image", "source", "detail"?}` and
+  `{"type": "document", "source", "media_type"?, "name"?}` with each source an https or a
+  `data:` URL (domain/content_parts.py); the engine has already refused parts the model cannot
+  take (`media_family`, domain/media_capability.py). An assistant message may carry
+  `"tool_calls": [{"id", "name", "arguments": str}]`,
   a tool message carries `"tool_call_id"` (and the result as `content`).
 * tools: `[{"name", "description", "parameters": JSON Schema}]`.
 * tool_choice: `"auto"`, `"none"`, `"required"` or `{"name": tool}`.
@@ -57,6 +61,7 @@ class Provider(Protocol):
     free: bool  # runs cost nothing (the embedded model): priced 0 without a price list
     credential_name: str | None  # the workspace credential it calls with (shared: `openai`); None: takes none
     pricing_name: str | None  # its provider id in genai-prices; None: genai-prices lists no prices for it
+    media_family: str  # which content parts its API takes: a key of domain.media_capability.FAMILIES
 
     def stream(self, call: ProviderCall) -> AsyncIterator[Event]:
         """Yield `Started`, deltas, `Usage`, then `Finished` — or `Failed` at any point, and

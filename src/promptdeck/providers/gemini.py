@@ -35,6 +35,7 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
+from promptdeck.domain.media_sources import media_type_of, parse_data_url
 from promptdeck.providers.base import REASONING_BUDGETS, ProviderCall
 from promptdeck.providers.http_upstream import (
     RETRYABLE_STATUSES,
@@ -92,6 +93,7 @@ class GeminiProvider(HttpUpstream):
     free = False
     credential_name: str | None = "gemini"
     pricing_name: str | None = "google"
+    media_family = "gemini"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GeminiProvider:
@@ -278,13 +280,14 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
     for position, message in enumerate(messages):
         role = message.get("role")
-        text = "" if message.get("content") is None else str(message["content"])
+        content = message.get("content")
+        text = "" if content is None or isinstance(content, list) else str(content)
         if role == "system":
-            system += [{"text": text}] if text else []
+            system += _parts(content)
         elif role == "user":
-            add("user", [{"text": text}] if text else [])
+            add("user", _parts(content))
         elif role == "assistant":
-            parts: list[dict[str, Any]] = [{"text": text}] if text else []
+            parts: list[dict[str, Any]] = _parts(content)
             for number, call in enumerate(message.get("tool_calls") or []):
                 names[str(call.get("id"))] = call["name"]
                 part: dict[str, Any] = {"functionCall": {"name": call["name"], "args": _args(call)}}
@@ -304,6 +307,28 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
         else:
             raise ValidationFailed(f"messages[{position}]: Gemini takes no {role!r} role")
     return system, contents
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """A message's content as Gemini parts: text as `text`; an image or a document as
+    `inline_data` (its data: URL's media type and base64) or, for a URL, `file_data` with the
+    URL as `file_uri` and its media type (declared, or guessed from the file name)."""
+    if not isinstance(content, list):
+        text = "" if content is None else str(content)
+        return [{"text": text}] if text else []
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part["type"] == "text":
+            parts += [{"text": part["text"]}] if part["text"] else []
+            continue
+        data = parse_data_url(part["source"])
+        if data is not None:
+            parts.append({"inline_data": {"mime_type": data.media_type, "data": data.payload}})
+        else:
+            kind, declared = part["type"], part.get("media_type")
+            media_type = media_type_of(kind, part["source"], declared)
+            parts.append({"file_data": {"mime_type": media_type, "file_uri": part["source"]}})
+    return parts
 
 
 def _args(call: dict[str, Any]) -> dict[str, Any]:

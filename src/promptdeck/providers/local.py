@@ -74,6 +74,7 @@ class LocalProvider:
     free = True
     credential_name: str | None = None
     pricing_name: str | None = None
+    media_family = "text-only"  # SmolLM2 reads text; no vision model ships in a package (docs)
 
     def __init__(self, paths: dict[str, Path], context_tokens: int = 2048) -> None:
         self.paths = paths

@@ -28,6 +28,7 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
+from promptdeck.domain.media_sources import file_name
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.http_upstream import (
     SHAPE_ERRORS,
@@ -68,6 +69,7 @@ class OpenAIProvider(HttpUpstream):
     free = False
     credential_name: str | None = "openai"
     pricing_name: str | None = "openai"
+    media_family = "openai-chat"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIProvider:
@@ -182,7 +184,9 @@ def _overflow_body(body: bytes) -> bool:
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:
-    """A neutral message in OpenAI's shape (tool calls wrap their function; the rest is the same)."""
+    """A neutral message in OpenAI's shape (parts and tool calls have their own; the rest is the same)."""
+    if isinstance(message.get("content"), list):
+        message = {**message, "content": [_part(part) for part in message["content"]]}
     if not message.get("tool_calls"):
         return message
     calls = [
@@ -190,6 +194,21 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
         for c in message["tool_calls"]
     ]
     return {**message, "tool_calls": calls}
+
+
+def _part(part: dict[str, Any]) -> dict[str, Any]:
+    """A content part as a Chat Completions content part: `text`, `image_url` (with its
+    `detail`), or a PDF as a `file` whose `file_data` is the data: URL (the only way it takes
+    bytes; a URL was refused before the call, domain/media_capability.py)."""
+    kind = part["type"]
+    if kind == "text":
+        return {"type": "text", "text": part["text"]}
+    if kind == "image":
+        image = {"url": part["source"]}
+        if part.get("detail"):
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    return {"type": "file", "file": {"filename": file_name(part), "file_data": part["source"]}}
 
 
 def _response_format(neutral: dict[str, Any]) -> dict[str, Any]:

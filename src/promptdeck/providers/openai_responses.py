@@ -7,7 +7,8 @@ guides. The neutral call maps to it like this:
 
 * messages → `input` items: a leading system message becomes `instructions`, later ones stay
   `system` items; an assistant's tool calls become `function_call` items and tool results
-  `function_call_output` items.
+  `function_call_output` items. Content parts become `input_text`, `input_image` and
+  `input_file` items (`_content_part`).
 * params: `temperature`, `top_p`, `max_tokens` → `max_output_tokens`, `reasoning_effort` →
   `reasoning: {effort, summary: "auto"}`. The API has no `stop`, `seed`,
   `presence_penalty` or `frequency_penalty`; they stay behind, like any unknown parameter.
@@ -49,6 +50,7 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
+from promptdeck.domain.media_sources import file_name
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.http_upstream import (
     SHAPE_ERRORS,
@@ -77,6 +79,7 @@ class OpenAIResponsesProvider(HttpUpstream):
     free = False
     credential_name: str | None = "openai"  # one OpenAI key serves both of its APIs
     pricing_name: str | None = "openai"
+    media_family = "openai-responses"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIResponsesProvider:
@@ -87,7 +90,11 @@ class OpenAIResponsesProvider(HttpUpstream):
     def request(self, call: ProviderCall) -> UpstreamRequest:
         body: dict[str, Any] = {"model": call.model}
         messages = call.messages
-        if messages and messages[0].get("role") == "system":
+        if (
+            messages
+            and messages[0].get("role") == "system"
+            and not isinstance(messages[0].get("content"), list)
+        ):
             body["instructions"] = messages[0].get("content") or ""
             messages = messages[1:]
         body["input"] = [item for message in messages for item in _input_items(message)]
@@ -263,13 +270,33 @@ def _input_items(message: dict[str, Any]) -> list[dict[str, Any]]:
         ]
     calls = message.get("tool_calls") or []
     items: list[dict[str, Any]] = []
-    if message.get("content") or not calls:
-        items.append({"role": message["role"], "content": message.get("content") or ""})
+    content = message.get("content")
+    if isinstance(content, list):
+        items.append(
+            {"role": message["role"], "content": [_content_part(p, message["role"]) for p in content]}
+        )
+    elif content or not calls:
+        items.append({"role": message["role"], "content": content or ""})
     items += [
         {"type": "function_call", "call_id": c["id"], "name": c["name"], "arguments": c["arguments"]}
         for c in calls
     ]
     return items
+
+
+def _content_part(part: dict[str, Any], role: str) -> dict[str, Any]:
+    """A content part as a Responses content item: `input_text` (`output_text` in an assistant
+    turn), `input_image` with `image_url` (a URL or a data: URL) and its `detail` (which the API
+    requires: `auto` unless the part says), `input_file` with `file_url` or, for a data: URL,
+    `file_data` and a `filename`."""
+    kind = part["type"]
+    if kind == "text":
+        return {"type": "output_text" if role == "assistant" else "input_text", "text": part["text"]}
+    if kind == "image":
+        return {"type": "input_image", "image_url": part["source"], "detail": part.get("detail") or "auto"}
+    if part["source"].startswith("data:"):
+        return {"type": "input_file", "filename": file_name(part), "file_data": part["source"]}
+    return {"type": "input_file", "file_url": part["source"]}
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:

@@ -68,5 +68,6 @@ def build_providers(settings: Settings) -> Providers:
         upstream = OpenAIProvider.configured(settings, url, key, name=name)
         # Its own stored credential, under its name; genai-prices knows no host named by a server.
         upstream.credential_name, upstream.pricing_name = name, None
+        upstream.media_family = "openai-compatible"  # images; `file` parts are OpenAI's own
         providers.append(upstream)
     return Providers(providers)

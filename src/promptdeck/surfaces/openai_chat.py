@@ -1,11 +1,12 @@
 """The OpenAI chat-completions dialect (WIRE.md §4): `POST /v1/chat/completions` with a
 deployment as the model (`name` or `name@variant`), and `GET /v1/models`.
 
-The request's `messages` are appended after the version's own, its `variables` fill the
-template, and its sampling fields, `tools`, `tool_choice` and `response_format` override the
-version's for this one call. The body's model and its mapping to the neutral shapes of
-`providers/base.py` are in `openai_requests`; it is checked before the engine starts: a bad
-field is a 400 `invalid_request_error` naming it in `param`, and no provider is called.
+The request's `messages` are appended after the version's own (with `image_url` and `file`
+parts in user messages, `openai_parts`), its `variables` fill the template, and its sampling
+fields, `tools`, `tool_choice` and `response_format` override the version's for this one call.
+The body's model and its mapping to the neutral shapes of `providers/base.py` are in
+`openai_requests`; it is checked before the engine starts: a bad field is a 400
+`invalid_request_error` naming it in `param`, and no provider is called.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from promptdeck.domain.schema_problems import (
     fail,
 )
 from promptdeck.surfaces.http import body_doc
+from promptdeck.surfaces.openai_parts import Part, media_types, neutral_content
 from promptdeck.surfaces.openai_wire import WireError
 
 STRICT = ConfigDict(strict=True, extra="ignore")
@@ -124,12 +125,6 @@ def _deployment_ref(value: str) -> str:
     return value
 
 
-class TextPart(BaseModel):
-    model_config = STRICT
-    type: Literal["text"] = Field(description="only text parts are supported")
-    text: str
-
-
 def _content_shape(value: Any) -> str | None:
     if value is None:
         return SILENT_TAG + "null"
@@ -139,11 +134,11 @@ def _content_shape(value: Any) -> str | None:
 
 
 Content = Annotated[
-    Annotated[None, Tag("~null")] | Annotated[str, Tag("~text")] | Annotated[list[TextPart], Tag("~parts")],
+    Annotated[None, Tag("~null")] | Annotated[str, Tag("~text")] | Annotated[list[Part], Tag("~parts")],
     Discriminator(
         _content_shape,
         custom_error_type=CHOICE,
-        custom_error_message="expected a string or an array of text parts",
+        custom_error_message="expected a string or an array of content parts",
         custom_error_context={"field": None},
     ),
 ]
@@ -175,6 +170,9 @@ class ChatMessage(BaseModel):
         found: Found = []
         if self.content is None and self.role != "assistant":
             found.append((("content",), fail("required_in_role", f"required in a {self.role} message"), None))
+        if self.role != "user" and (media := media_types(self.content)):
+            message = f"{' and '.join(media)} parts are taken in user messages only; this one is {self.role}"
+            found.append((("content",), fail("user_only", message), None))
         if self.role == "tool" and not self.tool_call_id:
             message = "required in a tool message: the id of the call it answers"
             found.append((("tool_call_id",), fail("required_in_role", message), self.tool_call_id))
@@ -380,12 +378,11 @@ def chat_fields(body: ChatBody) -> dict[str, Any]:
 
 
 def neutral_message(message: ChatMessage) -> dict[str, Any]:
-    """`developer` is `system`, text parts are joined, an assistant's `tool_calls` lose their
-    `function` wrapper, a `tool` message keeps its `tool_call_id`."""
-    content = message.content
-    text = content if isinstance(content, str) else "".join(part.text for part in content or ())
+    """`developer` is `system`, text parts are joined (or with images or files, kept as parts),
+    an assistant's `tool_calls` lose their `function` wrapper, a `tool` message keeps its
+    `tool_call_id`."""
     role = "system" if message.role == "developer" else message.role
-    neutral: dict[str, Any] = {"role": role, "content": text}
+    neutral: dict[str, Any] = {"role": role, "content": neutral_content(message.content)}
     if role == "assistant" and message.tool_calls is not None:
         neutral["tool_calls"] = [
             {"id": call.id, "name": call.function.name, "arguments": call.function.arguments}

@@ -241,7 +241,7 @@ def chunk_encoder(include_usage: bool) -> Encoder:
 
 
 # The field of an engine error (its `loc`, in `InvokeRequest`'s terms) as these dialects name it.
-PARAMS = {"inputs": "variables", "model": "model"}
+PARAMS = {"inputs": "variables", "model": "model", "messages": "messages"}
 
 
 def located(error: PromptdeckError, deployment_param: str | None) -> PromptdeckError:

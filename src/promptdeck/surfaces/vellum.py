@@ -7,6 +7,9 @@ Choices where Vellum is silent (docs/dialects.md says the same for callers):
   variant named `latest`, if the deployment has one); any other tag names a variant.
 * CHAT_HISTORY inputs are appended, in order, after the version's own messages; they are not
   template variables.
+* IMAGE and DOCUMENT inputs bind the version's `image` and `document` inputs; IMAGE and
+  DOCUMENT chat content (USER messages) become image and document parts. AUDIO and VIDEO, and
+  uploaded-file references, are refused with a 400 naming the input (`vellum_media`).
 * `execution_id` is the run's id written as a UUID; look-ups take it with or without dashes.
 * `expand_raw` names top-level keys of the provider's own JSON answer that execute-prompt returns
   in `raw` (unknown keys are left out; the embedded model has no raw answer, and the NDJSON

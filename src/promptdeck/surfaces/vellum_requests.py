@@ -42,10 +42,18 @@ from promptdeck.domain.schema_problems import (
     with_more,
 )
 from promptdeck.surfaces.http import body_doc
+from promptdeck.surfaces.vellum_media import (
+    DocumentContent,
+    DocumentInput,
+    ImageContent,
+    ImageInput,
+    MediaContent,
+    RefusedContent,
+    RefusedInput,
+)
 
 LATEST = "LATEST"
 ROLES = {"SYSTEM": "system", "USER": "user", "ASSISTANT": "assistant", "FUNCTION": "tool"}
-MEDIA_INPUTS = ("IMAGE", "AUDIO", "VIDEO", "DOCUMENT")
 META_FIELDS = (
     "model_name",
     "usage",
@@ -81,14 +89,6 @@ def named(problem: Problem, body: Any) -> str:
     return f"{path_of(loc)} (input {name!r}): {said}"
 
 
-def _media(kind: str) -> str:
-    raise fail("not_supported", f"{kind} inputs are not supported yet; send STRING, JSON or CHAT_HISTORY")
-
-
-def _media_content(kind: str) -> str:
-    raise fail("not_supported", f"{kind} content is not supported yet; send STRING or FUNCTION_CALL")
-
-
 # ── chat messages ───────────────────────────────────────────────────────────
 
 
@@ -111,22 +111,17 @@ class FunctionCallContent(BaseModel):
     value: FunctionCallValue
 
 
-class MediaContent(BaseModel):
-    model_config = STRICT
-    type: Annotated[str, AfterValidator(_media_content)]
-
-
 ItemContent = Annotated[
     Annotated[StringContent, Tag("=STRING")]
     | Annotated[FunctionCallContent, Tag("=FUNCTION_CALL")]
-    | Annotated[MediaContent, Tag("=IMAGE")]
-    | Annotated[MediaContent, Tag("=AUDIO")]
-    | Annotated[MediaContent, Tag("=VIDEO")]
-    | Annotated[MediaContent, Tag("=DOCUMENT")],
+    | Annotated[ImageContent, Tag("=IMAGE")]
+    | Annotated[DocumentContent, Tag("=DOCUMENT")]
+    | Annotated[RefusedContent, Tag("=AUDIO")]
+    | Annotated[RefusedContent, Tag("=VIDEO")],
     Discriminator(
         by_type,
         custom_error_type=CHOICE,
-        custom_error_message="expected STRING or FUNCTION_CALL content",
+        custom_error_message="expected STRING, FUNCTION_CALL, IMAGE or DOCUMENT content",
         custom_error_context={"field": "type"},
     ),
 ]
@@ -147,21 +142,22 @@ Content = Annotated[
     | Annotated[StringContent, Tag("=STRING")]
     | Annotated[FunctionCallContent, Tag("=FUNCTION_CALL")]
     | Annotated[ArrayContent, Tag("=ARRAY")]
-    | Annotated[MediaContent, Tag("=IMAGE")]
-    | Annotated[MediaContent, Tag("=AUDIO")]
-    | Annotated[MediaContent, Tag("=VIDEO")]
-    | Annotated[MediaContent, Tag("=DOCUMENT")],
+    | Annotated[ImageContent, Tag("=IMAGE")]
+    | Annotated[DocumentContent, Tag("=DOCUMENT")]
+    | Annotated[RefusedContent, Tag("=AUDIO")]
+    | Annotated[RefusedContent, Tag("=VIDEO")],
     Discriminator(
         _content_shape,
         custom_error_type=CHOICE,
-        custom_error_message="expected STRING, FUNCTION_CALL or ARRAY content",
+        custom_error_message="expected STRING, FUNCTION_CALL, IMAGE, DOCUMENT or ARRAY content",
         custom_error_context={"field": "type"},
     ),
 ]
 
 
 class ChatMessage(BaseModel):
-    """A Vellum chat message: `text`, or `content` (which wins when both are given)."""
+    """A Vellum chat message: `text`, or `content` (which wins when both are given). IMAGE and
+    DOCUMENT content is taken in USER messages (what every provider takes)."""
 
     model_config = STRICT
     role: Literal["SYSTEM", "USER", "ASSISTANT", "FUNCTION"]
@@ -175,6 +171,10 @@ class ChatMessage(BaseModel):
         if self.role != "ASSISTANT" and self._calls():
             message = f"only ASSISTANT messages may carry FUNCTION_CALL content; this one is {self.role}"
             found.append((("content",), fail("assistant_only", message), None))
+        if self.role != "USER" and (media := self._media()):
+            kinds = " and ".join(sorted({item.type for item in media}))
+            message = f"only USER messages may carry {kinds} content; this one is {self.role}"
+            found.append((("content",), fail("user_only", message), None))
         if self.role == "FUNCTION" and not self.source:
             message = "required in a FUNCTION message: the id of the function call it answers"
             found.append((("source",), fail("required_in_role", message), self.source))
@@ -182,7 +182,7 @@ class ChatMessage(BaseModel):
             raise at("ChatMessage", found)
         return self
 
-    def _items(self) -> list[StringContent | FunctionCallContent | MediaContent]:
+    def _items(self) -> list[StringContent | FunctionCallContent | MediaContent | RefusedContent]:
         content = self.content
         if content is None:
             return []
@@ -191,13 +191,25 @@ class ChatMessage(BaseModel):
     def _calls(self) -> list[FunctionCallValue]:
         return [item.value for item in self._items() if isinstance(item, FunctionCallContent)]
 
+    def _media(self) -> list[MediaContent]:
+        return [item for item in self._items() if isinstance(item, ImageContent | DocumentContent)]
+
+    def _content(self) -> str | list[dict[str, Any]]:
+        """Its text, or with images or documents, its parts in order (STRING items as text)."""
+        if self.content is None:
+            return self.text or ""
+        items = self._items()
+        if not self._media():
+            return "".join(item.value for item in items if isinstance(item, StringContent))
+        return [
+            {"type": "text", "text": item.value} if isinstance(item, StringContent) else item.value.part()
+            for item in items
+            if isinstance(item, StringContent | ImageContent | DocumentContent)
+        ]
+
     def neutral(self) -> dict[str, Any]:
         """As a neutral message (providers/base.py)."""
-        if self.content is None:
-            text = self.text or ""
-        else:
-            text = "".join(item.value for item in self._items() if isinstance(item, StringContent))
-        message: dict[str, Any] = {"role": ROLES[self.role], "content": text}
+        message: dict[str, Any] = {"role": ROLES[self.role], "content": self._content()}
         calls = self._calls()
         if calls:
             message["tool_calls"] = [
@@ -239,24 +251,20 @@ class ChatHistoryInput(BaseModel):
     value: list[ChatMessage]
 
 
-class MediaInput(BaseModel):
-    model_config = STRICT
-    name: NonEmptyStr
-    type: Annotated[str, AfterValidator(_media)]
-
-
 Input = Annotated[
     Annotated[StringInput, Tag("=STRING")]
     | Annotated[JsonInput, Tag("=JSON")]
     | Annotated[ChatHistoryInput, Tag("=CHAT_HISTORY")]
-    | Annotated[MediaInput, Tag("=IMAGE")]
-    | Annotated[MediaInput, Tag("=AUDIO")]
-    | Annotated[MediaInput, Tag("=VIDEO")]
-    | Annotated[MediaInput, Tag("=DOCUMENT")],
+    | Annotated[ImageInput, Tag("=IMAGE")]
+    | Annotated[DocumentInput, Tag("=DOCUMENT")]
+    | Annotated[RefusedInput, Tag("=AUDIO")]
+    | Annotated[RefusedInput, Tag("=VIDEO")],
     Discriminator(
         by_type,
         custom_error_type=CHOICE,
-        custom_error_message="expected an input {name, type, value} of type STRING, JSON or CHAT_HISTORY",
+        custom_error_message=(
+            "expected an input {name, type, value} of type STRING, JSON, CHAT_HISTORY, IMAGE or DOCUMENT"
+        ),
         custom_error_context={"field": "type"},
     ),
 ]
@@ -342,6 +350,8 @@ class DeploymentBody(BaseModel):
                 messages += [message.neutral() for message in given.value]
             elif isinstance(given, StringInput | JsonInput):
                 values[given.name] = given.value
+            elif isinstance(given, ImageInput | DocumentInput):
+                values[given.name] = given.value.src  # binds the version's image or document input
         asked = self.expand_meta or {}
         return Execution(
             deployment_name,

@@ -2,6 +2,20 @@
 // page scripts import what they need:  import { api, stream } from "/static/console.js";
 
 /** The session's CSRF token, from <meta name="csrf-token"> (empty before sign-in). */
+/** A new element: `text` sets its text, a non-string value (a handler, a boolean) its property,
+ * anything else an attribute; false, null and undefined are left out, as are null children. */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "text") node.textContent = value;
+    else if (name in node && typeof value !== "string") node[name] = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
 export function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 }

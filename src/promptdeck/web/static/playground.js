@@ -3,24 +3,15 @@
 // finished | error), and watch the answer stream in — one column, or two side by side on the
 // same inputs, each its own run in the logs.
 
-import { ApiError, api, formatCost, formatMs, formatTokens, stream } from "/static/console.js";
+import { ApiError, api, el, formatCost, formatMs, formatTokens, stream } from "/static/console.js";
 import { withFreshCsrf } from "/static/fresh_csrf.js";
 import { specOf } from "/static/prompt_draft.js";
 
 const DRAFT = "draft";
 const $ = (id) => document.getElementById(id);
 const EXAMPLES = { json: '{"key": "value"}', chat_history: '[{"role": "user", "content": "Hi"}]' };
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
+// image and document inputs: a URL, or a file read here and sent as a data: URL
+const MEDIA = { image: "image/png,image/jpeg,image/gif,image/webp", document: "application/pdf" };
 
 export class Playground {
   /**
@@ -117,7 +108,11 @@ export class Playground {
     const type = decl.type ?? "string";
     const value = this.values[name] ?? "";
     let control;
-    if (type === "boolean") {
+    let media = null;
+    if (MEDIA[type]) {
+      control = el("input", { id, type: "url", value: value.startsWith("data:") ? "" : value, placeholder: "https://…", spellcheck: "false", autocomplete: "off" });
+      media = mediaInput(name, type, control, this);
+    } else if (type === "boolean") {
       control = el("select", { id }, ...["", "true", "false"].map((v) => el("option", { value: v, text: v || "—", selected: v === value })));
     } else if (type === "number" || type === "integer") {
       control = el("input", { id, type: "number", step: type === "integer" ? "1" : "any", value, inputmode: "decimal" });
@@ -130,9 +125,10 @@ export class Playground {
     control.setAttribute("aria-describedby", `${id}-error`);
     control.addEventListener("input", () => {
       this.values[name] = control.value;
-      this.store.saveInputs(this.values);
+      this.keepValues();
       control.removeAttribute("aria-invalid");
       $(`${id}-error`).hidden = true;
+      media?.typed();
     });
     const hint = [type, decl.required === false || decl.default !== undefined ? "optional" : "required"];
     if (decl.default !== undefined) hint.push(`default ${JSON.stringify(decl.default)}`);
@@ -141,9 +137,14 @@ export class Playground {
       { class: "field pg-field" },
       el("label", { for: id }, el("code", { text: name }), " ", el("span", { class: "hint", text: hint.join(" · ") })),
       decl.description ? el("span", { class: "hint", text: decl.description }) : null,
-      control,
+      media ? media.node : control,
       el("p", { class: "field-error", id: `${id}-error`, hidden: true }),
     );
+  }
+
+  /** Typed values kept in this browser; a file's data: URL only in the page (it may be large). */
+  keepValues() {
+    this.store.saveInputs(Object.fromEntries(Object.entries(this.values).filter(([, v]) => !String(v).startsWith("data:"))));
   }
 
   /** Typed values as the API takes them; empty fields are left out (defaults apply). */
@@ -154,7 +155,7 @@ export class Playground {
       const raw = this.values[name] ?? "";
       if (raw === "") continue;
       const type = decl.type ?? "string";
-      if (type === "string") values[name] = raw;
+      if (type === "string" || MEDIA[type]) values[name] = raw; // media: a URL or a data: URL
       else if (type === "boolean") values[name] = raw === "true";
       else if (type === "number" || type === "integer") {
         const number = Number(raw);
@@ -241,6 +242,78 @@ export class Playground {
       } else show.fail(`The run stopped: ${error.message}`);
     }
   }
+}
+
+/**
+ * An image or document input's controls: the URL field, a file chooser (the file is read in
+ * the browser and sent as a data: URL), and a preview — an image's thumbnail, a PDF's name and
+ * size. `typed()` after the URL changes.
+ */
+function mediaInput(name, type, url, playground) {
+  const fileId = `pg-file-${name}`;
+  const file = el("input", { id: fileId, type: "file", accept: MEDIA[type] });
+  const preview = el("div", { class: "media-preview", id: `pg-preview-${name}`, "aria-live": "polite" });
+  const clear = el("button", { type: "button", class: "btn btn-small btn-quiet", text: "Clear", "aria-label": `Clear ${name}`, hidden: true });
+  const chosen = playground.files ??= {};
+  const show = () => {
+    const value = playground.values[name] ?? "";
+    const picked = chosen[name];
+    clear.hidden = !value;
+    if (!value) return preview.replaceChildren();
+    const label = picked ? `${picked.name} · ${formatBytes(picked.size)}` : value.startsWith("data:") ? "a file (choose it again to see its name)" : decodeURIComponent(value.split(/[?#]/)[0].split("/").pop() || value);
+    const thumb = type === "image" && (value.startsWith("data:image/") || value.startsWith("https://"))
+      ? el("img", { class: "media-thumb", src: value, alt: `Preview of ${name}`, referrerpolicy: "no-referrer" })
+      : null;
+    preview.replaceChildren(...(thumb ? [thumb] : []), el("span", { class: "media-name", text: label }));
+  };
+  file.addEventListener("change", () => {
+    const picked = file.files?.[0];
+    if (!picked) return;
+    const reader = new FileReader();
+    reader.addEventListener("load", () => {
+      chosen[name] = { name: picked.name, size: picked.size };
+      playground.values[name] = String(reader.result);
+      url.value = "";
+      url.removeAttribute("aria-invalid");
+      $(`pg-in-${name}-error`).hidden = true;
+      playground.keepValues();
+      show();
+    });
+    reader.readAsDataURL(picked);
+  });
+  clear.addEventListener("click", () => {
+    delete chosen[name];
+    playground.values[name] = "";
+    url.value = "";
+    file.value = "";
+    playground.keepValues();
+    show();
+    url.focus();
+  });
+  show();
+  const node = el(
+    "div",
+    { class: "pg-media" },
+    url,
+    el("div", { class: "pg-media-file" }, el("label", { for: fileId, text: `or a ${type === "image" ? "picture" : "PDF"} from this computer:` }), file, clear),
+    preview,
+  );
+  url.addEventListener("change", show); // a thumbnail once the URL is typed, not per keystroke
+  return {
+    node,
+    typed() {
+      delete chosen[name];
+      file.value = "";
+      preview.replaceChildren();
+      clear.hidden = !url.value;
+    },
+  };
+}
+
+function formatBytes(size) {
+  if (size < 1024) return `${size} bytes`;
+  if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KB`;
+  return `${(size / 1024 / 1024).toFixed(1)} MB`;
 }
 
 /** One result column: the answer and reasoning as they stream, then usage, cost and timing. */

@@ -16,13 +16,33 @@ const JINJA_WORDS = new Set([
   "endblock", "super", "self", "varargs", "kwargs", "caller",
 ]);
 
+/** The templates of a message's content: itself, or its text parts (content_parts.texts_of). */
+export function textsOf(content) {
+  if (!Array.isArray(content)) return [content ?? ""];
+  return content.filter((p) => p?.type === "text").map((p) => p.text ?? "");
+}
+
+/** Input name -> "image" or "document", for each part whose source is `{{ name }}`. */
+export function boundInputs(messages) {
+  const bound = new Map();
+  for (const m of messages) {
+    if (!Array.isArray(m.content)) continue;
+    for (const part of m.content) {
+      const whole = part?.type !== "text" && WHOLE_PLACEHOLDER.exec(part?.source ?? "");
+      if (whole && !bound.has(whole[1])) bound.set(whole[1], part.type);
+    }
+  }
+  return bound;
+}
+
 /**
  * The inputs the messages use, in order of first appearance: name -> "string" or "json"
- * (read with a dotted path, or from a Jinja2 template: the server declares those as json).
+ * (read with a dotted path, or from a Jinja2 template: the server declares those as json),
+ * or "image" / "document" for the source of an image or document part.
  */
 export function detectInputs(messages, syntax) {
   const found = new Map();
-  const texts = messages.map((m) => m.content ?? "");
+  const texts = messages.flatMap((m) => textsOf(m.content));
   if (syntax === "jinja2") {
     for (const text of texts) for (const name of jinjaNames(text)) if (!found.has(name)) found.set(name, "json");
   } else {
@@ -38,6 +58,7 @@ export function detectInputs(messages, syntax) {
     const whole = WHOLE_PLACEHOLDER.exec(text);
     if (whole && !found.has(whole[1])) found.set(whole[1], "string");
   }
+  for (const [name, kind] of boundInputs(messages)) found.set(name, kind);
   return found;
 }
 
@@ -73,7 +94,7 @@ function jinjaNames(text) {
 export function specOf(version) {
   const spec = {
     model: version.model,
-    messages: version.messages.map((m) => ({ role: m.role, content: m.content })),
+    messages: version.messages.map((m) => ({ role: m.role, content: structuredClone(m.content) })),
     params: { ...(version.params ?? {}) },
     inputs: structuredClone(version.inputs ?? {}),
   };
