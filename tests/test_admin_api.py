@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import yaml
@@ -82,6 +83,7 @@ def test_prompts_and_versions(deck: Deck) -> None:
         versions = ok(client.get("/api/prompts/echo/versions"))["data"]
         assert [v["number"] for v in versions] == [1, 2]
         assert second.pop("serving") == []  # what each deployment of the prompt serves: none yet
+        assert second.pop("held") == []  # no `latest` follower the release check kept back
         assert ok(client.get("/api/prompts/echo/versions/2")) == second
         prompt = ok(client.get("/api/prompts/echo"))
         assert prompt["id"] == created["id"] and [v["number"] for v in prompt["versions"]] == [1, 2]
@@ -349,6 +351,7 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
                     "changed": True,
                     "from_version": None,
                     "follows_latest": False,
+                    "check": ANY,  # the release check's report
                 }
             ],
             "changed": True,
@@ -364,6 +367,7 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
                 "changed": False,
                 "from_version": 1,
                 "follows_latest": False,
+                "check": ANY,  # the release check's report
             }
         ]
 
@@ -377,6 +381,7 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
             "changed": True,
             "from_version": 1,
             "follows_latest": False,
+            "check": ANY,  # the release check's report
         }
 
         rollback = document("greet", "Hi there {{name}}", {"greet": {"default": 1, "beta": "latest"}})
@@ -390,6 +395,7 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
                 "changed": True,
                 "from_version": 2,
                 "follows_latest": False,
+                "check": ANY,  # the release check's report
             },
             {
                 "deployment": "greet",
@@ -398,6 +404,7 @@ def test_push_is_idempotent_and_moves_variants(deck: Deck) -> None:
                 "changed": True,
                 "from_version": None,
                 "follows_latest": False,
+                "check": ANY,  # the release check's report
             },
         ]
         assert ok(client.post("/api/push", json=rollback))["changed"] is False

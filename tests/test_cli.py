@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -140,6 +141,7 @@ def test_push_prints_what_changed_and_is_idempotent(
             "changed": True,
             "from_version": 2,
             "follows_latest": False,
+            "check": ANY,  # the release check's report
         }
     ]
 

@@ -42,6 +42,12 @@ def test_diff_move_rollback_history_split_and_stats(
     assert "version 2" in succeeds(env, "rollback", "fast", "default")
     history = succeeds(env, "history", "fast", "default")
     assert "pin" in history and history.index("rollback") < history.index("pin")  # newest first
+    assert "follows latest" not in history
+    succeeds(env, "move", "fast", "default", "latest", "--note", "follow")
+    assert "fast@default follows latest: each new version saved moves it" in succeeds(
+        env, "history", "fast", "default"
+    )
+    succeeds(env, "move", "fast", "default", "2", "--note", "pin again")  # pinned again
 
     assert (
         succeeds(env, "split", "fast", "default", "1=3", "2=1")

@@ -142,7 +142,7 @@ def test_push_pull_push_changes_nothing_and_pull_is_byte_stable(
     write(source, "greet.yaml", GREET.format(system="Be brief."))
     succeeds(env, "push", str(source))
     write(source, "greet.yaml", GREET.format(system="Be very brief: 'quotes', #hash, ünïcode."))
-    succeeds(env, "push", str(source))  # greet version 2; default follows, stable stays pinned on 1
+    succeeds(env, "push", str(source))  # greet version 2: default moves to it, stable stays on 1
     before = state(env)
 
     pulled = tmp_path / "pulled"
@@ -152,11 +152,11 @@ def test_push_pull_push_changes_nothing_and_pull_is_byte_stable(
     ]
     greet = (pulled / "greet.yaml").read_text()
     assert greet.startswith("prompt: greet\nversion: 2\nmodel: local/smollm2-135m-instruct\n")
-    assert greet.endswith("deploy:\n  greet:\n    default: latest\n    stable: 1\n")
+    assert greet.endswith("deploy:\n  greet:\n    default: 2\n    stable: 1\n")  # numbers only
     summarize = (pulled / "summarize.yaml").read_text()
     assert "  content: |\n    You summarize text.\n    One sentence, no more.\n" in summarize
     assert "name: Summarizer\ndescription: One sentence.\n" in summarize
-    assert "deploy:\n  summarize:\n    prod: latest\n  summarize-beta:\n    beta: latest\n" in summarize
+    assert "deploy:\n  summarize:\n    prod: 1\n  summarize-beta:\n    beta: 1\n" in summarize
 
     report = json.loads(succeeds(env, "push", "--json", str(pulled)))
     assert report["changed"] is False
@@ -205,7 +205,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert succeeds(env, "push", "--dry-run", str(file)).splitlines() == [
         "prompt greet: will be created",
         "version 1: will be created",
-        "greet@default: will be created at version 1",
+        "greet@default: will be created at version 1, passes the release check",
         "dry run: nothing was changed",
     ]
     assert state(env) == {}
@@ -219,7 +219,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
         "prompt greet: exists",
         "version 2: will be created",
         "greet@default -> version 1: unchanged",
-        "greet@new: will be created at version 2",
+        "greet@new: will be created at version 2, passes the release check",
         "dry run: nothing was changed",
     ]
     assert state(env) == before
@@ -240,7 +240,8 @@ def test_a_push_lists_the_variants_that_follow_latest_and_move_with_it(
     plan and the report say so, not only the moves the file names (they used to be silent)."""
     _, env = deck
     file = write(tmp_path, "greet.yaml", GREET.format(system="Hi.").replace(", stable: 1", ""))
-    succeeds(env, "push", str(file))  # greet@default follows latest
+    succeeds(env, "push", str(file))
+    succeeds(env, "move", "greet", "default", "latest")  # following is an explicit choice
     file.write_text(
         GREET.format(system="Hello.").replace("greet: {default: latest, stable: 1}", "greet-beta: {beta: 1}")
     )
@@ -248,8 +249,8 @@ def test_a_push_lists_the_variants_that_follow_latest_and_move_with_it(
     assert succeeds(env, "push", "--dry-run", str(file)).splitlines() == [
         "prompt greet: exists",
         "version 2: will be created",
-        "greet-beta@beta: will be created at version 1",
-        "greet@default: will move from version 1 to 2 (follows latest)",
+        "greet-beta@beta: will be created at version 1, passes the release check",
+        "greet@default: will move from version 1 to 2 (follows latest), passes the release check",
         "dry run: nothing was changed",
     ]
     assert state(env) == before

@@ -24,7 +24,8 @@ upstream = fake_openai.upstream
 @pytest.fixture
 def live(upstream: FakeOpenAI, database_url: str, tmp_path: Path) -> Iterator[Deck]:
     """A server on each database whose `fast` deployment (variants `default` and `beta`, both
-    pushed as `latest`) is answered by the fake upstream; prompt `fast` has version 1."""
+    pushed as `latest`, so pinned to 1) is answered by the fake upstream; prompt `fast` has
+    version 1."""
     with deck_over(upstream.url, database_url, tmp_path) as deck:
         yield deck
 
@@ -184,7 +185,9 @@ def test_history_and_rollback(live: Deck) -> None:
 def test_variants_pointed_at_latest_follow_new_versions(live: Deck) -> None:
     with live.client() as client:
         config = ok(client.get("/api/deployments/fast"))["variants"]["default"]["config"]
-        assert config["follows_latest"] is True  # pushed as "latest"
+        assert "follows_latest" not in config  # a file's "latest" resolves to a number: pinned
+        for name in ("default", "beta"):  # following is an explicit choice
+            ok(client.put(f"/api/deployments/fast/variants/{name}", json={"version": "latest"}))
         copy = {"name": "copy", "prompt": "fast", "variants": {"default": "latest"}}
         ok(client.post("/api/deployments", json=copy), 201)  # follows, as asked
         ok(
@@ -224,6 +227,9 @@ def test_variants_pointed_at_latest_follow_new_versions(live: Deck) -> None:
         assert variants_of(client, "copy") == {"default": 4}
         assert history(client)[0]["note"] == "push"
         assert history(client, "beta")[0]["note"] == "latest"
+        following = ok(client.get("/api/deployments/fast"))["variants"]
+        assert "follows_latest" not in following["default"]["config"]  # the file pinned it
+        assert following["beta"]["config"]["follows_latest"] is True
         assert (
             ok(client.get("/api/deployments/fast"))["variants"]["beta"]["config"]["retries"]["max_attempts"]
             == 1

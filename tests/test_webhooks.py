@@ -139,6 +139,9 @@ def test_every_catalog_event_is_delivered_signed(deck: Deck) -> None:
             "model": "local/smollm2-135m-instruct",
             "messages": [{"role": "user", "content": "{{text}}"}],
         }
+        for variant in ("default", "short"):  # following `latest` is an explicit choice
+            follow = client.put(f"/api/deployments/summarize/variants/{variant}", json={"version": "latest"})
+            assert follow.status_code == 200, follow.text
         assert client.post("/api/prompts/summarize/versions", json=version).status_code == 201
         assert client.put("/api/deployments/summarize/variants/short", json={"version": 1}).status_code == 200
         assert client.post("/api/deployments/summarize/variants/short/rollback").status_code == 200

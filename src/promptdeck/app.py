@@ -16,6 +16,9 @@ from promptdeck.http_errors import as_error
 from promptdeck.services import Services
 from promptdeck.surfaces import (
     admin,
+    admin_datasets,
+    admin_evaluations,
+    admin_releases,
     admin_runs,
     admin_webhooks,
     analytics,
@@ -77,6 +80,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(admin.router)
     app.include_router(admin_runs.router)
     app.include_router(admin_webhooks.router)
+    app.include_router(admin_releases.router)
+    app.include_router(admin_evaluations.router)
+    app.include_router(admin_datasets.router)
     app.include_router(analytics.router)
     app.include_router(playground.router)
     app.include_router(health.router)

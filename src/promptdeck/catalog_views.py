@@ -86,4 +86,4 @@ def push_report_dict(report: PushReport) -> dict[str, Any]:
         "version_created": report.version_created,
         "variants": [asdict(m) for m in report.moves],
         "changed": report.changed,
-    }
+    } | ({"datasets": report.datasets} if report.datasets else {})  # the datasets the push changed

@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from promptdeck.cli_datasets import register as register_datasets
+from promptdeck.cli_evaluations import register as register_evaluations
 from promptdeck.cli_lifecycle import register as register_lifecycle
 from promptdeck.cli_webhooks import register as register_webhooks
 from promptdeck.domain.errors import PromptdeckError
@@ -246,13 +248,22 @@ def push(
         ..., exists=True, help="A prompt file (YAML), or a folder of them (*.yaml, *.yml, recursively)."
     ),
     force: bool = typer.Option(
-        False, "--force", help="Publish even if the prompt has versions newer than a file's `version`."
+        False,
+        "--force",
+        help="Publish even if the prompt has versions newer than a file's `version`; with --reason, "
+        "make moves the release check refuses.",
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would change; change nothing."),
+    reason: str = typer.Option("", "--reason", help="Why a forced move is safe (kept in the history)."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print every move it would make and the release check's verdict; change nothing.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the server's report as JSON."),
 ) -> None:
     """Create or update prompts from files: a new version only if the content changed,
-    then move the named variants. Safe to run again. A folder is applied all or nothing."""
+    then move the named variants, each through the release check. Safe to run again. A folder
+    is applied all or nothing."""
     from promptdeck.domain.promptfile import load_prompt_file
 
     files = _prompt_files(path)
@@ -266,7 +277,11 @@ def push(
         _fail("\n".join(problems))
     if not files:
         _fail(f"no prompt files (*.yaml, *.yml) in {path}")
-    params = {"force": "true" if force else "false", "dry_run": "true" if dry_run else "false"}
+    params = {
+        "force": "true" if force else "false",
+        "dry_run": "true" if dry_run else "false",
+        "reason": reason,
+    }
     with _server() as client:
         if path.is_dir():
             body = {"documents": documents, "names": [str(f) for f in files]}
@@ -310,8 +325,21 @@ def _print_report(report: dict[str, Any], dry_run: bool, indent: str) -> None:
             lines.append(f"{target}: will be created at version {move['version']}{why}")
         else:
             lines.append(f"{target}: will move from version {move['from_version']} to {move['version']}{why}")
+        check = move.get("check")
+        if dry_run and check and move["changed"]:
+            lines[-1] += ", passes the release check" if check["safe"] else ", REFUSED by the release check"
+            lines += [f"  {problem}" for problem in _check_problems(check)]
+    updated = "will be updated" if dry_run else "updated"
+    lines += [f"dataset {name}: {updated}" for name in report.get("datasets", [])]
     for line in lines:
         out.print(indent + line, highlight=False)
+
+
+def _check_problems(report: dict[str, Any]) -> list[str]:
+    """A release report's problems, one line each (docs/releases.md)."""
+    from promptdeck.domain.promotion import explain
+
+    return [part for part in explain(report).split("; ") if part]
 
 
 @app.command()
@@ -347,13 +375,19 @@ def export_workspace(file: Path = typer.Argument(..., dir_okay=False, help="The 
 def import_workspace(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An archive from `export`."),
     as_json: bool = typer.Option(False, "--json", help="Print the server's report as JSON."),
+    force: bool = typer.Option(False, "--force", help="Import variants the release check refuses."),
+    reason: str = typer.Option("", "--reason", help="With --force: why (kept in the history)."),
 ) -> None:
     """Recreate an exported workspace's prompts, versions and deployments in this one: all or
-    nothing, refused if any prompt slug or deployment name already exists here."""
+    nothing, refused if any prompt slug or deployment name already exists here, or if the
+    release check refuses a variant (docs/releases.md) unless forced with a reason."""
     with _server() as client:
         result = _check(
             client.post(
-                "/api/import", content=file.read_bytes(), headers={"Content-Type": "application/gzip"}
+                "/api/import",
+                content=file.read_bytes(),
+                headers={"Content-Type": "application/gzip"},
+                params={"force": "true" if force else "false", "reason": reason},
             )
         )
     if as_json:
@@ -416,6 +450,8 @@ def _print_stream(response: httpx.Response) -> None:
 
 register_lifecycle(app, _server, _check, _fail)
 register_webhooks(app, _server, _check, _fail)
+register_datasets(app, _server, _check, _fail)
+register_evaluations(app, _server, _check, _fail)
 
 
 def main() -> None:

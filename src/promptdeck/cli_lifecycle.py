@@ -76,12 +76,17 @@ def register(app: typer.Typer, server: Server, check: Check, fail: Fail) -> None
         from rich.table import Table
 
         table = Table("when", "who", "from", "to", "note")
-        for move_ in call("GET", variant_path(deployment, variant) + "/history")["data"]:
+        history = call("GET", variant_path(deployment, variant) + "/history")
+        for move_ in history["data"]:
             from_version = "" if move_["from_version"] is None else str(move_["from_version"])
             table.add_row(
                 move_["created_at"], move_["actor"], from_version, str(move_["to_version"]), move_["note"]
             )
         out.print(table)
+        if history.get("follows_latest"):
+            out.print(
+                f"{deployment}@{variant} follows latest: each new version saved moves it", highlight=False
+            )
 
     @app.command()
     def split(
@@ -89,14 +94,23 @@ def register(app: typer.Typer, server: Server, check: Check, fail: Fail) -> None
         variant: str = typer.Argument(...),
         weights: list[str] = typer.Argument(..., help="VERSION=WEIGHT pairs, e.g. 2=90 3=10; 'off' to stop."),
         as_json: bool = typer.Option(False, "--json", help='Print {"split": [...] or null} only.'),
+        force: bool = typer.Option(False, help="Add a version the release check refuses anyway."),
+        reason: str = typer.Option("", help="With --force: why it is safe (kept in the history)."),
     ) -> None:
-        """Split a variant's traffic across versions by weight (sticky per end user)."""
+        """Split a variant's traffic across versions by weight (sticky per end user). A version the
+        split adds passes the release check (docs/releases.md)."""
         arms = [] if weights == ["off"] else [_arm(item, fail) for item in weights]
         current = call("GET", f"/api/deployments/{deployment}")["variants"].get(variant)
         if current is None:
             fail(f"deployment {deployment!r} has no variant {variant!r}")
-        config = {k: v for k, v in current["config"].items() if k in ("timeouts", "retries", "fallbacks")}
-        answer = call("PUT", variant_path(deployment, variant) + "/config", json={**config, "split": arms})
+        kept = ("timeouts", "retries", "fallbacks", "cache", "gates")
+        config = {k: v for k, v in current["config"].items() if k in kept}
+        answer = call(
+            "PUT",
+            variant_path(deployment, variant) + "/config",
+            json={**config, "split": arms},
+            params={"force": "true" if force else "false", "reason": reason},
+        )
         served = answer["variants"][variant]
         split = served["config"].get("split") or None
         if as_json:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,12 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptdeck.config import Settings
 from promptdeck.domain.change_events import CatalogChanged, ChangeEvent, ChangeFeed, ProviderSettingsChanged
 from promptdeck.domain.errors import NotFound
+from promptdeck.domain.media_sources import MediaPolicy
 from promptdeck.domain.upstream_urls import base_urls
 from promptdeck.engine import template_renders
 from promptdeck.engine.auth import KeyCheck
+from promptdeck.engine.evaluations import EvaluationRunner
 from promptdeck.engine.invoke import Engine
+from promptdeck.engine.media_fetch import MediaFetcher
 from promptdeck.engine.metrics_registry import Metrics
 from promptdeck.engine.outbound_http import OutboundPolicy
+from promptdeck.engine.release_check import ReleaseCheck
+from promptdeck.engine.release_gates import ReleaseGates
 from promptdeck.engine.response_cache import ResponseCache
 from promptdeck.engine.run_traces import RunTraces
 from promptdeck.engine.vellum_state import VellumState
@@ -33,7 +38,9 @@ from promptdeck.store.console_members import MemberStore
 from promptdeck.store.console_sessions import SessionStore
 from promptdeck.store.credentials import CredentialStore, load_secret_key
 from promptdeck.store.database import create_engine, sqlite_file
+from promptdeck.store.datasets import DatasetStore
 from promptdeck.store.end_users import EndUsers
+from promptdeck.store.evaluations import EvaluationStore
 from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.retention import PRUNE_EVERY_SECONDS, RetentionStore
@@ -74,6 +81,15 @@ class Services:
     metrics: Metrics | None = None  # /metrics, unless PROMPTDECK_METRICS=off
     traces: RunTraces | None = None  # OpenTelemetry spans, when the OTEL_* variables ask for them
     _pruner: asyncio.Task[None] | None = None
+    evaluations: EvaluationRunner = field(init=False)  # evaluation runs in the background
+    release_gates: ReleaseGates = field(init=False)  # the release check's evaluation gates
+    releases: ReleaseCheck = field(init=False)  # every change of what a variant serves goes through it
+
+    def __post_init__(self) -> None:
+        stores = EvaluationStore(self.db), DatasetStore(self.db)
+        self.evaluations = EvaluationRunner(self.engine, *stores, self.catalog)
+        self.release_gates = ReleaseGates(self.evaluations)
+        self.releases = ReleaseCheck(self.catalog, self.release_gates)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -123,6 +139,10 @@ class Services:
             cache_misses=settings.cache_max_misses,
         )
         engine.response_cache = ResponseCache.build(settings.redis_url, settings.response_cache_mb)
+        engine.media = MediaPolicy.from_settings(
+            settings.media_types_image, settings.media_types_document, settings.media_max_bytes
+        )
+        engine.fetcher = MediaFetcher(OutboundPolicy(False), engine.media, settings.media_fetch_timeout)
         vellum = VellumState(catalog.deployments, writer, feedback, settings.cache_ttl_seconds)
         subscribe_caches(changes, engine, vellum)
         if metrics is not None:
@@ -158,6 +178,11 @@ class Services:
         )
 
     @property
+    def datasets(self) -> DatasetStore:
+        """Prompts' datasets of test cases (no state of its own: built on the database)."""
+        return DatasetStore(self.db)
+
+    @property
     def run_sessions(self) -> RunSessions:
         """Sessions of runs read together (no state of its own: built on the run log)."""
         return RunSessions(self.db, self.run_log)
@@ -170,6 +195,7 @@ class Services:
         if self.checkpointer is not None:
             self.checkpointer.start()
         self._pruner = asyncio.create_task(self._prune_forever(), name="run-pruner")
+        await self.evaluations.recover()
 
     async def _prune_forever(self, every: float = PRUNE_EVERY_SECONDS) -> None:
         """Apply the workspaces' retention periods at start, then hourly."""
@@ -188,6 +214,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
             self._pruner = None
+        await self.evaluations.stop()  # its cancelled calls' runs are closed just below
         await self.engine.close_open_runs()
         if self.traces is not None:
             await self.traces.shutdown()  # after the last run: its spans are exported

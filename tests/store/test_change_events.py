@@ -75,6 +75,9 @@ async def test_every_catalog_write_publishes_and_the_engine_sees_it_at_once(deck
 
     await catalog.sync.push(ws, load_prompt_file(DOCUMENT), actor="tests")  # nothing changes
     assert deck.published() == []
+    # following `latest` is an explicit choice (a file's `latest` pins): made with a move
+    await catalog.deployments.move_variant(ws, "greet", "default", "latest", actor="tests")
+    assert deck.published() == changed
 
     raw = {"model": "local/smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi {{name}}"}]}
     await catalog.prompts.create_version(ws, "greet", raw, author="tests")

@@ -24,6 +24,8 @@ async def test_an_archive_with_follows_latest_in_the_config_imports_the_same(eng
     access, catalog = AccessStore(engine), CatalogStore(engine)
     source = await access.first_workspace()
     await catalog.sync.push(source, load_prompt_file(DOCUMENT), actor="tests")
+    # following `latest` is an explicit choice (a file's `latest` pins): made with a move
+    await catalog.deployments.move_variant(source, "greet", "default", "latest")
     archive = WorkspaceArchive(catalog)
     current = await archive.export(source)
     variants = current["deployments"][0]["variants"]

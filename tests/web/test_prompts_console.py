@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from tests.support.browser import DESKTOP, shot
 from tests.support.fake_openai import FakeOpenAI, Script, deck_over, sqlite_url
+from tests.support.invoking import invoke
 from tests.web.conftest import Console, sign_in
 
 NAMES = itertools.count()
@@ -190,7 +191,7 @@ async def test_an_editor_writes_messages_sees_inputs_appear_and_saves_a_version_
     await page.get_by_label("Note for this version").fill("first take")
     await shot(page, "prompt-editor")
     await page.keyboard.press("Control+s")
-    await page.locator("#save-status", has_text="Saved as version 1").wait_for()
+    await page.locator("#save-status", has_text="Saved as v1").wait_for()
 
     [saved] = versions_of(deck, slug)
     assert saved["note"] == "first take" and saved["author"].startswith("editor")
@@ -255,26 +256,54 @@ async def test_a_viewer_sees_prompts_read_only(context: Any, deck: PromptsConsol
     assert await page.get_by_label("Message 2 (user)").input_value() == "Hello {{who}}"
 
 
-async def test_save_says_what_callers_get_now(context: Any, deck: PromptsConsole) -> None:
-    """Saving deploys nothing, except to a variant that follows `latest`: the editor says which
-    deployment still serves what, and offers the deployment's page to deploy from."""
+async def test_save_deploys_nothing_and_deploy_is_a_checked_step_of_its_own(
+    context: Any, deck: PromptsConsole
+) -> None:
+    """Saving deploys nothing, except to a variant that follows `latest` (and passes the release
+    check): the editor says which deployment still serves what. Deploy… is its own step: choose
+    the variant, read the release check's report, then confirm; a refused deploy needs a reason,
+    which the variant's history keeps."""
     slug = new_prompt(deck, "Hello {{who}}")
+    pinned = f"{slug}-pinned"
     with admin(deck) as client:
-        for name, version in ((f"{slug}-pinned", 1), (f"{slug}-follows", "latest")):
+        for name, version in ((pinned, 1), (f"{slug}-follows", "latest")):
             body = {"name": name, "prompt": slug, "variants": {"default": version}}
             assert client.post("/api/deployments", json=body).status_code == 201
+        invoke(client, pinned, {"who": "Ann"}, expect=200)  # a recent caller that sends no mood
+    deck.live.call(deck.live.services.writer.flush)
     page = await page_as(context, deck, "editor", f"/prompts/{slug}")
-    await page.get_by_label("Message 2 (user)").fill("Hello {{who}}, again")
+    await page.get_by_label("Message 2 (user)").fill("Hello {{who}}, in a {{mood}} mood")
     await page.get_by_role("button", name="Save version").click()
     said = page.locator("#saved-says")
     await said.wait_for()
-    text = await said.inner_text()
-    assert f"Saved as version 2. {slug}-follows@default follows latest and serves it now." in text, text
-    assert f"{slug}-pinned still serves v1." in text, text
-    assert (
-        await said.get_by_role("link", name="Deploy…").get_attribute("href") == f"/deployments/{slug}-pinned"
-    )
-    await shot(page, "prompt-editor-saved-says")
+    text = await text_of(said)
+    assert f"Saved as v2 — {pinned} still serves v1." in text, text
+    assert f"{slug}-follows/default follows latest and serves it now." in text, text
+    with admin(deck) as client:  # production unchanged
+        assert client.get(f"/api/deployments/{pinned}").json()["variants"]["default"]["version"] == 1
+
+    await said.get_by_role("button", name="Deploy…").click()
+    step = page.locator("#deploy-step")
+    assert await page.get_by_label("Deployment and variant").input_value() == "0"
+    report = page.locator("#deploy-report")
+    await report.locator(".check-refused").wait_for()
+    assert "mood is required, but 1 of the last 1 runs did not send it." in await text_of(report)
+    confirm = page.locator("#deploy-confirm")
+    assert await confirm.is_disabled() and await confirm.inner_text() == "Deploy v2 anyway"
+    await shot(page, "prompt-editor-deploy-refused")
+    with admin(deck) as client:  # the preview moved nothing
+        assert client.get(f"/api/deployments/{pinned}").json()["variants"]["default"]["version"] == 1
+
+    await step.get_by_label("Reason to deploy anyway").fill("every caller sends mood from today")
+    await confirm.click()
+    done = page.locator("#deploy-done")
+    await done.wait_for()
+    assert f"{pinned}/default now serves v2." in await text_of(done)
+    await shot(page, "prompt-editor-deployed")
+    with admin(deck) as client:
+        history = client.get(f"/api/deployments/{pinned}/variants/default/history").json()["data"]
+    assert history[0]["to_version"] == 2
+    assert history[0]["note"] == "deployed from the editor (forced: every caller sends mood from today)"
 
 
 async def test_a_draft_survives_a_reload_and_an_expired_session(context: Any, deck: PromptsConsole) -> None:
@@ -298,7 +327,7 @@ async def test_a_draft_survives_a_reload_and_an_expired_session(context: Any, de
     other = await page_as(context, deck, "editor", "/prompts")  # signing in again in another tab
     await other.close()
     await page.get_by_role("button", name="Save version").click()  # the new session's token is fetched
-    await page.locator("#save-status", has_text="Saved as version 2").wait_for()
+    await page.locator("#save-status", has_text="Saved as v2").wait_for()
     assert versions_of(deck, slug)[-1]["note"] == "kept note"
 
     await page.get_by_label("Message 2 (user)").fill("thrown away")

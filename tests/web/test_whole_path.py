@@ -61,7 +61,7 @@ async def test_sign_in_create_run_save_deploy_snippet_logs(
     # save a version
     await page.get_by_label("Note for this version").fill("first greeting")
     await page.get_by_role("button", name="Save version").click()
-    await page.locator("#save-status", has_text="Saved as version 1").wait_for()
+    await page.locator("#save-status", has_text="Saved as v1").wait_for()
 
     # deploy it
     await page.goto("/deployments")

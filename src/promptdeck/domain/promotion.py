@@ -1,4 +1,5 @@
-"""Is it safe to point a variant at another version, judged by what its callers send?
+"""Is it safe to point a variant at another version, judged by what its callers send? And the
+release check's report and refusal, which add the evaluation gates' failures to that judgement.
 
 A move is risky when the new version newly requires an input (one the current version
 did not require) that some of the variant's recent runs did not send, or declares an
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from promptdeck.domain.errors import UnsafePromotion, ValidationFailed
 from promptdeck.domain.inputs import value_fits
 from promptdeck.domain.prompts import PromptSpec
 
@@ -75,3 +77,52 @@ def describe(risks: Sequence[Mapping[str, Any]]) -> str:
                 "sent a value that no longer fits)"
             )
     return "; ".join(parts)
+
+
+def release_report(
+    deployment: str,
+    variant: str,
+    version: int,
+    from_version: int | None,
+    risks: Sequence[Mapping[str, Any]],
+    gate_failures: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The release check's answer for one change of what a variant serves: the input-contract
+    risks (`inputs`) and the evaluation gates that failed (`gates`); `safe` when neither."""
+    return {
+        "deployment": deployment,
+        "variant": variant,
+        "version": version,
+        "from_version": from_version,
+        "inputs": [dict(r) for r in risks],
+        "gates": [dict(g) for g in gate_failures],
+        "safe": not risks and not gate_failures,
+    }
+
+
+def explain(report: Mapping[str, Any]) -> str:
+    """One sentence per problem of a report: what would break, and which gate failed."""
+    parts = [describe(report["inputs"])] if report["inputs"] else []
+    parts += [f"gate {g.get('gate')!r} failed: {g.get('problem')}" for g in report["gates"]]
+    return "; ".join(parts)
+
+
+def refusal(report: Mapping[str, Any], what: str = "moving") -> UnsafePromotion:
+    """The 409 for an unforced change the check refuses; `details` is the report (its `version`
+    and `inputs` keep the shape of the first safe-promotion check)."""
+    return UnsafePromotion(
+        f"{what} {report['deployment']}/{report['variant']} to version {report['version']} would break "
+        f'its callers or fail its gates: {explain(report)}. Send "force": true with a "reason" to do it '
+        "anyway",
+        details=dict(report),
+    )
+
+
+def forced_note(note: str, force: bool, reason: str) -> str:
+    """The history note of a forced change: the reason is kept, and a force needs one."""
+    if not force:
+        return note
+    if not reason.strip():
+        raise ValidationFailed("a forced move needs a reason (it is kept in the variant's history)")
+    forced = f"forced: {reason.strip()}"
+    return f"{note} ({forced})" if note else forced

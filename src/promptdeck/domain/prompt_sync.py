@@ -2,8 +2,9 @@
 
 The YAML is deterministic — fixed key order, sorted `params` and `inputs`, no anchors, one
 quoting rule — so pulling twice gives the same bytes, and pushing what was pulled changes
-nothing (the content hashes the same, followers are written `latest`, pinned variants their
-number).
+nothing (the content hashes the same, and every variant is written as the number it serves:
+a push of the number a variant serves leaves it as it is, a `latest` follower included, so the
+file and the server agree; docs/releases.md).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any
 import yaml
 
 from promptdeck.domain.deployments import Deployment, Version
-
-LATEST = "latest"
 
 
 def pulled_document(
@@ -41,7 +40,7 @@ def pulled_document(
     for deployment in sorted(deployments, key=lambda d: d.name):
         order = sorted(deployment.variants, key=lambda v: (v != deployment.default_variant, v))
         deploy[deployment.name] = {
-            variant: LATEST if deployment.follows_latest(variant) else deployment.variants[variant].number
+            variant: deployment.variants[variant].number  # a number, followers too: see below
             for variant in order
         }
     if deploy:

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from promptdeck.domain.dataset_files import section_problems
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.prompts import UNDECLARED_VARIABLES, check_slug, parse_spec
 
@@ -27,6 +28,7 @@ TOP_LEVEL = (
     "extra_inputs",
     "undeclared_variables",
     "deploy",
+    "datasets",
 )
 # A path step is a key (deployment and variant names may hold "-" and start with a digit) or `[n]`.
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -85,6 +87,7 @@ def document_problems(data: dict[str, Any]) -> list[str]:
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         problems.append(f"version: expected the version number the file was pulled from; got {version!r}")
     problems.extend(_deploy_problems(data.get("deploy")))
+    problems.extend(section_problems(data.get("datasets")))
     return problems
 
 

@@ -21,6 +21,10 @@ and is not set through the config endpoint.
 And one opts the variant into the response cache (docs/operations.md, "Response cache"):
 
     {"cache": {"ttl_seconds": 3600, "when_temperature_above_zero": false}}
+
+And the release gates a version must pass before the variant serves it (domain/gates.py):
+
+    {"gates": [{"name": "quality", "dataset": "golden", "min_pass_rate": 0.9, "no_regressions": true}]}
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from promptdeck.domain.errors import ValidationFailed
+from promptdeck.domain.gates import Gate, distinct_names
 from promptdeck.domain.run_filters import VERSION_NUMBER_MAX
 from promptdeck.domain.schema_problems import lines
 
@@ -181,6 +186,13 @@ class VariantConfig(BaseModel):
         expected("an object {ttl_seconds?, when_temperature_above_zero?}"),
         Field(description="serve identical calls from the response cache; null: never"),
     ] = None
+    gates: Annotated[
+        tuple[Annotated[Gate, expected("{name, dataset, min_pass_rate?, no_regressions?}")], ...],
+        _none_as(()),
+        expected("a list of {name, dataset, min_pass_rate?, no_regressions?}"),
+        AfterValidator(distinct_names),
+        Field(description="evaluations a version must pass before the variant serves it"),
+    ] = ()
 
     @property
     def connect_timeout(self) -> float | None:
@@ -207,7 +219,7 @@ class VariantConfig(BaseModel):
         return self.retries.max_backoff_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data; `split`, `follows_latest` and `cache` appear only when set."""
+        """Plain data; `split`, `follows_latest`, `cache` and `gates` appear only when set."""
         data: dict[str, Any] = {
             "timeouts": self.timeouts.model_dump(exclude_none=True),
             "retries": self.retries.model_dump(),
@@ -222,6 +234,8 @@ class VariantConfig(BaseModel):
             data["follows_latest"] = True
         if self.cache is not None:
             data["cache"] = self.cache.model_dump()
+        if self.gates:
+            data["gates"] = [gate.to_dict() for gate in self.gates]
         return data
 
 

@@ -7,6 +7,7 @@ deployments never serves a stale variant.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,8 +24,8 @@ from promptdeck.domain.change_events import (
     VariantRolledBack,
 )
 from promptdeck.domain.deployments import LATEST, Deployment, Version
-from promptdeck.domain.errors import Conflict, NotFound, UnsafePromotion, ValidationFailed
-from promptdeck.domain.promotion import RECENT_RUNS, describe, promotion_risks
+from promptdeck.domain.errors import Conflict, NotFound, ValidationFailed
+from promptdeck.domain.promotion import forced_note, refusal, release_report
 from promptdeck.domain.prompts import check_slug
 from promptdeck.domain.reliability import VariantConfig, parse_variant_config
 from promptdeck.domain.runs import new_id, utcnow
@@ -33,13 +34,20 @@ from promptdeck.store.prompts import (
     latest_version,
     prompt_by_id,
     require_prompt,
-    spec_from_row,
     version_by_number,
     version_from_row,
 )
 from promptdeck.store.tables import deployments, prompt_versions, prompts, variant_moves, variants
-from promptdeck.store.variant_moves import move
-from promptdeck.store.variant_runs import recent_inputs, version_stats
+from promptdeck.store.variant_moves import (
+    GateKey,
+    Release,
+    check_change,
+    move,
+    move_followers,
+    record_entry,
+    release_move,
+)
+from promptdeck.store.variant_runs import version_stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,57 +122,64 @@ class DeploymentStore:
         note: str = "",
         force: bool = False,
         reason: str = "",
+        gates: Mapping[GateKey, list[dict[str, Any]]] | None = None,
     ) -> Deployment:
-        """Move a variant, refusing a move its callers' recent inputs say is unsafe unless forced
-        (with a reason, kept in the move's note)."""
+        """Move a variant through the release check: refused (409, with the report) when its
+        callers' recent inputs or the `gates` failures found before say it is unsafe, unless
+        forced with a reason (kept in the move's note)."""
+        forced_note(note, force, reason)  # a force without a reason is refused, safe or not
+        release = Release(force, reason, gates or {})
         with recording() as facts:
             async with self.engine.begin() as conn:
                 row = await require_deployment(conn, workspace_id, deployment)
                 prompt = await prompt_by_id(conn, row.prompt_id)
                 version = await target_version(conn, prompt, target)
-                note = await self._check_promotion(
-                    conn, workspace_id, row, variant, version, note, force, reason
-                )
-                await move(conn, row.id, variant, version.id, actor, note, target == LATEST)
+                follows = target == LATEST
+                await release_move(conn, workspace_id, row, variant, version, actor, note, follows, release)
         self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
         return await self.load_deployment(workspace_id, deployment)
 
-    async def _check_promotion(
+    async def check(
         self,
-        conn: AsyncConnection,
         workspace_id: str,
-        deployment: Any,
+        deployment: str,
         variant: str,
-        version: Version,
-        note: str,
-        force: bool,
-        reason: str,
-    ) -> str:
-        """The note to record; raises `UnsafePromotion` for an unforced risky move."""
-        if force and not reason.strip():
-            raise ValidationFailed("a forced move needs a reason (it is kept in the variant's history)")
-        current_row = (
-            await conn.execute(
-                sa.select(prompt_versions)
-                .join(variants, variants.c.version_id == prompt_versions.c.id)
-                .where(variants.c.deployment_id == deployment.id, variants.c.name == variant)
-            )
-        ).first()
-        if current_row is not None and current_row.id == version.id:
-            return note
-        current = spec_from_row(current_row) if current_row is not None else None
-        recent = await recent_inputs(conn, workspace_id, deployment.name, variant, RECENT_RUNS)
-        risks = promotion_risks(current, version.spec, recent)
-        if not risks:
-            return note
-        if not force:
-            raise UnsafePromotion(
-                f"moving {deployment.name}/{variant} to version {version.number} would break its callers: "
-                f'{describe(risks)}. Send "force": true with a "reason" to move it anyway',
-                details={"version": version.number, "inputs": risks},
-            )
-        forced = f"forced: {reason.strip()}"
-        return f"{note} ({forced})" if note else forced
+        target: int | str,
+        gates: Mapping[GateKey, list[dict[str, Any]]] | None = None,
+    ) -> dict[str, Any]:
+        """The release check's report for pointing a variant at a version, moving nothing (the
+        preview). A variant already serving it reports safe, with nothing to check."""
+        async with self.engine.connect() as conn:
+            row = await require_deployment(conn, workspace_id, deployment)
+            prompt = await prompt_by_id(conn, row.prompt_id)
+            version = await target_version(conn, prompt, target)
+            report = await check_change(conn, workspace_id, row, variant, version, gates or {})
+        return report or release_report(deployment, variant, version.number, version.number, [])
+
+    async def target_number(self, workspace_id: str, deployment: str, target: int | str) -> int:
+        """The version number a move to `target` (`latest` or a number) would serve."""
+        async with self.engine.connect() as conn:
+            row = await require_deployment(conn, workspace_id, deployment)
+            return (await target_version(conn, await prompt_by_id(conn, row.prompt_id), target)).number
+
+    async def rollback_target(self, workspace_id: str, deployment: str, variant: str) -> int | None:
+        """The version number a rollback would serve (None: the variant was never moved)."""
+        async with self.engine.connect() as conn:
+            variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
+            last = await self._history(conn, variant_id, limit=1, moves_only=True)
+        return last[0].from_version if last else None
+
+    async def follow(
+        self, workspace_id: str, prompt_slug: str, number: int, actor: str, release: Release
+    ) -> None:
+        """Move the prompt's `latest` followers to version `number` through the release check (a
+        save's second step when a follower has gates: they judge the saved version)."""
+        with recording() as facts:
+            async with self.engine.begin() as conn:
+                prompt = await require_prompt(conn, workspace_id, prompt_slug)
+                version = await version_by_number(conn, prompt, number)
+                await move_followers(conn, prompt, version, actor, release)
+        self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
 
     async def history(self, workspace_id: str, deployment: str, variant: str) -> list[VariantMove]:
         """A variant's moves, newest first: who (the key's name), when, from and to which version."""
@@ -186,8 +201,9 @@ class DeploymentStore:
         return str(found.id)
 
     async def _history(
-        self, conn: AsyncConnection, variant_id: str, limit: int | None = None
+        self, conn: AsyncConnection, variant_id: str, limit: int | None = None, moves_only: bool = False
     ) -> list[VariantMove]:
+        """`moves_only`: leave out the entries that changed no version (a forced split's)."""
         source = prompt_versions.alias("source")
         target = prompt_versions.alias("target")
         query = (
@@ -195,6 +211,9 @@ class DeploymentStore:
             .outerjoin(source, source.c.id == variant_moves.c.from_version_id)
             .join(target, target.c.id == variant_moves.c.to_version_id)
             .where(variant_moves.c.variant_id == variant_id)
+            .where(
+                variant_moves.c.from_version_id != variant_moves.c.to_version_id if moves_only else sa.true()
+            )
             .order_by(variant_moves.c.created_at.desc(), variant_moves.c.id.desc())
             .limit(limit)
         )
@@ -222,15 +241,18 @@ class DeploymentStore:
         *,
         force: bool = False,
         reason: str = "",
+        gates: Mapping[GateKey, list[dict[str, Any]]] | None = None,
     ) -> Deployment:
         """Move a variant back to the version it pointed at before its last move; recorded as a
         move (so a second rollback undoes the first). It no longer follows `latest`. It passes
         the same check as a move: the older version may need an input today's callers do not
         send, so a risky rollback is refused unless forced with a reason."""
+        forced_note(note, force, reason)
+        release = Release(force, reason, gates or {})
         with recording() as facts:
             async with self.engine.begin() as conn:
                 variant_id = await self._variant_id(conn, workspace_id, deployment, variant)
-                last = await self._history(conn, variant_id, limit=1)
+                last = await self._history(conn, variant_id, limit=1, moves_only=True)
                 back_to = last[0].from_version_id if last else None
                 if back_to is None:
                     raise Conflict(
@@ -243,17 +265,18 @@ class DeploymentStore:
                     await conn.execute(sa.select(prompt_versions).where(prompt_versions.c.id == back_to))
                 ).one()
                 label = f"rollback from version {last[0].to_version}"
-                said = await self._check_promotion(
+                await release_move(
                     conn,
                     workspace_id,
                     row,
                     variant,
                     version_from_row(older, prompt.slug),
+                    actor,
                     f"{label}: {note}" if note else label,
-                    force,
-                    reason,
+                    False,
+                    release,
+                    "rolling back",
                 )
-                await move(conn, row.id, variant, back_to, actor, said, False)
         rolled_back = tuple(VariantRolledBack.of(f) if type(f) is VariantMoved else f for f in facts)
         self.changes.publish(CatalogChanged(workspace_id, rolled_back))
         return await self.load_deployment(workspace_id, deployment)
@@ -352,27 +375,71 @@ class DeploymentStore:
         )
 
     async def set_variant_config(
-        self, workspace_id: str, deployment: str, variant: str, raw: Any
+        self,
+        workspace_id: str,
+        deployment: str,
+        variant: str,
+        raw: Any,
+        *,
+        actor: str = "",
+        force: bool = False,
+        reason: str = "",
+        gates: Mapping[GateKey, list[dict[str, Any]]] | None = None,
     ) -> Deployment:
         """Set a variant's timeouts, retries, fallbacks and traffic split; the versions they name
-        must be versions of the deployment's prompt. Whether the variant follows `latest` is not
-        config (a `follows_latest` key is ignored): only moves change it."""
+        must be versions of the deployment's prompt. A split that adds a version serves it to some
+        callers, so each added version passes the release check (a forced one is recorded in the
+        history, as an entry that changes no version). Whether the variant follows `latest` is
+        not config (a `follows_latest` key is ignored): only moves change it."""
         config = raw if isinstance(raw, VariantConfig) else parse_variant_config(raw)
-        async with self.engine.begin() as conn:
-            row = await require_deployment(conn, workspace_id, deployment)
-            prompt = await prompt_by_id(conn, row.prompt_id)
-            for number in [f.version for f in config.fallbacks] + [a.version for a in config.split]:
-                if number is not None:
-                    await version_by_number(conn, prompt, number)
-            result = await conn.execute(
-                variants.update()
-                .where(variants.c.deployment_id == row.id, variants.c.name == variant)
-                .values(config=config_data(config))
-            )
-            if result.rowcount == 0:
-                raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
-        self.changes.publish(CatalogChanged(workspace_id))
+        forced_note("", force, reason)
+        release = Release(force, reason, gates or {})
+        with recording() as facts:
+            async with self.engine.begin() as conn:
+                row = await require_deployment(conn, workspace_id, deployment)
+                prompt = await prompt_by_id(conn, row.prompt_id)
+                for number in [f.version for f in config.fallbacks] + [a.version for a in config.split]:
+                    if number is not None:
+                        await version_by_number(conn, prompt, number)
+                current = (
+                    await conn.execute(
+                        sa.select(variants).where(
+                            variants.c.deployment_id == row.id, variants.c.name == variant
+                        )
+                    )
+                ).first()
+                if current is None:
+                    raise NotFound(f"deployment {deployment!r} has no variant {variant!r}")
+                await self._check_split(conn, workspace_id, row, prompt, current, config, actor, release)
+                await conn.execute(
+                    variants.update().where(variants.c.id == current.id).values(config=config_data(config))
+                )
+        self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
         return await self.load_deployment(workspace_id, deployment)
+
+    async def _check_split(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        deployment: Any,
+        prompt: Any,
+        current: Any,
+        config: VariantConfig,
+        actor: str,
+        release: Release,
+    ) -> None:
+        """Each version a new split adds (not in the old split) passes the release check."""
+        before = parse_variant_config(current.config) if current.config else None
+        old_arms = {arm.version for arm in before.split} if before is not None else set()
+        for number in sorted({arm.version for arm in config.split} - old_arms):
+            version = await version_by_number(conn, prompt, number)
+            report = await check_change(conn, workspace_id, deployment, current.name, version, release.gates)
+            if report is None or report["safe"]:
+                continue
+            if not release.force:
+                raise refusal(report, "splitting traffic of")
+            note = forced_note(f"split: version {number} added", True, release.reason)
+            await record_entry(conn, current.id, current.version_id, current.version_id, actor, note)
 
 
 def config_data(config: VariantConfig) -> dict[str, Any]:

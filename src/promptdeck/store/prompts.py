@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptdeck.domain.change_events import CatalogChanged, ChangeFeed
+from promptdeck.domain.content_parts import content_from_data
 from promptdeck.domain.deployments import Version
 from promptdeck.domain.errors import Conflict, NotFound, ValidationFailed
 from promptdeck.domain.prompts import (
@@ -30,7 +31,7 @@ from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.domain.templating import DEFAULT_SYNTAX
 from promptdeck.store.catalog_facts import note_version, recording
 from promptdeck.store.tables import prompt_versions, prompts
-from promptdeck.store.variant_moves import move_followers
+from promptdeck.store.variant_moves import Release, move_followers
 
 PROMPT_CHANGES = frozenset({"name", "description", "undeclared_variables"})
 
@@ -112,16 +113,23 @@ class PromptStore:
         return prompt_from_row(row, latest.number if latest else None)
 
     async def create_version(
-        self, workspace_id: str, slug: str, raw_spec: Any, note: str = "", author: str = ""
+        self,
+        workspace_id: str,
+        slug: str,
+        raw_spec: Any,
+        note: str = "",
+        author: str = "",
+        release: Release | None = None,
     ) -> Version:
-        """Save a version; the variants that follow `latest` move to it (in the same transaction)."""
+        """Save a version; the variants that follow `latest` move to it (in the same transaction)
+        if the release check lets them: a refused follower stays where it is (`release.held`)."""
         parse_spec(raw_spec)  # the version's own problems first, before looking the prompt up
         with recording() as facts:
             async with self.engine.begin() as conn:
                 prompt = await require_prompt(conn, workspace_id, slug)
                 spec = parse_spec(raw_spec, prompt.undeclared_variables)
                 version = await insert_version(conn, prompt, spec, note, author)
-                await move_followers(conn, prompt, version, author)
+                await move_followers(conn, prompt, version, author, release)
         self.changes.publish(CatalogChanged(workspace_id, tuple(facts)))  # `latest` and its followers moved
         return version
 
@@ -164,7 +172,7 @@ def prompt_from_row(row: Any, latest_version: int | None = None) -> Prompt:
 def spec_from_row(row: Any) -> PromptSpec:
     return PromptSpec(
         model=row.model,
-        messages=tuple(Message(m["role"], m["content"]) for m in row.messages),
+        messages=tuple(Message(m["role"], content_from_data(m["content"])) for m in row.messages),
         params=dict(row.params),
         inputs={name: InputSpec(**decl) for name, decl in row.inputs.items()},
         tools=row.tools,

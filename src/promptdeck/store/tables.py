@@ -426,3 +426,80 @@ webhook_attempts = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("next_attempt_at", Timestamp),  # NULL: no further try
 )
+
+# --- datasets: a prompt's test cases, evaluated before a version ships (docs/evaluations.md) ---
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("prompt_id", Id, sa.ForeignKey("prompts.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("evaluators", sa.JSON, nullable=False),  # EvaluatorSpec data: [{"type": ...}, ...]
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("prompt_id", "name"),
+    sa.Index("ix_datasets_workspace_id_prompt_id", "workspace_id", "prompt_id"),
+)
+
+dataset_cases = sa.Table(
+    "dataset_cases",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("dataset_id", Id, sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),  # the order cases are listed and run in
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("expected", sa.Text),
+    sa.Column("chat_history", sa.JSON, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("source_run_id", Id),  # the run it was made from ("Add to dataset")
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_dataset_cases_dataset_id_position", "dataset_id", "position"),
+)
+
+# --- evaluations: a version, draft or variant run on a dataset's cases, and each case's result ---
+
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("prompt_id", Id, sa.ForeignKey("prompts.id"), nullable=False),
+    sa.Column("dataset_id", Id, nullable=False),  # no foreign key: results outlive a deleted dataset
+    # {"version": n} | {"draft": {...}} | {"deployment": d, "variant": v, "version": n}
+    sa.Column("target", sa.JSON, nullable=False),
+    sa.Column("version_number", sa.Integer),  # NULL for a draft
+    sa.Column("evaluators", sa.JSON, nullable=False),  # the evaluator specs it was judged by
+    sa.Column("status", sa.String(10), nullable=False),  # queued, running, done, cancelled, failed
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("completed", sa.Integer, nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("summary", sa.JSON),  # domain/evaluation_summary.py, once finished
+    sa.Column("error", sa.Text),  # why it failed
+    sa.Column("actor", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Index("ix_evaluations_workspace_id_prompt_id_created_at", "workspace_id", "prompt_id", "created_at"),
+    sa.Index(
+        "ix_evaluations_prompt_id_dataset_id_version_number", "prompt_id", "dataset_id", "version_number"
+    ),
+)
+
+evaluation_results = sa.Table(
+    "evaluation_results",
+    metadata,
+    sa.Column("evaluation_id", Id, sa.ForeignKey("evaluations.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),  # the case's place in the dataset, from 1
+    sa.Column("case_id", Id, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("scores", sa.JSON, nullable=False),  # [{evaluator, score, passed, error}]
+    sa.Column("status", sa.String(10), nullable=False),  # passed, failed, errored
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("cost", sa.Float),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("run_id", Id),
+)

@@ -21,16 +21,18 @@ from typing import Any
 import orjson
 
 from promptdeck.domain.change_events import CatalogChanged
+from promptdeck.domain.deployments import Version
 from promptdeck.domain.errors import Conflict, PromptdeckError, ValidationFailed
 from promptdeck.domain.prompt_sync import pulled_document
 from promptdeck.domain.prompts import check_slug, parse_spec
 from promptdeck.domain.reliability import parse_variant_config
+from promptdeck.store import dataset_sync
 from promptdeck.store.catalog import CatalogStore
 from promptdeck.store.catalog_facts import recording
 from promptdeck.store.deployments import config_data, deployment_row, insert_deployment
 from promptdeck.store.prompts import insert_prompt, insert_version, prompt_row, require_prompt
 from promptdeck.store.tables import prompt_versions, prompts, variants
-from promptdeck.store.variant_moves import move
+from promptdeck.store.variant_moves import Release, release_move
 
 FORMAT = "promptdeck-workspace"
 FORMAT_VERSION = 1
@@ -54,7 +56,11 @@ class WorkspaceArchive:
                 continue
             version = await self.catalog.prompts.get_version(workspace_id, prompt.slug, prompt.latest_version)
             serving = [d for d in deployments if d.prompt_id == prompt.id]
-            documents.append(pulled_document(prompt.slug, prompt.name, prompt.description, version, serving))
+            document = pulled_document(prompt.slug, prompt.name, prompt.description, version, serving)
+            async with self.catalog.engine.connect() as conn:
+                if section := await dataset_sync.pulled_section(conn, prompt.id, prompt.slug):
+                    document[dataset_sync.SECTION] = section
+            documents.append(document)
         return documents
 
     # ── export ───────────────────────────────────────────────────────────────
@@ -101,6 +107,9 @@ class WorkspaceArchive:
             }
             for d in await catalog.deployments.list_deployments(workspace_id)
         ]
+        async with catalog.engine.connect() as conn:
+            if datasets := await dataset_sync.exported(conn, slugs.items()):
+                data[dataset_sync.SECTION] = datasets  # only when there are: older exports stay the same
         return data
 
     async def export_archive(self, workspace_id: str) -> bytes:
@@ -108,9 +117,13 @@ class WorkspaceArchive:
 
     # ── import ───────────────────────────────────────────────────────────────
 
-    async def import_archive(self, workspace_id: str, archive: bytes, actor: str = "") -> dict[str, int]:
+    async def import_archive(
+        self, workspace_id: str, archive: bytes, actor: str = "", *, force: bool = False, reason: str = ""
+    ) -> dict[str, int]:
         """Recreate every prompt, version (same numbers, same content hashes) and deployment of
-        an archive in one transaction; refuses (409) names the workspace already has."""
+        an archive in one transaction; refuses (409) names the workspace already has. Each variant
+        passes the release check (docs/releases.md): refused unless forced with a reason."""
+        release = Release(force=force, reason=reason)
         data = unpack(archive)
         check_archive(data)
         counts = {"prompts": 0, "versions": 0, "deployments": 0, "variants": 0}
@@ -130,7 +143,7 @@ class WorkspaceArchive:
                         "the workspace already has " + ", ".join(taken) + "; nothing was imported",
                         details=taken,
                     )
-                version_ids: dict[tuple[str, int], str] = {}
+                versions: dict[tuple[str, int], Version] = {}
                 prompt_ids: dict[str, str] = {}
                 for p in data["prompts"]:
                     prompt_id = await insert_prompt(
@@ -153,24 +166,28 @@ class WorkspaceArchive:
                             .where(prompt_versions.c.id == version.id)
                             .values(created_at=_time(v["created_at"]))
                         )
-                        version_ids[(p["slug"], v["number"])] = version.id
+                        versions[(p["slug"], v["number"])] = version
                         counts["versions"] += 1
                 for d in data["deployments"]:
                     deployment_id = await insert_deployment(
                         conn, workspace_id, d["name"], prompt_ids[d["prompt"]], d["default_variant"]
                     )
+                    row = await deployment_row(conn, workspace_id, d["name"])
                     counts["deployments"] += 1
                     for name, target in d["variants"].items():
                         given = target.get("config") or {}
                         config = {k: v for k, v in given.items() if k != FOLLOWS_LATEST}
-                        await move(
+                        await release_move(  # the name's recent runs judge it (runs outlive a deletion)
                             conn,
-                            deployment_id,
+                            workspace_id,
+                            row,
                             name,
-                            version_ids[(d["prompt"], target["version"])],
+                            versions[(d["prompt"], target["version"])],
                             actor,
                             "import",
                             _follows_latest(target),
+                            release,
+                            "importing",
                         )
                         await conn.execute(
                             variants.update()
@@ -178,6 +195,11 @@ class WorkspaceArchive:
                             .values(config=config or None)
                         )
                         counts["variants"] += 1
+                if dataset_sync.SECTION in data:  # archives made before datasets have none
+                    made = await dataset_sync.imported(
+                        conn, workspace_id, data[dataset_sync.SECTION], prompt_ids
+                    )
+                    counts["datasets"], counts["cases"] = made
         self.catalog.changes.publish(CatalogChanged(workspace_id, tuple(facts)))
         return counts
 
@@ -303,6 +325,7 @@ def check_archive(data: Any) -> None:
                     problems.append(
                         f"{at}: its config names version {number}, which the archive does not hold"
                     )
+    problems.extend(dataset_sync.archive_problems(data.get(dataset_sync.SECTION), set(numbers)))
     if problems:
         raise ValidationFailed(
             "not a valid promptdeck workspace archive: " + "; ".join(problems), details=problems

@@ -90,6 +90,13 @@ class DeploymentIn(BaseModel):
     default_variant: str | None = None
 
 
+FORCE_PUSH = (
+    "publish over versions newer than a file's `version`, and (with a reason) make moves the "
+    "release check refuses"
+)
+FORCE_REASON = "why a forced move is safe; required when the release check refuses one, kept in history"
+
+
 class MoveIn(BaseModel):
     version: VersionNumber | Literal["latest"]
     note: str = ""
@@ -166,12 +173,13 @@ async def create_version(
     app = services(request)
     raw = body.model_dump()
     check_model(app.providers, parse_spec(raw).model)  # the version's own problems first, all at once
-    version = await app.catalog.prompts.create_version(
+    saved = await app.releases.save_version(
         caller.workspace_id, slug, raw, note=body.note, author=caller.actor
     )
-    # What callers get now: saving deploys nothing, except to variants that follow `latest`.
+    # What callers get now: saving deploys nothing, except to variants that follow `latest` and
+    # pass the release check; `held` reports each follower the check left where it was.
     serving = await app.catalog.deployments.serving(caller.workspace_id, slug)
-    return {**version_dict(version), "serving": serving}
+    return {**version_dict(saved.version), "serving": serving, "held": saved.held}
 
 
 @router.get("/prompts/{slug}/versions/{number}")
@@ -236,7 +244,7 @@ async def delete_deployment(name: str, request: Request, caller: Caller = Admin)
 async def move_variant(
     name: str, variant: str, body: MoveIn, request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
-    deployment = await services(request).catalog.deployments.move_variant(
+    deployment = await services(request).releases.move(
         caller.workspace_id,
         name,
         variant,
@@ -256,8 +264,14 @@ async def move_variant(
 async def variant_history(
     name: str, variant: str, request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
-    moves = await services(request).catalog.deployments.history(caller.workspace_id, name, variant)
-    return {"data": [variant_move_dict(m) for m in moves]}
+    """Newest first; `follows_latest` says whether each new version moves the variant."""
+    store = services(request).catalog.deployments
+    moves = await store.history(caller.workspace_id, name, variant)
+    deployment = await store.load_deployment(caller.workspace_id, name)
+    return {
+        "data": [variant_move_dict(m) for m in moves],
+        "follows_latest": deployment.follows_latest(variant),
+    }
 
 
 @router.post(
@@ -268,8 +282,7 @@ async def rollback_variant(
     name: str, variant: str, request: Request, caller: Caller = Admin, body: RollbackIn | None = None
 ) -> dict[str, Any]:
     given = body or RollbackIn.model_validate({})
-    deployments = services(request).catalog.deployments
-    deployment = await deployments.rollback(
+    deployment = await services(request).releases.rollback(
         caller.workspace_id, name, variant, caller.actor, given.note, force=given.force, reason=given.reason
     )
     return deployment_dict(deployment)
@@ -289,12 +302,20 @@ async def variant_stats(name: str, variant: str, request: Request, caller: Calle
     summary="Set a variant's time limits, retries, fallback chain and traffic split",
 )
 async def set_variant_config(
-    name: str, variant: str, config: VariantConfig, request: Request, caller: Caller = Admin
+    name: str,
+    variant: str,
+    config: VariantConfig,
+    request: Request,
+    caller: Caller = Admin,
+    force: bool = Query(False, description="add a split version the release check refuses anyway"),
+    reason: str = Query("", max_length=500, description="why; required with force, kept in history"),
 ) -> dict[str, Any]:
     app = services(request)
     for fallback in config.fallbacks:  # the body's own problems were all listed as it was read
         check_model(app.providers, fallback.model)  # a fallback must be a model this server can call
-    deployment = await app.catalog.deployments.set_variant_config(caller.workspace_id, name, variant, config)
+    deployment = await app.releases.set_config(
+        caller.workspace_id, name, variant, config, caller.actor, force=force, reason=reason
+    )
     return deployment_dict(deployment)
 
 
@@ -356,19 +377,21 @@ async def push(
     document: dict[str, Any],
     request: Request,
     caller: Caller = Admin,
-    force: bool = Query(False, description="publish even over versions newer than the file's `version`"),
+    force: bool = Query(False, description=FORCE_PUSH),
+    reason: str = Query("", max_length=500, description=FORCE_REASON),
     dry_run: bool = Query(False, description="report what would change, and change nothing"),
 ) -> dict[str, Any]:
     app = services(request)
-    report = await app.catalog.sync.push(
+    reports = await app.releases.push_many(
         caller.workspace_id,
-        document,
-        actor=caller.actor,
+        [document],
+        caller.actor,
         force=force,
+        reason=reason,
         dry_run=dry_run,
         check_model=partial(check_model, app.providers),
     )
-    return push_report_dict(report)
+    return push_report_dict(reports[0])
 
 
 class PushBatchIn(BaseModel):
@@ -381,17 +404,19 @@ async def push_batch(
     body: PushBatchIn,
     request: Request,
     caller: Caller = Admin,
-    force: bool = Query(False, description="publish even over versions newer than a file's `version`"),
+    force: bool = Query(False, description=FORCE_PUSH),
+    reason: str = Query("", max_length=500, description=FORCE_REASON),
     dry_run: bool = Query(False, description="report what would change, and change nothing"),
 ) -> dict[str, Any]:
     if body.names is not None and len(body.names) != len(body.documents):
         raise ValidationFailed("names: expected one name per document")
     app = services(request)
-    reports = await app.catalog.sync.push_many(
+    reports = await app.releases.push_many(
         caller.workspace_id,
         body.documents,
         caller.actor,
         force=force,
+        reason=reason,
         dry_run=dry_run,
         names=body.names,
         check_model=partial(check_model, app.providers),
@@ -431,8 +456,13 @@ async def export_workspace(request: Request, caller: Caller = Admin) -> Response
         }
     },
 )
-async def import_workspace(request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    counts = await WorkspaceArchive(services(request).catalog).import_archive(
-        caller.workspace_id, await request.body(), actor=caller.actor
+async def import_workspace(
+    request: Request,
+    caller: Caller = Admin,
+    force: bool = Query(False, description="import variants the release check refuses anyway"),
+    reason: str = Query("", max_length=500, description="why; required with force, kept in history"),
+) -> dict[str, Any]:
+    counts = await services(request).releases.import_archive(
+        caller.workspace_id, await request.body(), caller.actor, force=force, reason=reason
     )
     return {"imported": counts}

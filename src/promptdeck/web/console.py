@@ -12,7 +12,9 @@ from starlette.types import Scope
 from promptdeck.http_errors import as_error
 from promptdeck.web import (
     auth_pages,
+    datasets_pages,
     deployments_pages,
+    evaluations_pages,
     logs_pages,
     prompts_pages,
     run_sessions_pages,
@@ -31,6 +33,8 @@ ROUTERS = (
     deployments_pages.router,
     logs_pages.router,
     run_sessions_pages.router,
+    datasets_pages.router,
+    evaluations_pages.router,
     prompts_pages.router,
     usage_pages.router,
     users_pages.router,

@@ -136,9 +136,12 @@ function wireSplit() {
     const { deployment, variant } = form.dataset;
     const current = JSON.parse(form.dataset.config || "{}");
     const kept = Object.fromEntries(
-      Object.entries(current).filter(([key]) => ["timeouts", "retries", "fallbacks", "cache"].includes(key)),
+      Object.entries(current).filter(([key]) => ["timeouts", "retries", "fallbacks", "cache", "gates"].includes(key)),
     );
-    await api("PUT", `/api/deployments/${path(deployment, "variants", variant)}/config`, { ...kept, split });
+    // A version the split adds passes the release check; refused, the form asks for a reason.
+    const reason = form.elements.reason.value.trim();
+    const forced = !form.querySelector(".force-fields").hidden && reason ? `?${new URLSearchParams({ force: "true", reason })}` : "";
+    await api("PUT", `/api/deployments/${path(deployment, "variants", variant)}/config${forced}`, { ...kept, split });
     const notice = split.length ? `${variant}'s traffic is split.` : `${variant} no longer splits its traffic.`;
     return { notice, next: variantPage(deployment, variant) };
   };

@@ -3,10 +3,12 @@
 // Saves go through the admin API (`POST /api/prompts/{slug}/versions`); a draft survives a
 // reload and an expired session (sign in in another tab, then press Save again).
 
-import { ApiError, api, relativeTime } from "/static/console.js";
+import { ApiError, api, el, relativeTime } from "/static/console.js";
 import { withFreshCsrf } from "/static/fresh_csrf.js";
 import { DraftStore, detectInputs, fieldOf, problemsOf, sameSpec, specOf } from "/static/prompt_draft.js";
+import { contentFor, isEmpty, partEditors, partProblems } from "/static/message_parts.js";
 import { Playground } from "/static/playground.js";
+import { deployStep, reportProblems } from "/static/release_step.js";
 
 const data = JSON.parse(document.getElementById("editor-data").textContent);
 const slug = data.prompt.slug;
@@ -31,18 +33,6 @@ let inputs = []; // {name, type, required, default (text as typed), description,
 let latest = data.latest ? specOf(data.latest) : null;
 let baseNumber = data.latest?.number ?? null;
 let nextKey = 1;
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name === "text") node.textContent = value;
-    else if (name in node && typeof value !== "string") node[name] = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 // ── model ─────────────────────────────────────────────────────────────────────────────────
 const providerSelect = $("f-provider");
@@ -96,20 +86,29 @@ function messageItem(message, index) {
   );
   role.addEventListener("change", () => {
     message.role = role.value;
+    renderMessages({ key: message.key, selector: "select" }); // a user message may add images
     changed();
   });
-  const text = el("textarea", {
-    class: "message-text",
-    rows: Math.min(Math.max(3, (message.content.match(/\n/g)?.length ?? 0) + 2), 18),
-    "aria-label": `Message ${n} (${message.role})`,
-    placeholder: message.role === "system" ? "You are a helpful assistant…" : "Write the message; {{ name }} inserts an input",
-    spellcheck: "true",
-  });
-  text.value = message.content;
-  text.addEventListener("input", () => {
-    message.content = text.value;
-    changed();
-  });
+  const textarea = (target, key, label) => {
+    const text = el("textarea", {
+      class: "message-text",
+      rows: Math.min(Math.max(3, (target[key].match(/\n/g)?.length ?? 0) + 2), 18),
+      "aria-label": label,
+      placeholder: message.role === "system" ? "You are a helpful assistant…" : "Write the message; {{ name }} inserts an input",
+      spellcheck: "true",
+    });
+    text.value = target[key];
+    text.addEventListener("input", () => {
+      target[key] = text.value;
+      changed();
+    });
+    return text;
+  };
+  const rerender = (selector) => {
+    renderMessages();
+    [...messageList.querySelectorAll(`[data-key="${message.key}"] ${selector}`)].at(-1)?.focus();
+  };
+  const parts = partEditors(message, n, { el, textarea, changed, rerender, canEdit: data.canEdit });
   const button = (label, title, action, disabled = false) => {
     const b = el("button", { type: "button", class: "btn btn-small btn-quiet", "aria-label": `${title} ${n}`, title, text: label, disabled });
     b.addEventListener("click", action);
@@ -131,7 +130,7 @@ function messageItem(message, index) {
         button("✕", "Remove message", () => removeMessage(index)),
       ),
     ),
-    text,
+    ...parts,
     el("p", { class: "field-error", "data-error-slot": `messages[${index}]`, hidden: true }),
   );
   item.addEventListener("keydown", (event) => {
@@ -198,7 +197,7 @@ function inputsFrom(spec) {
 
 function syncInputs() {
   const used = detectInputs(
-    messages,
+    messages.map((m) => ({ content: contentFor(m.content) })),
     $("f-template_syntax").value,
   );
   inputs = inputs.filter((input) => !input.auto || used.has(input.name));
@@ -353,11 +352,12 @@ function readToolChoice() {
 // ── the draft as a version body, with the problems found before asking the server ─────────
 function readSpec() {
   const problems = [];
-  const spec = { model: readModel(), messages: messages.map(({ role, content }) => ({ role, content })), params: {}, inputs: {} };
+  const spec = { model: readModel(), messages: messages.map(({ role, content }) => ({ role, content: contentFor(content) })), params: {}, inputs: {} };
   if (!spec.model) problems.push(["model", "Choose a model: a provider and a model name."]);
   if (!spec.messages.length) problems.push(["messages", "A version needs at least one message: add one."]);
-  spec.messages.forEach((m, i) => {
-    if (!m.content.trim()) problems.push([`messages[${i}]`, `Message ${i + 1} is empty: write it or remove it.`]);
+  messages.forEach((m, i) => {
+    if (isEmpty(m.content)) problems.push([`messages[${i}]`, `Message ${i + 1} is empty: write it or remove it.`]);
+    problems.push(...partProblems(m.content, i));
   });
   for (const name of PARAM_NUMBERS) {
     const raw = $(`p-${name}`).value.trim();
@@ -408,7 +408,7 @@ function readSpec() {
 
 // ── loading a spec into the form ──────────────────────────────────────────────────────────
 function load(spec) {
-  messages = spec.messages.map((m) => ({ key: nextKey++, role: m.role, content: m.content }));
+  messages = spec.messages.map((m) => ({ key: nextKey++, role: m.role, content: structuredClone(m.content) }));
   setModel(spec.model);
   setParams(spec);
   inputs = inputsFrom(spec);
@@ -708,18 +708,31 @@ function validateJson(part) {
 start();
 
 // What a save did for callers: saving deploys nothing, except to variants that follow `latest`
-// (`serving` in the answer: every variant of every deployment of this prompt, after the save).
+// and pass the release check (`serving` in the answer: every variant of every deployment of this
+// prompt, after the save; `held`: each follower the check left where it was). Deploying is its
+// own step (release_step.js), opened by Deploy….
 function savedSays(version) {
   const n = version.number;
   const serving = version.serving || [];
   const live = serving.filter((s) => s.version === n);
   const kept = serving.filter((s) => s.version !== n && s.default);
-  const said = [`Saved as version ${n}.`];
-  for (const s of live) said.push(`${s.deployment}@${s.variant} follows latest and serves it now.`);
-  for (const s of kept) said.push(`${s.deployment} still serves v${s.version}.`);
-  if (!serving.length) said.push("No deployment serves this prompt yet.");
+  const said = [`Saved as v${n}`];
+  said.push(kept.length ? ` — ${kept.map((s) => `${s.deployment} still serves v${s.version}`).join(", ")}.` : ".");
+  for (const s of live) said.push(` ${s.deployment}/${s.variant} follows latest and serves it now.`);
+  for (const h of version.held || []) {
+    said.push(` ${h.deployment}/${h.variant} follows latest, but the release check kept it at v${h.from_version}: ${reportProblems(h).join(" ")}`);
+  }
+  if (!serving.length) said.push(" No deployment serves this prompt yet.");
   const links = [];
-  if (kept.length) links.push(el("a", { href: `/deployments/${encodeURIComponent(kept[0].deployment)}`, text: "Deploy…" }), " · ");
+  if (serving.some((s) => s.version !== n)) {
+    const open = el("button", { type: "button", class: "btn btn-small", id: "deploy-open", text: "Deploy…" });
+    open.addEventListener("click", () => {
+      $("deploy-step")?.remove();
+      $("save-status").append(deployStep(n, serving));
+      $("deploy-target")?.focus();
+    });
+    links.push(open, " · ");
+  }
   links.push(el("a", { href: `/prompts/${slug}/versions`, text: "Version history" }));
-  return el("p", { class: "flash flash-ok", role: "status", id: "saved-says" }, said.join(" ") + " ", ...links);
+  return el("p", { class: "flash flash-ok", role: "status", id: "saved-says" }, said.join("") + " ", ...links);
 }
