@@ -169,18 +169,34 @@ async def run_all(
     profiler: Profiler | None,
     log: Callable[[str], None],
     deltas: int,
+    rounds: int = 1,
 ) -> dict[str, dict[str, Any]]:
     await sanity_check(*targets, deltas=deltas)
     meter = CpuMeter(pids)
     results: dict[str, dict[str, Any]] = {phase: {} for phase in PHASES}
     promptdeck_ports = {t.port for t in targets if t.server in ("promptdeck", TRACED, UNMETERED)}
     for phase in phases:
-        for target in targets:
-            for port in promptdeck_ports:  # idle while the next target is measured on its core
-                await writer_drained(port)
-            watch = profiler if target.server == "promptdeck" else None
-            results[phase][target.name] = await run_phase(target, phase, plan, meter, log, watch)
+        runs: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
+        for round_ in range(rounds):
+            # every other round in reverse order, so that no target always goes first or last
+            for target in targets if round_ % 2 == 0 else targets[::-1]:
+                for port in promptdeck_ports:  # idle while the next target is measured on its core
+                    await writer_drained(port)
+                watch = profiler if target.server == "promptdeck" and round_ == 0 else None
+                runs[target.name].append(await run_phase(target, phase, plan, meter, log, watch))
+        for name, measured in runs.items():
+            results[phase][name] = median_round(measured)
     return results
+
+
+def median_round(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of one target's rounds, the one with the median requests/s, with every round's figure
+    beside it (`rounds_rps`): a ratio between two targets then rests on more than one draw."""
+    ranked = sorted(measured, key=lambda result: result["rps"])
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    if len(measured) > 1:
+        chosen["rounds_rps"] = [result["rps"] for result in measured]
+    return chosen
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -207,6 +223,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(default: all; with --quick {QUICK_DIALECTS})",
     )
     parser.add_argument("--direct-only", action="store_true", help="only calibrate generator + upstream")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each target this many times per phase, every other round in reverse order, and "
+        "keep each target's median round (for on/off ratios: 5 or more)",
+    )
     parser.add_argument(
         "--traces",
         action="store_true",
@@ -331,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             if generator_core is not None:
                 os.sched_setaffinity(0, {generator_core})  # what `taskset -c 0` does, for this process
             chosen = tuple(p for p in PHASES if p in args.phases.split(","))
-            results = run_fast(run_all(targets, plan, pids, chosen, profiler, log, args.deltas))
+            results = run_fast(run_all(targets, plan, pids, chosen, profiler, log, args.deltas, args.rounds))
             os.sched_setaffinity(0, cores)
             memory = {name: memory_mb(pids[name]) for name in ("proxy", "promptdeck") if name in pids}
             sink = sink_stats(sink_port) if args.traces and not args.direct_only else None
@@ -350,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             "upstream_deltas": args.deltas,
             "upstream_delay_ms": args.upstream_delay_ms,
             "profiled": bool(args.py_spy),
+            "rounds": args.rounds,
             "duration_s": round(time.perf_counter() - started, 1),
         },
         "results": results,
