@@ -188,6 +188,37 @@ def test_every_catalog_event_is_delivered_signed(deck: Deck) -> None:
             assert only["status_code"] == 200 and only["error"] is None and only["next_attempt_at"] is None
 
 
+def test_an_evaluation_that_ends_is_announced_with_its_summary(tmp_path: Path) -> None:
+    """`evaluation.finished`, raised when an evaluation on the embedded model ends (SQLite only:
+    the database has no part in announcing it)."""
+    deck = start_deck(
+        f"sqlite+aiosqlite:///{tmp_path / 'promptdeck.db'}", tmp_path, webhooks_allow_private=True
+    )
+    try:
+        with receiver() as hook, deck.client() as client:
+            created = add_endpoint(client, hook.url, ["evaluation.finished"])
+            dataset = {
+                "name": "smoke",
+                "evaluators": [{"type": "length", "max_length": 2000}],
+                "cases": [{"inputs": {"text": "Owls hunt at night."}}],
+            }
+            assert client.post("/api/prompts/summarize/datasets", json=dataset).status_code == 201
+            started = client.post(
+                "/api/prompts/summarize/evaluations", json={"dataset": "smoke", "version": 1}
+            )
+            assert started.status_code == 202, started.text
+
+            wait_for_types(hook, ["evaluation.finished"], timeout=60)
+            (event,) = [check_signature(r, created["secret"]) for r in hook.of_type("evaluation.finished")]
+            details = event["data"]["details"]
+            assert details["id"] == started.json()["id"] and details["status"] == "done"
+            assert (details["prompt"], details["dataset"], details["version"]) == ("summarize", "smoke", 1)
+            assert details["total"] == details["completed"] == 1 and details["finished_at"]
+            assert details["summary"]["pass_rate"] == 1.0
+    finally:
+        deck.live.stop()
+
+
 def test_a_failing_receiver_is_retried_with_the_same_event_until_it_answers(deck: Deck) -> None:
     deck.services.webhooks.dispatcher.delays = QUICK
     with receiver() as hook, deck.client() as client:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptdeck.domain.answers import Answer
+from promptdeck.domain.change_events import Announced, EvaluationFinished
 from promptdeck.domain.datasets import DatasetCase
 from promptdeck.domain.deployments import Deployment, Version, draft_version, standalone
 from promptdeck.domain.errors import Conflict, NotFound, PromptdeckError, ValidationFailed
@@ -41,6 +42,9 @@ DIALECT = "evaluation"
 DEPLOYMENT_PREFIX = "evaluation:"  # runs are logged as `evaluation:<prompt slug>`
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 32
+# what an `evaluation.finished` webhook event's `details` hold (and `finished_at`)
+ANNOUNCED: tuple[str, ...] = ("id", "prompt", "dataset", "version", "target", "status", "total")
+ANNOUNCED += ("completed", "error", "summary")
 FLUSH_SECONDS = 0.25  # results waiting are stored this often while an evaluation runs
 
 
@@ -260,6 +264,7 @@ class EvaluationRunner:
                 await self._store_waiting(job)
                 summary = summarize(job.results) if job.results else None
                 await self.store.finish(job.id, status, summary, error)
+                await self._announce(job)
             except Exception as exc:
                 log.exception("could not store the results of evaluation %s", job.id)
                 with contextlib.suppress(Exception):
@@ -267,6 +272,13 @@ class EvaluationRunner:
                         job.id, FAILED, None, f"results not stored: {type(exc).__name__}: {exc}"
                     )
             self.jobs.pop(job.id, None)
+
+    async def _announce(self, job: Job) -> None:
+        """Tell webhook subscribers (`evaluation.finished`) how the evaluation ended."""
+        ended = await self.store.get(job.workspace_id, job.id)
+        details = {key: ended[key] for key in ANNOUNCED}
+        details["finished_at"] = ended["finished_at"].isoformat() if ended["finished_at"] else None
+        self.catalog.changes.publish(Announced(job.workspace_id, EvaluationFinished(details)))
 
     async def _flush_until(self, job: Job, stop: asyncio.Event) -> None:
         """Store the results waiting every FLUSH_SECONDS, and once more when told to stop."""
