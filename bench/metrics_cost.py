@@ -21,44 +21,11 @@ from collections.abc import Callable
 from prometheus_client import generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
-from promptdeck.domain.runs import RunRecord
 from promptdeck.engine.metrics_registry import Metrics
 from promptdeck.surfaces.request_metrics import RequestMetrics
+from sample_run import a_run
 
 INVOKE = "/v1/prompt/invoke"
-
-
-def a_run() -> RunRecord:
-    """A non-streamed run answered on its first attempt, as gateway_overhead.py makes them."""
-    return RunRecord(
-        workspace_id="w",
-        dialect="fetchhive",
-        deployment="summarize",
-        streamed=False,
-        deployment_id="d1",
-        variant="default",
-        version_id="v1",
-        model="openai/gpt-4o-mini",
-        provider="openai",
-        input_tokens=42,
-        output_tokens=12,
-        cost=0.000013,
-        duration_ms=3.2,
-        ttft_ms=2.9,
-        attempts=[
-            {
-                "provider": "openai",
-                "model": "openai/gpt-4o-mini",
-                "fallback": 0,
-                "attempt": 1,
-                "status": "success",
-                "error_code": None,
-                "error": None,
-                "duration_ms": 2.8,
-                "began_ms": 0.3,
-            }
-        ],
-    )
 
 
 async def answer(scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,50 +15,16 @@ import argparse
 import asyncio
 import timeit
 from collections.abc import Callable
-from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 from promptdeck.domain.runs import RunRecord
 from promptdeck.engine.otlp_protobuf import SpanData, encode_span
 from promptdeck.engine.run_traces import RunTraces, run_spans
+from sample_run import a_run
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 PARAMS = {"temperature": 0.3, "max_tokens": 50}
-
-
-def a_run() -> RunRecord:
-    """A non-streamed run answered on its first attempt, as gateway_overhead.py makes them."""
-    return RunRecord(
-        workspace_id="w",
-        dialect="fetchhive",
-        deployment="summarize",
-        streamed=False,
-        created_at=datetime.now(UTC),
-        variant="default",
-        version_number=3,
-        model="openai/gpt-4o-mini",
-        provider="openai",
-        input_tokens=120,
-        output_tokens=40,
-        cost=0.000042,
-        duration_ms=231.5,
-        ttft_ms=180.2,
-        stop_reason="stop",
-        attempts=[
-            {
-                "provider": "openai",
-                "model": "openai/gpt-4o-mini",
-                "fallback": 0,
-                "attempt": 1,
-                "status": "success",
-                "error_code": None,
-                "error": None,
-                "duration_ms": 229.1,
-                "began_ms": 1.2,
-            }
-        ],
-    )
 
 
 class NoSink:
