@@ -6,17 +6,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Deck
 from tests.test_cli import cli_env, promptdeck, succeeds
 
 
-def test_import_list_show_export_delete(sqlite_deck: Deck, tmp_path: Path) -> None:
-    env = cli_env(
+@pytest.fixture
+def env(sqlite_deck: Deck, tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment, pointed at a live server with the example deployment."""
+    return cli_env(
         tmp_path / "unused",
         PROMPTDECK_URL=sqlite_deck.url,
         PROMPTDECK_API_KEY=sqlite_deck.admin_key,
         COLUMNS="200",
     )
+
+
+def test_import_list_show_export_delete(env: dict[str, str], tmp_path: Path) -> None:
     cases = tmp_path / "cases.jsonl"
     cases.write_text('{"inputs": {"text": "a"}, "expected": "A"}\n{"inputs": {"text": "b"}, "tags": ["t"]}\n')
     assert "created dataset smoke" in succeeds(env, "dataset", "import", "summarize", "smoke", str(cases))
@@ -42,13 +49,7 @@ def test_import_list_show_export_delete(sqlite_deck: Deck, tmp_path: Path) -> No
     assert "empty" not in succeeds(env, "dataset", "list", "summarize")
 
 
-def test_a_bad_file_prints_every_problem_and_imports_nothing(sqlite_deck: Deck, tmp_path: Path) -> None:
-    env = cli_env(
-        tmp_path / "unused",
-        PROMPTDECK_URL=sqlite_deck.url,
-        PROMPTDECK_API_KEY=sqlite_deck.admin_key,
-        COLUMNS="200",
-    )
+def test_a_bad_file_prints_every_problem_and_imports_nothing(env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"inputs": {"text": "ok"}}\n{"inputs": 5}\n{nope\n{"inputs": {}, "tags": [1]}\n')
     result = promptdeck(env, "dataset", "import", "summarize", "smoke", str(bad))
@@ -66,13 +67,7 @@ def test_a_bad_file_prints_every_problem_and_imports_nothing(sqlite_deck: Deck, 
     )
 
 
-def test_create_takes_evaluators_and_refuses_bad_ones(sqlite_deck: Deck, tmp_path: Path) -> None:
-    env = cli_env(
-        tmp_path / "unused",
-        PROMPTDECK_URL=sqlite_deck.url,
-        PROMPTDECK_API_KEY=sqlite_deck.admin_key,
-        COLUMNS="200",
-    )
+def test_create_takes_evaluators_and_refuses_bad_ones(env: dict[str, str]) -> None:
     succeeds(
         env,
         "dataset",
