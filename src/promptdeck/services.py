@@ -33,6 +33,7 @@ from promptdeck.engine.webhooks import Webhooks
 from promptdeck.providers.base import Providers
 from promptdeck.providers.registry import build_providers
 from promptdeck.store.access import AccessStore, ApiKey
+from promptdeck.store.audit_log import AuditLog
 from promptdeck.store.catalog import CatalogStore
 from promptdeck.store.console_members import MemberStore
 from promptdeck.store.console_sessions import SessionStore
@@ -176,6 +177,11 @@ class Services:
             metrics=metrics,
             traces=traces,
         )
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log of admin actions (no state of its own: built on the database)."""
+        return AuditLog(self.db)
 
     @property
     def datasets(self) -> DatasetStore:

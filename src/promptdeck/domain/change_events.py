@@ -129,6 +129,21 @@ class ProviderSettingsChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessChanged:
+    """A workspace's API keys changed (created, revoked, rotated) or the workspace itself
+    (archived, restored): cached keys must be looked up again."""
+
+    workspace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuotasChanged:
+    """A workspace's rate limits or budgets changed."""
+
+    workspace_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Announced:
     """Something happened that changes nothing a cache holds (an evaluation finished, a budget
     threshold was crossed): published only for those told about facts."""
@@ -137,7 +152,7 @@ class Announced:
     fact: Fact
 
 
-ChangeEvent = CatalogChanged | ProviderSettingsChanged | Announced
+ChangeEvent = CatalogChanged | ProviderSettingsChanged | AccessChanged | QuotasChanged | Announced
 Subscriber = Callable[[ChangeEvent], None]
 
 

@@ -63,6 +63,12 @@ class RateLimited(PromptdeckError):
         self.retry_after = retry_after
 
 
+class BudgetExceeded(RateLimited):
+    """A call whose worst-case cost does not fit what a budget has left this period."""
+
+    code = "budget_exceeded"
+
+
 class ProviderFailed(PromptdeckError):
     code = "provider_error"
 
@@ -92,6 +98,7 @@ HTTP_STATUS: dict[str, int] = {
     "unsafe_promotion": 409,
     "payload_too_large": 413,
     "too_many_requests": 429,
+    "budget_exceeded": 429,
     "provider_error": 502,
     "internal_server_error": 500,
     "client_closed_request": 499,

@@ -36,6 +36,7 @@ workspaces = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("retention_days", sa.Integer),  # runs older than this are pruned; NULL: kept forever
+    sa.Column("archived_at", Timestamp),  # archived: data kept, keys refused (docs/governance.md)
 )
 
 api_keys = sa.Table(
@@ -50,6 +51,10 @@ api_keys = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("last_used_at", Timestamp),
     sa.Column("revoked_at", Timestamp),
+    sa.Column("deployments", sa.JSON),  # the deployments an invoke key may call; NULL: all
+    sa.Column("expires_at", Timestamp),  # refused from then on; NULL: never
+    sa.Column("rotated_from", Id),  # the key a rotation replaced
+    sa.Column("instance_admin", sa.Boolean, nullable=False, server_default=sa.false()),  # manages workspaces
 )
 
 prompts = sa.Table(
@@ -280,6 +285,7 @@ console_members = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("last_sign_in_at", Timestamp),
     sa.Column("disabled_at", Timestamp),  # a disabled member cannot sign in
+    sa.Column("instance_admin", sa.Boolean, nullable=False, server_default=sa.false()),  # manages workspaces
     sa.UniqueConstraint("workspace_id", "email"),
 )
 
@@ -502,4 +508,54 @@ evaluation_results = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("run_id", Id),
+)
+
+# --- governance (docs/governance.md): rate limits and budgets per subject, and the audit log ---
+# A limit's or budget's subject is one of domain/quotas.SUBJECT_KINDS; an empty `subject` means
+# each one of its kind (every key, every deployment, every end user); a workspace's is empty.
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("subject_kind", sa.String(10), nullable=False),  # workspace | key | deployment | end_user
+    sa.Column("subject", sa.String(320), nullable=False),  # a key id, deployment name or end user; "": each
+    sa.Column("requests_per_minute", sa.Integer),
+    sa.Column("tokens_per_minute", sa.Integer),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("workspace_id", "subject_kind", "subject"),
+)
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("subject_kind", sa.String(10), nullable=False),
+    sa.Column("subject", sa.String(320), nullable=False),
+    sa.Column("period", sa.String(5), nullable=False),  # day | month (UTC)
+    sa.Column("amount_usd", sa.Float, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("workspace_id", "subject_kind", "subject", "period"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("workspace_id", Id),  # NULL: an instance-level action (a workspace created)
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(320), nullable=False),  # a member's email or a key's name
+    sa.Column("actor_key_id", Id),  # the key used, when it was a key
+    sa.Column("address", sa.String(64), nullable=False),  # the client's address
+    sa.Column("user_agent", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),  # e.g. key.created, budget.updated
+    sa.Column("target_type", sa.String(30), nullable=False),
+    sa.Column("target_id", sa.String(320), nullable=False),
+    sa.Column("before", sa.JSON),  # never a secret (store/audit_log.py redacts)
+    sa.Column("after", sa.JSON),
+    sa.Index("ix_audit_events_workspace_id_created_at", "workspace_id", "created_at"),
 )
