@@ -25,17 +25,25 @@ class Caller:
     key_name: str
     member_email: str | None = None
     role: str | None = None
+    deployments: tuple[str, ...] | None = None  # the deployments an invoke key may call; None: every one
+    instance_admin: bool = False  # may manage workspaces (docs/governance.md)
 
     @property
     def actor(self) -> str:
         return self.member_email or self.key_name
 
     @classmethod
-    def member(cls, workspace_id: str, email: str, role: str) -> Caller:
+    def member(cls, workspace_id: str, email: str, role: str, *, instance_admin: bool = False) -> Caller:
         """A console member: owners hold the `admin` scope, editors and viewers `read` (the admin
         gate checks their role per route)."""
         scopes = ("admin",) if role == "owner" else ("invoke", "read")
-        return cls(None, workspace_id, scopes, email, member_email=email, role=role)
+        return cls(
+            None, workspace_id, scopes, email, member_email=email, role=role, instance_admin=instance_admin
+        )
+
+    def may_call(self, deployment: str) -> bool:
+        """Whether this caller's key may call `deployment` (an invoke key may be narrowed to a list)."""
+        return self.deployments is None or deployment in self.deployments
 
 
 class KeyCheck:
@@ -64,21 +72,45 @@ class KeyCheck:
         key = await self._cache.get(keys.hash_key(secret))
         if key is None or key.revoked_at is not None:
             raise Unauthorized(INVALID)
+        refused = unusable(key, utcnow())
+        if refused:
+            raise Unauthorized(refused)
         if not keys.allows(key.scopes, scope):
             needed = f"{scope!r} or 'admin'" if scope != "admin" else "'admin'"
             raise Forbidden(
                 f"this needs an API key with the {needed} scope; this key has {', '.join(key.scopes)}"
             )
         self.last_used[key.id] = utcnow()
-        return Caller(key.id, key.workspace_id, key.scopes, key.name)
+        return Caller(
+            key.id,
+            key.workspace_id,
+            key.scopes,
+            key.name,
+            deployments=key.deployments,
+            instance_admin=key.instance_admin,
+        )
 
     def forget(self) -> None:
-        """Drop every cached key (after a revoke)."""
+        """Drop every cached key (on `AccessChanged`: a key created, revoked or rotated, or a
+        workspace archived or restored)."""
         self._cache.invalidate()
 
     def take_last_used(self) -> dict[str, datetime]:
         used, self.last_used = self.last_used, {}
         return used
+
+
+def unusable(key: ApiKey, now: datetime) -> str | None:
+    """Why a known, unrevoked key is refused now, told so a person can act on it; None when it may
+    be used. Checked at every use against the clock, so a cached key expires on time."""
+    if key.workspace_archived_at is not None:
+        return "this API key's workspace is archived; an instance administrator can restore it"
+    if key.expires_at is not None and key.expires_at <= now:
+        return (
+            f"this API key ({key.prefix}…) expired at {key.expires_at.isoformat(timespec='seconds')}; "
+            "ask a workspace admin for a new key"
+        )
+    return None
 
 
 def bearer(header: str | None) -> str | None:

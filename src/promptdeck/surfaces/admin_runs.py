@@ -1,5 +1,5 @@
-"""The admin API's runs (list, export as JSON Lines or CSV, one run, feedback, a session's runs),
-API keys and run retention under `/api/`: same gate, scopes and error shape as `admin.py`."""
+"""The admin API's runs (list, export as JSON Lines or CSV, one run, feedback, a session's runs)
+and run retention under `/api/`: same gate, scopes and error shape as `admin.py`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from pydantic_core import to_json, to_jsonable_python
 
-from promptdeck.admin_models import KeyIn, RetentionIn
-from promptdeck.domain.errors import Forbidden, ValidationFailed
-from promptdeck.domain.keys import allows
+from promptdeck.admin_models import RetentionIn
+from promptdeck.audit_trail import audit
+from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.run_filters import RunFilters, check_sort, parse_filters
 from promptdeck.domain.runs import utcnow
 from promptdeck.engine.auth import Caller
@@ -32,24 +32,6 @@ router = APIRouter(
     tags=["Admin"],
     responses=ERRORS["admin"],
 )
-
-
-@router.get("/keys")
-async def list_keys(request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    if not allows(caller.scopes, "admin"):  # key names are not for read-only keys
-        raise Forbidden("listing API keys needs the 'admin' scope")
-    return {"data": [k.to_dict() for k in await services(request).access.list_keys(caller.workspace_id)]}
-
-
-@router.post("/keys", status_code=201, summary="Create an API key; the secret is in this answer only")
-async def create_key(body: KeyIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    key, secret = await services(request).access.create_key(caller.workspace_id, body.name, body.scopes)
-    return key.to_dict() | {"api_key": secret}
-
-
-@router.post("/keys/{key_id}/revoke")
-async def revoke_key(key_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    return (await services(request).revoke_key(caller.workspace_id, key_id)).to_dict()
 
 
 class FeedbackIn(BaseModel):
@@ -253,5 +235,8 @@ async def get_retention(request: Request, caller: Caller = Admin) -> dict[str, A
 @router.put("/settings/retention", summary="Keep runs this many days (null: forever)")
 async def put_retention(body: RetentionIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
     app = services(request)
+    before = await app.retention.get_days(caller.workspace_id)
     await app.retention.set_days(caller.workspace_id, body.days)
+    days = {"days": before}, {"days": body.days}
+    await audit(request, caller, "retention.set", "workspace", caller.workspace_id, *days)
     return {"days": body.days}

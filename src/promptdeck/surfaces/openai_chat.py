@@ -48,6 +48,7 @@ async def list_models(request: Request) -> Response:
     data = [
         {"id": d.name, "object": "model", "created": created(d), "owned_by": "promptdeck"}
         for d in deployments
+        if caller.may_call(d.name)  # a key narrowed to some deployments lists only those
     ]
     return Response(dumps({"object": "list", "data": data}), media_type="application/json")
 

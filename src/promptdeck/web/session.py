@@ -22,6 +22,7 @@ from starlette.datastructures import FormData
 
 from promptdeck.domain.errors import Forbidden, PromptdeckError, Unauthorized
 from promptdeck.domain.members import SESSION_LIFETIME, role_allows
+from promptdeck.engine.auth import Caller
 from promptdeck.sessions import CSRF_HEADER, CSRF_REFUSED, SESSION_COOKIE, tokens_match
 from promptdeck.sessions import current_session as current_session  # pages import these from here
 from promptdeck.sessions import services as services
@@ -31,6 +32,12 @@ FORM_CSRF_COOKIE = "promptdeck_form_csrf"
 CSRF_FIELD = "csrf_token"
 # Paths a member who must change their one-time password may still reach.
 BEFORE_PASSWORD_CHANGE = ("/change-password", "/sign-out")
+
+
+def caller_of(session: Session) -> Caller:
+    """The signed-in member as the `Caller` a console action is made (and audited) as."""
+    member = session.member
+    return Caller.member(member.workspace_id, member.email, member.role, instance_admin=member.instance_admin)
 
 
 class SignInRequired(Unauthorized):

@@ -16,13 +16,16 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
-from promptdeck.admin_models import KeyIn, RetentionIn
+from promptdeck import key_changes
+from promptdeck.admin_models import KeyIn, KeyRotateIn, RetentionIn
+from promptdeck.audit_trail import audit, stored_credential
 from promptdeck.domain.errors import HTTP_STATUS, PromptdeckError, ValidationFailed
 from promptdeck.domain.keys import SCOPES
 from promptdeck.domain.members import ROLES
+from promptdeck.domain.runs import utcnow
 from promptdeck.store.console_sessions import Session
 from promptdeck.web.pages import ConsoleRoute, page, redirect, validated
-from promptdeck.web.session import CSRF_FIELD, Member, Owner, checked_form, is_https, services
+from promptdeck.web.session import CSRF_FIELD, Member, Owner, caller_of, checked_form, is_https, services
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 SECRET_FIELDS = ("api_key", "password", CSRF_FIELD)
@@ -45,12 +48,19 @@ async def settings_page(request: Request, session: Session, status: int = 200, *
     app = services(request)
     workspace_id = session.member.workspace_id
     owner = session.member.role == "owner"
+    keys = await app.access.list_keys(workspace_id) if owner else []
     return page(
         request,
         "settings.html",
         status,
         owner=owner,
-        keys=await app.access.list_keys(workspace_id) if owner else [],
+        keys=keys,
+        rotated={k.rotated_from for k in keys if k.rotated_from},  # keys a rotation replaced
+        prefix_of={k.id: k.prefix for k in keys},
+        deployment_names=[d.name for d in await app.catalog.deployments.list_deployments(workspace_id)]
+        if owner
+        else [],
+        now=utcnow(),
         providers=[
             p for p in await app.list_providers(workspace_id) if p["name"] in app.providers.credential_names
         ],
@@ -127,12 +137,18 @@ def form_text(form: FormData, name: str) -> str:
 @router.post("/settings/keys")
 async def create_key(request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
+        days = form_text(form, "key_expires_in_days")
+        names = [str(n) for n in form.getlist("key_deployments") if str(n)]
         body = validated(
-            KeyIn, {"name": form_text(form, "key_name") or "key", "scopes": form.getlist("key_scopes")}
+            KeyIn,
+            {
+                "name": form_text(form, "key_name") or "key",
+                "scopes": form.getlist("key_scopes"),
+                "deployments": names or None,  # none chosen: every deployment
+                "expires_in_days": days or None,
+            },
         )
-        key, secret = await services(request).access.create_key(
-            session.member.workspace_id, body.name, body.scopes
-        )
+        key, secret = await key_changes.create_key(request, caller_of(session), body)
         return Done(f"API key {key.name!r} created.", "Copy the new key now; it is not shown again", secret)
 
     return await _act(request, session, "keys", act)
@@ -141,8 +157,24 @@ async def create_key(request: Request, session: Session = Owner) -> Response:
 @router.post("/settings/keys/{key_id}/revoke")
 async def revoke_key(key_id: str, request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
-        key = await services(request).revoke_key(session.member.workspace_id, key_id)
+        key = await key_changes.revoke_key(request, caller_of(session), key_id)
         return Done(f"API key {key.name!r} ({key.prefix}…) was revoked; it no longer works.")
+
+    return await _act(request, session, "keys", act)
+
+
+@router.post("/settings/keys/{key_id}/rotate")
+async def rotate_key(key_id: str, request: Request, session: Session = Owner) -> Response:
+    async def act(request: Request, session: Session, form: FormData) -> Done:
+        grace = form_text(form, "grace_seconds")
+        body = validated(KeyRotateIn, {"grace_seconds": grace or None})
+        old, new, secret = await key_changes.rotate_key(request, caller_of(session), key_id, body)
+        until = old.expires_at.strftime("%Y-%m-%d %H:%M UTC") if old.expires_at else "its expiry"
+        return Done(
+            f"API key {new.name!r} rotated: the old key ({old.prefix}…) works until {until}.",
+            "Copy the new key now; it is not shown again",
+            secret,
+        )
 
     return await _act(request, session, "keys", act)
 
@@ -150,12 +182,12 @@ async def revoke_key(key_id: str, request: Request, session: Session = Owner) ->
 @router.post("/settings/providers/{provider}")
 async def store_credential(provider: str, request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
-        await services(request).store_credential(
-            session.member.workspace_id,
-            provider,
-            form_text(form, "api_key"),
-            form_text(form, "base_url") or None,
+        app, workspace_id = services(request), session.member.workspace_id
+        before = await stored_credential(app, workspace_id, provider)
+        stored = await app.store_credential(
+            workspace_id, provider, form_text(form, "api_key"), form_text(form, "base_url") or None
         )
+        await audit(request, caller_of(session), "credential.stored", "credential", provider, before, stored)
         return Done(f"The {provider} credential was stored (encrypted; it is never shown again).")
 
     return await _act(request, session, "providers", act)
@@ -164,7 +196,10 @@ async def store_credential(provider: str, request: Request, session: Session = O
 @router.post("/settings/providers/{provider}/delete")
 async def delete_credential(provider: str, request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
-        await services(request).delete_credential(session.member.workspace_id, provider)
+        app, workspace_id = services(request), session.member.workspace_id
+        before = await stored_credential(app, workspace_id, provider)
+        await app.delete_credential(workspace_id, provider)
+        await audit(request, caller_of(session), "credential.deleted", "credential", provider, before)
         return Done(f"The stored {provider} credential was deleted.")
 
     return await _act(request, session, "providers", act)
@@ -179,6 +214,8 @@ async def invite_member(request: Request, session: Session = Owner) -> Response:
             form_text(form, "invite_role"),
             session.member.email,
         )
+        invited = {"email": invite.email, "role": invite.role, "expires_at": invite.expires_at}
+        await audit(request, caller_of(session), "member.invited", "member", invite.email, None, invited)
         link = str(request.base_url).rstrip("/") + f"/invite/{token}"
         return Done(
             f"{invite.email} is invited as {invite.role}.",
@@ -192,9 +229,11 @@ async def invite_member(request: Request, session: Session = Owner) -> Response:
 @router.post("/settings/members/{member_id}/role")
 async def set_role(member_id: str, request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
-        member = await services(request).members.set_role(
-            session.member.workspace_id, member_id, form_text(form, "role")
-        )
+        members, workspace_id = services(request).members, session.member.workspace_id
+        before = await members.get(workspace_id, member_id)
+        member = await members.set_role(workspace_id, member_id, form_text(form, "role"))
+        changed = {"role": before.role}, {"role": member.role}
+        await audit(request, caller_of(session), "member.role_changed", "member", member.email, *changed)
         return Done(f"{member.email} is now {member.role}.")
 
     return await _act(request, session, "members", act)
@@ -204,6 +243,7 @@ async def set_role(member_id: str, request: Request, session: Session = Owner) -
 async def remove_member(member_id: str, request: Request, session: Session = Owner) -> Response:
     async def act(request: Request, session: Session, form: FormData) -> Done:
         member = await services(request).members.remove(session.member.workspace_id, member_id)
+        await audit(request, caller_of(session), "member.removed", "member", member.email, member.to_dict())
         return Done(f"{member.email} was removed and signed out.")
 
     return await _act(request, session, "members", act)
@@ -218,7 +258,10 @@ async def set_retention(request: Request, session: Session = Owner) -> Response:
                 f"days: a whole number of days, or empty to keep runs forever; got {raw!r}"
             )
         body = validated(RetentionIn, {"days": int(raw) if raw else None})
-        await services(request).retention.set_days(session.member.workspace_id, body.days)
+        retention, workspace_id = services(request).retention, session.member.workspace_id
+        days = {"days": await retention.get_days(workspace_id)}, {"days": body.days}
+        await retention.set_days(workspace_id, body.days)
+        await audit(request, caller_of(session), "retention.set", "workspace", workspace_id, *days)
         kept = f"{body.days} day(s)" if body.days else "forever"
         return Done(f"Runs are now kept {kept}.")
 
