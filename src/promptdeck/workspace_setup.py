@@ -1,7 +1,10 @@
 """Setting a workspace up from the command line: `init`'s and `quickstart`'s steps.
 
 Each opens the database, does its step and closes it again: the commands that call them run
-once, before any server. The example is seeded only where nothing of it exists, so running
+once, before any server. The admin key `init` prints and the console owner it creates are the
+instance's administrators (they manage workspaces); on a database from before workspaces could
+be managed, running `init` again makes its new key, and the oldest active workspace's first
+owner, instance administrators. The example is seeded only where nothing of it exists, so running
 `quickstart` (`make run`) again never changes what a user made or moved.
 """
 
@@ -15,23 +18,29 @@ from promptdeck.config import Settings
 
 
 async def bootstrap(settings: Settings, key_file: Path | None = None) -> tuple[str, str]:
-    """Migrate, make sure a workspace exists, and return (workspace id, admin key).
-    With `key_file`, a still-valid key saved there is reused instead of creating one."""
+    """Migrate, make sure a workspace exists, and return (the oldest active workspace's id, an
+    instance administrator's admin key in it). With `key_file`, a still-valid key saved there
+    is reused instead of creating one."""
+    from promptdeck.domain.change_events import ChangeFeed
     from promptdeck.domain.keys import hash_key
     from promptdeck.store.access import AccessStore
     from promptdeck.store.database import create_engine, migrate
+    from promptdeck.store.workspaces import WorkspaceStore
 
     await asyncio.to_thread(migrate, settings.database_url)
     db = create_engine(settings.database_url)
     try:
-        access = AccessStore(db)
-        workspace_id = await access.first_workspace()
+        access, workspaces = AccessStore(db), WorkspaceStore(db, ChangeFeed())
+        active = [w.id for w in await workspaces.all() if w.archived_at is None]
+        workspace_id = active[0] if active else await access.first_workspace()
         if key_file is not None and key_file.exists():
             saved = key_file.read_text().strip()
             found = await access.find_by_hash(hash_key(saved))
-            if found is not None and found.revoked_at is None:
+            if found is not None and found.revoked_at is None and found.workspace_id == workspace_id:
+                if not found.instance_admin:
+                    await workspaces.make_instance_admin_key(found.id)
                 return workspace_id, saved
-        _, secret = await access.create_key(workspace_id, "admin", ["admin"])
+        _, secret = await access.create_key(workspace_id, "admin", ["admin"], instance_admin=True)
         if key_file is not None:
             write_private(key_file, secret)
         return workspace_id, secret
@@ -53,15 +62,20 @@ async def ensure_owner(
 ) -> tuple[str, str | None]:
     """Create the console's first owner, with a one-time password, when the workspace has no
     member; returns (owner email, that password or None when the owner existed already).
-    With `password_file`, the password is saved there and shown again while it is unchanged."""
+    With `password_file`, the password is saved there and shown again while it is unchanged.
+    The owner is an instance administrator unless another member is one already."""
+    from promptdeck.domain.change_events import ChangeFeed
     from promptdeck.domain.members import one_time_password
     from promptdeck.store.console_members import MemberStore
     from promptdeck.store.database import create_engine
+    from promptdeck.store.workspaces import WorkspaceStore
 
     db = create_engine(settings.database_url)
     try:
-        members = MemberStore(db)
+        members, workspaces = MemberStore(db), WorkspaceStore(db, ChangeFeed())
         owner = await members.first_owner(workspace_id)
+        if owner is not None and not await workspaces.has_instance_admin_member():
+            await workspaces.make_instance_admin_member(owner.email)
         if owner is not None:
             saved = password_file.read_text().strip() if password_file and password_file.exists() else ""
             if saved and owner.must_change_password and await members.still_has_password(owner, saved):
@@ -71,6 +85,8 @@ async def ensure_owner(
             return owner.email, None
         password = one_time_password()
         owner = await members.create(workspace_id, email, password, "owner", must_change_password=True)
+        if not await workspaces.has_instance_admin_member():
+            await workspaces.make_instance_admin_member(owner.email)
         if password_file is not None:
             write_private(password_file, password)
         return owner.email, password

@@ -33,7 +33,7 @@ from promptdeck.domain.members import (
     normalize_email,
 )
 from promptdeck.domain.runs import new_id, utcnow
-from promptdeck.store.tables import console_invites, console_members, console_sessions
+from promptdeck.store.tables import console_invites, console_members, console_sessions, workspaces
 
 HASHER = PasswordHasher()
 WRONG_CREDENTIALS = "That email and password do not match a member."
@@ -124,6 +124,7 @@ class Member:
     created_at: datetime
     last_sign_in_at: datetime | None
     disabled_at: datetime | None
+    instance_admin: bool = False  # may manage workspaces (docs/governance.md, "Workspaces")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,7 @@ def member_from_row(row: Any) -> Member:
         created_at=row.created_at,
         last_sign_in_at=row.last_sign_in_at,
         disabled_at=row.disabled_at,
+        instance_admin=bool(getattr(row, "instance_admin", False)),
     )
 
 
@@ -202,15 +204,62 @@ class MemberStore:
         name: str = "",
         must_change_password: bool = False,
     ) -> Member:
+        """A new member. An email that is a member elsewhere already is one person: its
+        password must be that person's (`join`), and stays theirs."""
         email = normalize_email(email)
+        person = await self._person(email)
+        if person is not None:
+            async with self.engine.connect() as conn:
+                await self._refuse_duplicate(conn, workspace_id, email)
+            if not await _verify(person.password_hash, password):
+                raise ValidationFailed(
+                    f"password: {email} is already a console member of another workspace; "
+                    "enter that account's password to join this one"
+                )
+            return await self.join(workspace_id, email, role, name)
+        return await self._insert(workspace_id, email, await hash_password(password), role, name,
+                                  must_change_password=must_change_password)  # fmt: skip
+
+    async def join(self, workspace_id: str, email: str, role: str, name: str = "") -> Member:
+        """A membership in one more workspace for a person who has one already (same password,
+        same instance-administrator standing); see `create` for a new person."""
+        person = await self._person(normalize_email(email))
+        if person is None:
+            raise NotFound(f"no console member {email!r}")
+        return await self._insert(workspace_id, person.email, person.password_hash, role,
+                                  name or person.name, person.must_change_password,
+                                  bool(person.instance_admin))  # fmt: skip
+
+    async def _person(self, email: str) -> Any:
+        """The oldest membership row of `email` (its password is every membership's), or None."""
+        query = (
+            sa.select(console_members)
+            .where(console_members.c.email == email)
+            .order_by(console_members.c.created_at)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first()
+
+    async def _insert(
+        self,
+        workspace_id: str,
+        email: str,
+        password_hash: str,
+        role: str,
+        name: str,
+        must_change_password: bool = False,
+        instance_admin: bool = False,
+    ) -> Member:
         values: dict[str, Any] = {
             "id": new_id(),
             "workspace_id": workspace_id,
             "email": email,
             "name": name.strip()[:200],
-            "password_hash": await hash_password(password),
+            "password_hash": password_hash,
             "role": check_role(role),
             "must_change_password": must_change_password,
+            "instance_admin": instance_admin,
             "failed_attempts": 0,
             "locked_until": None,
             "created_at": utcnow(),
@@ -248,7 +297,7 @@ class MemberStore:
         """The member these credentials name, asked for from client `address`. Failures pause
         the address (`SignInThrottle`), whether the email is a member's or not; a paused
         attempt is refused (429) before the password is looked at. An email that is a member
-        of several workspaces signs in to the oldest membership."""
+        of several workspaces signs in to its oldest membership in an active workspace."""
         try:
             email = normalize_email(email)
             counted = email
@@ -263,7 +312,12 @@ class MemberStore:
             row = (
                 await conn.execute(
                     sa.select(console_members)
-                    .where(console_members.c.email == email, console_members.c.disabled_at.is_(None))
+                    .join(workspaces, workspaces.c.id == console_members.c.workspace_id)
+                    .where(
+                        console_members.c.email == email,
+                        console_members.c.disabled_at.is_(None),
+                        workspaces.c.archived_at.is_(None),
+                    )
                     .order_by(console_members.c.created_at)
                     .limit(1)
                 )
@@ -283,6 +337,25 @@ class MemberStore:
             )
         return replace(member, failed_attempts=0, locked_until=None, last_sign_in_at=now)
 
+    async def membership(self, email: str, workspace_id: str) -> Member:
+        """`email`'s enabled membership in the active workspace `workspace_id` (to switch to it)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(console_members)
+                    .join(workspaces, workspaces.c.id == console_members.c.workspace_id)
+                    .where(
+                        console_members.c.email == email,
+                        console_members.c.workspace_id == workspace_id,
+                        console_members.c.disabled_at.is_(None),
+                        workspaces.c.archived_at.is_(None),
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound("you are not a member of that workspace, or it is archived")
+        return member_from_row(row)
+
     async def first_owner(self, workspace_id: str) -> Member | None:
         members = [m for m in await self.list(workspace_id) if m.role == "owner"]
         return members[0] if members else None
@@ -301,7 +374,7 @@ class MemberStore:
         self, member: Member, new_password: str, current_password: str | None, keep_session: str | None
     ) -> None:
         """Set a new password (checking the current one unless it is `None`, as after an
-        invite) and end the member's other sessions."""
+        invite) for every membership of the member's email, and end their other sessions."""
         if current_password is not None:
             async with self.engine.connect() as conn:
                 stored = (
@@ -317,10 +390,11 @@ class MemberStore:
         async with self.engine.begin() as conn:
             await conn.execute(
                 console_members.update()
-                .where(console_members.c.id == member.id)
+                .where(console_members.c.email == member.email)
                 .values(password_hash=new_hash, must_change_password=False)
             )
-            others = console_sessions.c.member_id == member.id
+            same_person = sa.select(console_members.c.id).where(console_members.c.email == member.email)
+            others: sa.ColumnElement[bool] = console_sessions.c.member_id.in_(same_person)
             if keep_session is not None:
                 others &= console_sessions.c.id != keep_session
             await conn.execute(console_sessions.delete().where(others))

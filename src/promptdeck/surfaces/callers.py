@@ -26,6 +26,8 @@ OWNER_PATHS = (
     "/api/import",
     "/api/members",
     "/api/webhooks",
+    "/api/limits",
+    "/api/budgets",
 )
 SESSION_EXPIRED = "your console session has expired or was ended; sign in again"
 
@@ -67,7 +69,7 @@ async def member_caller(request: Request, reading: bool) -> Caller:
         raise Forbidden(
             f"{request.method} {request.url.path} needs the {needed} role; you are signed in as {member.role}"
         )
-    return Caller.member(member.workspace_id, member.email, member.role)
+    return Caller.member(member.workspace_id, member.email, member.role, instance_admin=member.instance_admin)
 
 
 def admin_caller(request: Request) -> Caller:
