@@ -29,6 +29,7 @@ OptionalCount = Annotated[Count | None, BeforeValidator(lambda value: None if va
 _lower = BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value)
 LogLevel = Annotated[Literal["critical", "error", "warning", "info", "debug", "trace"], _lower]
 LogFormat = Annotated[Literal["text", "json"], _lower]
+FailPolicy = Annotated[Literal["open", "closed"], _lower]  # what a feature does when its store is down
 
 
 class SettingsError(ValueError):
@@ -91,10 +92,19 @@ class Settings(BaseSettings):
     # Development only: webhooks may go to http URLs and loopback or private addresses (a
     # receiver on your machine). Off in production: a stored URL could reach internal services.
     webhooks_allow_private: bool = _env(False, "PROMPTDECK_WEBHOOKS_ALLOW_PRIVATE")
-    # Redis (or Valkey) that replicas share, e.g. `redis://host:6379/0`; empty: none. The response
-    # cache lives there when set, else in each process, in at most `response_cache_mb` MB.
+    # Redis (or Valkey) that replicas share, e.g. `redis://host:6379/0`; empty: none. When set, it
+    # holds the response cache, the rate-limit and budget counters, and carries change events
+    # between replicas (docs/governance.md "Shared state and Redis"); else all live in the process,
+    # the response cache in at most `response_cache_mb` MB.
     redis_url: str = _env("", "PROMPTDECK_REDIS_URL")
     response_cache_mb: NotNegative = _env(64.0, "PROMPTDECK_RESPONSE_CACHE_MB")
+    # When the store that counts rate limits and budgets (Redis) is unreachable: `open` lets calls
+    # through (a warning in the log at most every 10 s), `closed` refuses them with 503
+    # `quota_store_unavailable` (docs/governance.md). A budget's worst case takes this many output
+    # tokens for a call that sets no `max_tokens`.
+    limits_on_store_failure: FailPolicy = _env("open", "PROMPTDECK_LIMITS_ON_STORE_FAILURE")
+    budgets_on_store_failure: FailPolicy = _env("closed", "PROMPTDECK_BUDGETS_ON_STORE_FAILURE")
+    budget_default_max_tokens: Count = _env(4096, "PROMPTDECK_BUDGET_DEFAULT_MAX_TOKENS")
     # Prometheus metrics at /metrics (docs/operations.md): on unless `off`; scraped with this
     # bearer token when set, else from loopback only. Label sets per series beyond the cap fold
     # into `(other)`.

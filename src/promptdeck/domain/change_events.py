@@ -5,10 +5,9 @@ sync, provider credentials, price overrides) publish an event after each committ
 caches subscribe (`services.py` wires the engine's). No route handler invalidates a cache itself,
 so a new write path cannot forget to.
 
-In one process an event is a function call. The governance issue carries the same events across
-replicas over Redis pub/sub: a subscriber that forwards each event to a channel, and a listener
-that publishes what other replicas send into the local feed. The events are small frozen
-dataclasses so they serialize as they are.
+In one process an event is a function call. With Redis, `engine.change_bridge` carries the
+events caches care about across replicas over pub/sub: a local-only subscriber forwards each to
+a channel, and a listener publishes what other replicas send into the local feed as remote.
 """
 
 from __future__ import annotations
@@ -152,23 +151,40 @@ class Announced:
     fact: Fact
 
 
-ChangeEvent = CatalogChanged | ProviderSettingsChanged | AccessChanged | QuotasChanged | Announced
+@dataclass(frozen=True, slots=True)
+class ChangesMissed:
+    """Other replicas' events may have been missed (this replica's Redis subscription dropped and
+    came back): every cache drops everything it holds, in every workspace."""
+
+
+ChangeEvent = (
+    CatalogChanged | ProviderSettingsChanged | AccessChanged | QuotasChanged | ChangesMissed | Announced
+)
 Subscriber = Callable[[ChangeEvent], None]
 
 
 class ChangeFeed:
-    """An in-process publisher: every subscriber is called, in order, with every event."""
+    """An in-process publisher: every subscriber is called, in order, with every event.
+
+    An event is local (a write in this process) or remote (another replica's write, brought by
+    `engine.change_bridge`, or `ChangesMissed`). Caches want both; a subscriber that acts once
+    per write across the whole deployment (the webhook dispatcher, the bridge that forwards local
+    events to the other replicas) subscribes with `local_only=True`, so N replicas do not act N
+    times and nothing echoes back and forth.
+    """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, bool]] = []
 
-    def subscribe(self, callback: Subscriber) -> None:
-        self._subscribers.append(callback)
+    def subscribe(self, callback: Subscriber, *, local_only: bool = False) -> None:
+        self._subscribers.append((callback, local_only))
 
-    def publish(self, event: ChangeEvent) -> None:
+    def publish(self, event: ChangeEvent, *, remote: bool = False) -> None:
         """Called after the write committed. A failing subscriber is logged and the others still
         run: the write has happened, and one broken cache must not keep the rest stale."""
-        for callback in list(self._subscribers):
+        for callback, local_only in list(self._subscribers):
+            if remote and local_only:
+                continue
             try:
                 callback(event)
             except Exception:

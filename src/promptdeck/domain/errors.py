@@ -58,15 +58,45 @@ class PayloadTooLarge(PromptdeckError):
 class RateLimited(PromptdeckError):
     code = "too_many_requests"
 
-    def __init__(self, message: str, *, retry_after: float = 1.0, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float = 1.0,
+        details: Any = None,
+        window: tuple[int, int, float] | None = None,
+    ) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+        self.window = window  # a rate limit's (limit, remaining, seconds until reset), when it is ours
+
+    def headers(self) -> dict[str, str]:
+        """Retry-After, and for promptdeck's own limits X-RateLimit-Limit, -Remaining and -Reset
+        (seconds until the window is empty again; docs/governance.md)."""
+        headers = super().headers()
+        if self.window is not None:
+            limit, remaining, reset = self.window
+            headers["X-RateLimit-Limit"] = str(limit)
+            headers["X-RateLimit-Remaining"] = str(remaining)
+            headers["X-RateLimit-Reset"] = str(math.ceil(reset))
+        return headers
 
 
 class BudgetExceeded(RateLimited):
     """A call whose worst-case cost does not fit what a budget has left this period."""
 
     code = "budget_exceeded"
+
+
+class QuotaUnavailable(PromptdeckError):
+    """The store that counts limits or budgets cannot be reached and the fail policy says refuse
+    (PROMPTDECK_BUDGETS_ON_STORE_FAILURE=closed, the default for budgets; docs/configuration.md)."""
+
+    code = "quota_store_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderFailed(PromptdeckError):
@@ -99,6 +129,7 @@ HTTP_STATUS: dict[str, int] = {
     "payload_too_large": 413,
     "too_many_requests": 429,
     "budget_exceeded": 429,
+    "quota_store_unavailable": 503,
     "provider_error": 502,
     "internal_server_error": 500,
     "client_closed_request": 499,

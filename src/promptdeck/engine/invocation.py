@@ -54,6 +54,8 @@ from promptdeck.providers.base import Provider, ProviderCall
 
 if TYPE_CHECKING:
     from promptdeck.engine.invoke import Engine, InvokeRequest
+    from promptdeck.engine.pricing import PriceList
+    from promptdeck.engine.quota_governor import Hold
 
 CANCELLED = "cancelled"
 UPSTREAM_TIMEOUT = "upstream_timeout"
@@ -107,7 +109,7 @@ class Invocation:
             provider=record.provider,
             version_id=record.version_id,
             version_number=record.version_number,
-            input_chars=sum(len(str(m.get("content") or "")) for m in record.messages or []),
+            input_chars=prompt_chars(record.messages),
         )
         self._candidates = candidates
         self._config = config
@@ -127,6 +129,7 @@ class Invocation:
         self._priced_as: str | None = None
         self.request = request
         self._replay: tuple[Event, ...] | None = None  # a response cache hit's answer
+        self.hold: Hold | None = None  # its rate limits' and budgets' hold, settled on close
 
     async def __aenter__(self) -> Invocation:
         return self
@@ -196,6 +199,8 @@ class Invocation:
         try:
             await self._engine.record_run(record, self.request)
         finally:
+            if self.hold is not None and self._engine.governor is not None:
+                await self._engine.governor.settle(self.hold, *self._spent(self.hold))
             for callback in self._after_close:
                 callback()
 
@@ -403,8 +408,25 @@ class Invocation:
 
     # ── usage and cost ───────────────────────────────────────────────────────
 
+    def _spent(self, hold: Hold) -> tuple[float, int]:
+        """(USD, tokens) the run used, for its budgets and token limits. A run cut short before
+        its upstream reported usage is estimated from what it sent and received; a price that
+        cannot be known costs what was reserved."""
+        record = self.record
+        if record.cost is not None or self._usage is not None:  # the upstream reported usage
+            usage, cost = Usage(record.input_tokens, output=record.output_tokens), record.cost
+        elif not self._attempts:  # no upstream was called (a cache hit, or never read)
+            return 0.0, 0
+        else:
+            usage = self._estimate("".join(self._fold.text) + "".join(self._fold.reasoning))
+            model_ids = (self._priced_as or self._candidates[0].model_id,)
+            cost = price_usage(self._engine.prices, self._overrides, model_ids, usage)[0]
+        if cost is None:
+            cost = hold.reservation.amount_usd if hold.reservation is not None else 0.0
+        return cost, usage.input + usage.output
+
     def _estimate(self, output: str) -> Usage:
-        prompt = sum(len(str(m.get("content") or "")) for m in self.record.messages or [])
+        prompt = prompt_chars(self.record.messages)
         return Usage(
             input=math.ceil(prompt / CHARS_PER_TOKEN),
             output=math.ceil(len(output) / CHARS_PER_TOKEN),
@@ -424,11 +446,26 @@ class Invocation:
         # The model the upstream says answered (e.g. Azure's real model behind a deployment
         # name, or a dated snapshot) is priced first; then the model id the version names.
         priced = (record.model, configured) if record.model and record.model != configured else (configured,)
-        override = next((self._overrides[m] for m in priced if m in self._overrides), None)  # wins
-        for model_id in priced:
-            record.cost, record.price_known = self._engine.prices.cost(model_id, usage, override)
-            if record.price_known:
-                break
+        record.cost, record.price_known = price_usage(self._engine.prices, self._overrides, priced, usage)
+
+
+def prompt_chars(messages: list[dict[str, Any]] | None) -> int:
+    """The characters of a prompt's messages, for token estimates (`CHARS_PER_TOKEN`)."""
+    return sum(len(str(m.get("content") or "")) for m in messages or [])
+
+
+def price_usage(
+    prices: PriceList, overrides: dict[str, Price], model_ids: tuple[str, ...], usage: Usage
+) -> tuple[float | None, bool]:
+    """(cost in USD, whether the price was known) of `usage` on the first of `model_ids` with a
+    price; a workspace's override of any of them wins over the price list."""
+    override = next((overrides[m] for m in model_ids if m in overrides), None)
+    cost, known = None, False
+    for model_id in model_ids:
+        cost, known = prices.cost(model_id, usage, override)
+        if known:
+            break
+    return cost, known
 
 
 def caller_error(failed: Failed) -> PromptdeckError:

@@ -16,10 +16,12 @@ from promptdeck.domain.content_parts import content_data, media_in, stored_messa
 from promptdeck.domain.deployments import Deployment, Version
 from promptdeck.domain.errors import NotFound, PromptdeckError, ValidationFailed
 from promptdeck.domain.inputs import check_appended_media, render_messages, resolve_inputs
+from promptdeck.domain.keys import check_deployment
 from promptdeck.domain.media_capability import media_refusal, needs_bytes
 from promptdeck.domain.media_sources import DEFAULT_POLICY, MediaPolicy, without_payloads
 from promptdeck.domain.override_policy import check_raw_overrides
 from promptdeck.domain.prompts import param_problems
+from promptdeck.domain.quotas import CallSubjects
 from promptdeck.domain.reliability import DEFAULT_CONFIG, VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
 from promptdeck.domain.templating import JINJA2
@@ -31,6 +33,8 @@ from promptdeck.engine.invocation import Candidate, Invocation, stamp_version
 from promptdeck.engine.media_fetch import MediaFetcher
 from promptdeck.engine.outbound_http import OutboundPolicy
 from promptdeck.engine.pricing import Price, PriceList
+from promptdeck.engine.quota_cost import DEFAULT_MAX_TOKENS, worst_case_cost
+from promptdeck.engine.quota_governor import Governor, Hold
 from promptdeck.engine.response_cache import ResponseCache
 from promptdeck.engine.run_observers import RunObservers
 from promptdeck.engine.ttl_cache import TtlCache
@@ -94,6 +98,8 @@ class Engine:
         # set by services: fetches what a provider takes only as bytes (engine/media_fetch.py)
         self.fetcher = MediaFetcher(OutboundPolicy(allow_private=False))
         self.prices = PriceList(providers)
+        self.governor: Governor | None = None  # set by services: rate limits and budgets
+        self.default_max_tokens = DEFAULT_MAX_TOKENS  # a budget's worst case when a call sets none
         # Callers name deployments, so unknown names get the small store for misses; a missing
         # credential is a workspace's setting, not a caller's choice: as many as there are entries.
         self.deployments: TtlCache[tuple[str, str], Deployment | None] = TtlCache(
@@ -127,6 +133,7 @@ class Engine:
             trace_id=traceparent_trace_id(request.traceparent),  # the traces observer may set it
         )
         try:
+            check_deployment(request.caller.deployments, request.deployment)  # a key's own list
             deployment = snapshot or await self.deployments.get(
                 (request.caller.workspace_id, request.deployment)
             )
@@ -142,12 +149,14 @@ class Engine:
             record.messages = candidates[0].messages
             record.provider = candidates[0].provider.name
             overrides = await self.overrides.get(request.caller.workspace_id)
+            hold = await self._admit(request, candidates, overrides) if self.governor is not None else None
         except PromptdeckError as exc:
             record.status, record.error_code, record.error_message = ERROR, exc.code, exc.message
             record.duration_ms = (time.perf_counter() - started) * 1000
             await self.record_run(record, request)
             raise
         invocation = Invocation(record, candidates, config, self, overrides, started, request)
+        invocation.hold = hold
         self.open_runs.add(invocation)
         if config.cache is not None and self.response_cache is not None:
             try:
@@ -156,6 +165,18 @@ class Engine:
                 await invocation.close()
                 raise
         return invocation
+
+    async def _admit(
+        self, request: InvokeRequest, candidates: list[Candidate], overrides: dict[str, Price]
+    ) -> Hold | None:
+        """Rate limits and budgets, before any provider call: raises `RateLimited` or
+        `BudgetExceeded`, so the refused call is logged as a run with that code."""
+        assert self.governor is not None
+        caller = request.caller
+        subjects = CallSubjects(caller.workspace_id, caller.key_id, request.deployment, request.end_user)
+        return await self.governor.admit(
+            subjects, lambda: worst_case_cost(candidates, self.prices, overrides, self.default_max_tokens)
+        )
 
     async def record_run(self, record: RunRecord, request: InvokeRequest) -> None:
         """The one place a run ends, whatever its ending: its observers see it, then the writer."""
@@ -228,6 +249,7 @@ class Engine:
 
     async def payload(self, request: InvokeRequest) -> dict[str, Any]:
         """The exact body the variant's provider would receive, without calling it."""
+        check_deployment(request.caller.deployments, request.deployment)
         deployment = await self.deployments.get((request.caller.workspace_id, request.deployment))
         if deployment is None:
             raise NotFound(f"no deployment named {request.deployment!r}")

@@ -76,11 +76,19 @@ WHY = {
     409: "It conflicts with what exists (a duplicate name, an unsafe variant move)",
     413: "The request body is over the server's limit",
     422: "The request is invalid (a field, the JSON, or a value out of range)",
-    429: "Rate limited (an upstream's limit passed on); wait Retry-After seconds",
+    429: "Rate limited (the workspace's own limit, `too_many_requests`, or an upstream's passed on) "
+    "or over a budget (`budget_exceeded`); wait Retry-After seconds",
     500: "promptdeck's own fault (logged)",
     502: "The provider failed before answering (after the engine's retries and fallbacks)",
+    503: "Limits or budgets cannot be checked: their store is unreachable (`quota_store_unavailable`)",
 }
-RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+_SECONDS = {"type": "integer"}
+RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait", "schema": _SECONDS},
+    "X-RateLimit-Limit": {"description": "the tightest rate limit (per minute)", "schema": _SECONDS},
+    "X-RateLimit-Remaining": {"description": "what is left of it now", "schema": _SECONDS},
+    "X-RateLimit-Reset": {"description": "seconds until its window is empty again", "schema": _SECONDS},
+}
 
 
 def responses(shape: type[BaseModel], *statuses: int) -> Responses:
@@ -103,7 +111,8 @@ ERRORS: dict[str, Responses] = {
 }
 # What a route that runs a prompt and waits for its answer adds.
 INVOKE_ERRORS: dict[str, Responses] = {
-    "fetchhive": responses(FetchHiveError, 400, 429, 502),  # 400: a prompt over the model's context
-    "openai": responses(OpenAIError, 429, 502),
+    "fetchhive": responses(FetchHiveError, 400, 429, 502, 503),  # 400: a prompt over the model's context
+    "vellum": responses(VellumError, 429, 503),
+    "openai": responses(OpenAIError, 429, 502, 503),
     "admin": responses(AdminError, 502),
 }

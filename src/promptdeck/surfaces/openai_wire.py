@@ -62,6 +62,8 @@ ERROR_KINDS: dict[str, tuple[str, str]] = {
     "conflict": ("invalid_request_error", "conflict"),
     "payload_too_large": ("invalid_request_error", "request_too_large"),
     "too_many_requests": ("requests", "rate_limit_exceeded"),
+    "budget_exceeded": ("insufficient_quota", "budget_exceeded"),  # OpenAI's type for a spent quota
+    "quota_store_unavailable": ("server_error", "quota_store_unavailable"),
     "provider_error": ("server_error", "provider_error"),
     "internal_server_error": ("server_error", "internal_error"),
 }

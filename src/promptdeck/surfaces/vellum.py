@@ -40,7 +40,7 @@ from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.services import Services
 from promptdeck.surfaces.access_log import log_run
 from promptdeck.surfaces.callers import services
-from promptdeck.surfaces.error_shapes import ERRORS
+from promptdeck.surfaces.error_shapes import ERRORS, INVOKE_ERRORS
 from promptdeck.surfaces.http import (
     call_headers,
     dialect_route,
@@ -74,6 +74,8 @@ STATUS = {
     "method_not_allowed": 405,
     "payload_too_large": 413,
     "too_many_requests": 429,
+    "budget_exceeded": 429,
+    "quota_store_unavailable": 503,
 }
 NDJSON = "application/x-ndjson"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -168,7 +170,12 @@ async def _start(request: Request, stream: bool) -> tuple[Invocation, Execution]
     return invocation, parsed
 
 
-@router.post(EXECUTE_PATHS[0], openapi_extra=EXECUTE_DOC, summary="Execute a prompt deployment")
+@router.post(
+    EXECUTE_PATHS[0],
+    openapi_extra=EXECUTE_DOC,
+    responses=INVOKE_ERRORS["vellum"],
+    summary="Execute a prompt deployment",
+)
 async def execute_prompt(request: Request) -> Response:
     invocation, parsed = await _start(request, stream=False)
     async with invocation:
@@ -181,7 +188,7 @@ async def execute_prompt(request: Request) -> Response:
     EXECUTE_PATHS[1],
     openapi_extra=EXECUTE_DOC,
     response_class=StreamingResponse,  # documents no JSON answer
-    responses={200: {"content": {NDJSON: {}}}},
+    responses={**INVOKE_ERRORS["vellum"], 200: {"content": {NDJSON: {}}}},
     summary="Execute a prompt deployment, streamed as newline-delimited JSON",
 )
 async def execute_prompt_stream(request: Request) -> Response:

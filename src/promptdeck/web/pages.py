@@ -34,6 +34,7 @@ NAV = (
     ("Logs", "/logs"),
     ("Users", "/users"),
     ("Usage", "/usage"),
+    ("Limits & budgets", "/limits"),
     ("Webhooks", "/webhooks"),
     ("Settings", "/settings"),
 )
