@@ -16,6 +16,7 @@ from promptdeck.domain.deployments import Version
 from promptdeck.domain.promotion import RECENT_RUNS, forced_note, promotion_risks, refusal, release_report
 from promptdeck.domain.prompts import check_slug
 from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.store.audit_log import record_move
 from promptdeck.store.catalog_facts import note_move
 from promptdeck.store.tables import deployments, prompt_versions, variant_moves, variants
 from promptdeck.store.variant_runs import recent_inputs
@@ -157,6 +158,7 @@ async def move(
             variants.update().where(variants.c.id == variant_id).values(version_id=version_id, updated_at=now)
         )
     await record_entry(conn, variant_id, previous, version_id, actor, note, now)
+    await record_move(conn, deployment_id, variant, previous, version_id, actor, note)  # audit log
     await note_move(conn, deployment_id, variant, previous, version_id, actor, note)
     return previous
 

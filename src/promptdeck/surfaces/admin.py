@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
 from promptdeck.admin_models import PromptIn
+from promptdeck.audit_trail import audit, price_override, stored_credential
 from promptdeck.catalog_views import (
     deployment_dict,
     prompt_detail,
@@ -339,14 +340,19 @@ async def list_providers(request: Request, caller: Caller = Admin) -> dict[str, 
 async def put_credential(
     provider: str, body: CredentialIn, request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
-    return await services(request).store_credential(
-        caller.workspace_id, provider, body.api_key, body.base_url
-    )
+    app = services(request)
+    before = await stored_credential(app, caller.workspace_id, provider)
+    stored = await app.store_credential(caller.workspace_id, provider, body.api_key, body.base_url)
+    await audit(request, caller, "credential.stored", "credential", provider, before, stored)
+    return stored
 
 
 @router.delete("/providers/{provider}/credential", status_code=204)
 async def delete_credential(provider: str, request: Request, caller: Caller = Admin) -> Response:
-    await services(request).delete_credential(caller.workspace_id, provider)
+    app = services(request)
+    before = await stored_credential(app, caller.workspace_id, provider)
+    await app.delete_credential(caller.workspace_id, provider)
+    await audit(request, caller, "credential.deleted", "credential", provider, before, None)
     return Response(status_code=204)
 
 
@@ -363,12 +369,18 @@ async def put_price(
     caller: Caller = Admin,
 ) -> dict[str, Any]:
     app = services(request)
-    return await app.prices.put(caller.workspace_id, model, body)
+    before = await price_override(app, caller.workspace_id, model)
+    after = await app.prices.put(caller.workspace_id, model, body)
+    await audit(request, caller, "price.set", "price", model, before, after)
+    return after
 
 
 @router.delete("/prices/{model:path}", status_code=204)
 async def delete_price(model: str, request: Request, caller: Caller = Admin) -> Response:
-    await services(request).prices.delete(caller.workspace_id, model)
+    app = services(request)
+    before = await price_override(app, caller.workspace_id, model)
+    await app.prices.delete(caller.workspace_id, model)
+    await audit(request, caller, "price.deleted", "price", model, before, None)
     return Response(status_code=204)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from promptdeck.audit_trail import audit, without_secret
 from promptdeck.domain.change_events import EVENT_TYPES
 from promptdeck.engine.auth import Caller
 from promptdeck.surfaces.admin import Admin, render_error
@@ -51,9 +52,11 @@ async def list_webhooks(request: Request, caller: Caller = Admin) -> dict[str, A
     responses=REFUSED_URL,
 )
 async def create_webhook(body: WebhookIn, request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    return await services(request).webhooks.create(
+    created = await services(request).webhooks.create(
         caller.workspace_id, body.url, body.events, body.description
     )
+    await audit(request, caller, "webhook.created", "webhook", created["id"], None, without_secret(created))
+    return created
 
 
 @router.get("/webhooks/{endpoint_id}")
@@ -70,18 +73,27 @@ async def update_webhook(
     endpoint_id: str, body: WebhookPatch, request: Request, caller: Caller = Admin
 ) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
-    return await services(request).webhooks.update(caller.workspace_id, endpoint_id, changes)
+    hooks = services(request).webhooks
+    before = await hooks.endpoints.get(caller.workspace_id, endpoint_id)
+    after = await hooks.update(caller.workspace_id, endpoint_id, changes)
+    await audit(request, caller, "webhook.changed", "webhook", endpoint_id, before, after)
+    return after
 
 
 @router.delete("/webhooks/{endpoint_id}", status_code=204, summary="Remove an endpoint and its delivery log")
 async def delete_webhook(endpoint_id: str, request: Request, caller: Caller = Admin) -> Response:
-    await services(request).webhooks.endpoints.delete(caller.workspace_id, endpoint_id)
+    endpoints = services(request).webhooks.endpoints
+    before = await endpoints.get(caller.workspace_id, endpoint_id)
+    await endpoints.delete(caller.workspace_id, endpoint_id)
+    await audit(request, caller, "webhook.deleted", "webhook", endpoint_id, before, None)
     return Response(status_code=204)
 
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", summary="A new signing secret, in this answer only")
 async def rotate_webhook_secret(endpoint_id: str, request: Request, caller: Caller = Admin) -> dict[str, Any]:
-    return await services(request).webhooks.rotate(caller.workspace_id, endpoint_id)
+    rotated = await services(request).webhooks.rotate(caller.workspace_id, endpoint_id)
+    await audit(request, caller, "webhook.secret_rotated", "webhook", endpoint_id)  # never the secret
+    return rotated
 
 
 @router.post("/webhooks/{endpoint_id}/ping", summary="Send a `ping` event now; answers with its delivery")

@@ -12,9 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from promptdeck.audit_trail import audit, without_secret
 from promptdeck.domain.change_events import EVENT_TYPES
 from promptdeck.domain.errors import HTTP_STATUS, NotFound, PromptdeckError
 from promptdeck.store.console_sessions import Session
+from promptdeck.web.evaluations_pages import caller_of
 from promptdeck.web.pages import ConsoleRoute, page
 from promptdeck.web.session import Member, Owner, checked_form, services
 from promptdeck.web.settings_pages import FLASH_COOKIE, Done, flashed, form_text, take_flash
@@ -45,6 +47,8 @@ async def add_webhook(request: Request, session: Session = Owner) -> Response:
             [e for e in form.getlist("events") if isinstance(e, str)],
             form_text(form, "description"),
         )
+        added = None, without_secret(created)
+        await audit(request, caller_of(session), "webhook.created", "webhook", created["id"], *added)
     except PromptdeckError as error:
         posted = await request.form()
         kept = {"url": posted.get("url", ""), "description": posted.get("description", "")}
@@ -74,7 +78,9 @@ async def act_on_webhook(
     try:
         await checked_form(request, session.csrf_token)
         if action == "delete":
+            before = await hooks.endpoints.get(workspace_id, endpoint_id)
             await hooks.endpoints.delete(workspace_id, endpoint_id)
+            await audit(request, caller_of(session), "webhook.deleted", "webhook", endpoint_id, before)
             return flashed(request, HOME, Done("The endpoint and its delivery log were deleted."), HOME)
         if action == "ping":
             sent = await hooks.ping(workspace_id, endpoint_id)
@@ -82,10 +88,13 @@ async def act_on_webhook(
             answer = tried.get("status_code") or tried.get("error") or "not tried"
             done = Done(f"Ping sent: {sent['state']} ({answer}).")
         elif action in ("enable", "disable"):
-            await hooks.update(workspace_id, endpoint_id, {"enabled": action == "enable"})
+            before = await hooks.endpoints.get(workspace_id, endpoint_id)
+            after = await hooks.update(workspace_id, endpoint_id, {"enabled": action == "enable"})
+            await audit(request, caller_of(session), "webhook.changed", "webhook", endpoint_id, before, after)
             done = Done(f"The endpoint is {action}d.")
         elif action == "rotate":
             rotated = await hooks.rotate(workspace_id, endpoint_id)
+            await audit(request, caller_of(session), "webhook.secret_rotated", "webhook", endpoint_id)
             done = Done("A new signing secret was made.", "Copy the new secret now", rotated["secret"])
         else:
             raise NotFound(f"no action {action!r} (delete, ping, enable, disable, rotate)")
