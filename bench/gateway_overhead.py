@@ -18,6 +18,7 @@ their checks), gateway_processes, gateway_goals, gateway_report.
     .venv/bin/python bench/gateway_overhead.py [--quick] [--dialects fetchhive,openai] [--save-baseline]
     .venv/bin/python bench/gateway_overhead.py --quick --traces   # traces on beside traces off
     .venv/bin/python bench/gateway_overhead.py --quick --metrics-off   # metrics on beside off
+    .venv/bin/python bench/gateway_overhead.py --quick --quotas   # limits and budgets on beside off
 
 Prints Markdown tables, writes bench/results/latest.json and compares it with
 bench/results/baseline.json when that exists. See bench/README.md.
@@ -56,6 +57,8 @@ from gateway_processes import (
     writer_drained,
     writer_metrics,
 )
+from gateway_quotas import SERVERS as QUOTAS
+from gateway_quotas import quota_promptdecks, quota_state, quota_targets, quotas_figures, quotas_markdown
 from gateway_report import PHASES, compare, markdown
 from gateway_targets import (
     DIALECTS,
@@ -69,10 +72,12 @@ from gateway_traces import SERVER as TRACED
 from gateway_traces import sink_stats, traced_promptdeck, traced_targets, traces_figures, traces_markdown
 from load_client import SSE, Tally, close_all, closed_loop, connect
 from memory_meter import memory_mb
+from quota_window import window_costs, window_markdown
 from run_meta import ROOT, run_meta
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_DIALECTS = "fetchhive,openai"  # a full run measures every dialect
+PROMPTDECKS = ("promptdeck", TRACED, UNMETERED, *QUOTAS)  # the servers that have a run writer
 
 
 @dataclass
@@ -151,7 +156,7 @@ async def run_phase(
         if cpu_us:  # what one core would serve if the server had it alone: robust to other load
             figures["cpu_capacity_rps"] = round(1e6 / cpu_us, 1)
         figures["memory"] = memory_mb(meter.pids[target.server])
-    if target.server in ("promptdeck", TRACED, UNMETERED):
+    if target.server in PROMPTDECKS:
         figures["writer"] = await writer_metrics(target.port)
     shown = f"ttfb p50 {figures['ttfb_p50_ms']} ms" if streaming else f"p50 {figures['p50_ms']} ms"
     log(
@@ -174,7 +179,7 @@ async def run_all(
     await sanity_check(*targets, deltas=deltas)
     meter = CpuMeter(pids)
     results: dict[str, dict[str, Any]] = {phase: {} for phase in PHASES}
-    promptdeck_ports = {t.port for t in targets if t.server in ("promptdeck", TRACED, UNMETERED)}
+    promptdeck_ports = {t.port for t in targets if t.server in PROMPTDECKS}
     for phase in phases:
         runs: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
         for round_ in range(rounds):
@@ -241,6 +246,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also measure a promptdeck with PROMPTDECK_METRICS=off (targets <name>_metrics_off; "
         "gateway_metrics.py): the cost of /metrics",
+    )
+    parser.add_argument(
+        "--quotas",
+        action="store_true",
+        help="also measure promptdeck with rate limits and budgets counted in the process and in a "
+        "loopback Redis (targets <name>_quotas, <name>_quotas_redis; gateway_quotas.py)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument(
@@ -316,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
     memory: dict[str, dict[str, float]] = {}
     sink: dict[str, Any] | None = None  # what the OTLP sink received (--traces)
+    quotas: dict[str, Any] | None = None  # Redis and budget state, window costs (--quotas)
     upstream, upstream_port = start_upstream(generator_core, args.deltas, args.upstream_delay_ms)
     try:
         with (
@@ -346,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     pids[UNMETERED] = off_pid
                     targets += unmetered_targets(off_port, off_key, dialects)
+                if args.quotas:
+                    quota_run = stack.enter_context(
+                        quota_promptdecks(server_core, generator_core, upstream_port, Path(tmp) / "quotas")
+                    )
+                    pids |= {server.name: server.pid for server in quota_run.servers}
+                    targets += quota_targets(quota_run, dialects)
 
             profiler = None
             if args.py_spy and "promptdeck" in pids:
@@ -355,8 +373,14 @@ def main(argv: list[str] | None = None) -> int:
                 os.sched_setaffinity(0, {generator_core})  # what `taskset -c 0` does, for this process
             chosen = tuple(p for p in PHASES if p in args.phases.split(","))
             results = run_fast(run_all(targets, plan, pids, chosen, profiler, log, args.deltas, args.rounds))
+            if args.quotas and not args.direct_only:  # before the servers stop
+                quotas = {"state": quota_state(quota_run)}
+                if server_core is not None:  # the client on promptdeck's core, as in the measured run
+                    os.sched_setaffinity(0, {server_core})
+                quotas["window_costs"] = window_costs(quota_run.redis_port, log)
             os.sched_setaffinity(0, cores)
-            memory = {name: memory_mb(pids[name]) for name in ("proxy", "promptdeck") if name in pids}
+            measured = ("proxy", "promptdeck", *QUOTAS)
+            memory = {name: memory_mb(pids[name]) for name in measured if name in pids}
             sink = sink_stats(sink_port) if args.traces and not args.direct_only else None
     finally:
         stop_process(upstream)
@@ -386,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         report["traces"] = traces_figures(results, dialects, sink)
     if args.metrics_off and dialects:
         report["metrics"] = metrics_figures(results, dialects)
+    if quotas is not None:
+        report["quotas"] = quotas_figures(results, dialects, quotas["state"]) | quotas
     print()
     print(markdown(report))
     if sink is not None:
@@ -394,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     if "metrics" in report:
         print()
         print(metrics_markdown(report["metrics"]))
+    if "quotas" in report:
+        print()
+        print(quotas_markdown(report["quotas"]))
+        print()
+        print(window_markdown(report["quotas"]["window_costs"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")

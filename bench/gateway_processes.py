@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,31 @@ def start_proxy(core: int | None, upstream_port: int) -> tuple[subprocess.Popen[
     return start_listener("the reference proxy", core, command)
 
 
+def start_redis(core: int | None, data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A throw-away Redis (Debian's `redis-server`) on loopback: nothing saved, nothing appended."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    command = [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    command += ["--dir", str(data_dir), "--daemonize", "no"]
+    with open(data_dir / "redis.log", "wb") as log_file:
+        process = subprocess.Popen(pinned(core, command), stdout=log_file, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return process, port
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise SystemExit(f"redis-server did not start:\n{(data_dir / 'redis.log').read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
 def promptdeck_command() -> str:
     for candidate in (Path(sys.executable).parent / "promptdeck", ROOT / ".venv" / "bin" / "promptdeck"):
         if candidate.exists():
@@ -120,10 +145,16 @@ def api(port: int, method: str, path: str, key: str | None = None, body: Any = N
 
 @contextlib.contextmanager
 def promptdeck_server(
-    core: int | None, upstream_port: int, data_dir: Path, extra_env: dict[str, str] | None = None
+    core: int | None,
+    upstream_port: int,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    setup: Callable[[int, str], None] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, str]]:
     """A migrated, seeded promptdeck on its own core: yields (process, port, invoke key).
-    `extra_env`: more variables for it (e.g. OTEL_* ones: gateway_traces.py)."""
+    `extra_env`: more variables for it (e.g. OTEL_* ones: gateway_traces.py); `setup(port,
+    admin key)`: more configuration once the prompt is pushed and the invoke key made (e.g.
+    limits and budgets: gateway_quotas.py)."""
     executable = promptdeck_command()
     env = child_env(
         {
@@ -164,6 +195,8 @@ def promptdeck_server(
                 time.sleep(0.1)
         api(port, "POST", "/api/push", admin_key, PROMPT_DOCUMENT)
         invoke_key = api(port, "POST", "/api/keys", admin_key, {"name": "bench", "scopes": ["invoke"]})
+        if setup is not None:
+            setup(port, admin_key)
         yield process, port, invoke_key["api_key"]
     finally:
         stop_process(process)
