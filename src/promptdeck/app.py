@@ -11,16 +11,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from promptdeck import __version__
+from promptdeck.audit_trail import RequestOrigin
 from promptdeck.config import Settings
 from promptdeck.http_errors import as_error
 from promptdeck.services import Services
 from promptdeck.surfaces import (
     admin,
+    admin_audit,
     admin_datasets,
     admin_evaluations,
+    admin_keys,
+    admin_quotas,
     admin_releases,
     admin_runs,
     admin_webhooks,
+    admin_workspaces,
     analytics,
     fetchhive,
     health,
@@ -73,13 +78,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         redirect_slashes=False,  # an API answers an unknown path with a JSON 404, never a redirect
     )
     app.state.services = built
+    app.add_middleware(RequestOrigin)  # where each request came from, for the audit log
     app.include_router(fetchhive.router)
     app.include_router(openai_chat.router)
     app.include_router(traceport.router)
     app.include_router(vellum.router)
     app.include_router(admin.router)
     app.include_router(admin_runs.router)
+    app.include_router(admin_keys.router)
     app.include_router(admin_webhooks.router)
+    app.include_router(admin_quotas.router)
+    app.include_router(admin_audit.router)
+    app.include_router(admin_workspaces.router)
     app.include_router(admin_releases.router)
     app.include_router(admin_evaluations.router)
     app.include_router(admin_datasets.router)

@@ -18,10 +18,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from promptdeck.cli_audit import register as register_audit
 from promptdeck.cli_datasets import register as register_datasets
 from promptdeck.cli_evaluations import register as register_evaluations
+from promptdeck.cli_keys import register as register_keys
 from promptdeck.cli_lifecycle import register as register_lifecycle
+from promptdeck.cli_quotas import register as register_quotas
 from promptdeck.cli_webhooks import register as register_webhooks
+from promptdeck.cli_workspaces import register as register_workspaces
 from promptdeck.domain.errors import PromptdeckError
 
 if TYPE_CHECKING:
@@ -449,7 +453,11 @@ def _print_stream(response: httpx.Response) -> None:
 
 
 register_lifecycle(app, _server, _check, _fail)
+register_audit(app, _server, _check, _fail)
 register_webhooks(app, _server, _check, _fail)
+register_keys(app, _server, _check, _fail)
+register_workspaces(app, _server, _check, _fail)
+register_quotas(app, _server, _check, _fail)
 register_datasets(app, _server, _check, _fail)
 register_evaluations(app, _server, _check, _fail)
 

@@ -13,17 +13,28 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.config import Settings
-from promptdeck.domain.change_events import CatalogChanged, ChangeEvent, ChangeFeed, ProviderSettingsChanged
+from promptdeck.domain.change_events import (
+    AccessChanged,
+    CatalogChanged,
+    ChangeEvent,
+    ChangeFeed,
+    ChangesMissed,
+    ProviderSettingsChanged,
+    QuotasChanged,
+)
 from promptdeck.domain.errors import NotFound
 from promptdeck.domain.media_sources import MediaPolicy
 from promptdeck.domain.upstream_urls import base_urls
 from promptdeck.engine import template_renders
 from promptdeck.engine.auth import KeyCheck
+from promptdeck.engine.budget_status import BudgetStatus
+from promptdeck.engine.change_bridge import ChangeBridge
 from promptdeck.engine.evaluations import EvaluationRunner
 from promptdeck.engine.invoke import Engine
 from promptdeck.engine.media_fetch import MediaFetcher
 from promptdeck.engine.metrics_registry import Metrics
 from promptdeck.engine.outbound_http import OutboundPolicy
+from promptdeck.engine.quota_setup import install_quotas
 from promptdeck.engine.release_check import ReleaseCheck
 from promptdeck.engine.release_gates import ReleaseGates
 from promptdeck.engine.response_cache import ResponseCache
@@ -32,8 +43,9 @@ from promptdeck.engine.vellum_state import VellumState
 from promptdeck.engine.webhooks import Webhooks
 from promptdeck.providers.base import Providers
 from promptdeck.providers.registry import build_providers
-from promptdeck.store.access import AccessStore, ApiKey
+from promptdeck.store.access import AccessStore
 from promptdeck.store.audit_log import AuditLog
+from promptdeck.store.budget_spend import BudgetSpend
 from promptdeck.store.catalog import CatalogStore
 from promptdeck.store.console_members import MemberStore
 from promptdeck.store.console_sessions import SessionStore
@@ -44,6 +56,7 @@ from promptdeck.store.end_users import EndUsers
 from promptdeck.store.evaluations import EvaluationStore
 from promptdeck.store.feedback import FeedbackStore
 from promptdeck.store.prices import PriceOverrides
+from promptdeck.store.quotas import QuotaStore
 from promptdeck.store.retention import PRUNE_EVERY_SECONDS, RetentionStore
 from promptdeck.store.run_log import RunLog, run_dict
 from promptdeck.store.run_sessions import RunSessions
@@ -52,6 +65,7 @@ from promptdeck.store.usage_report import UsageReport
 from promptdeck.store.wal_checkpoints import WalCheckpointer
 from promptdeck.store.webhook_deliveries import WebhookDeliveries
 from promptdeck.store.webhook_endpoints import WebhookEndpoints
+from promptdeck.store.workspaces import WorkspaceStore
 
 log = logging.getLogger("promptdeck.retention")
 
@@ -79,6 +93,7 @@ class Services:
     changes: ChangeFeed  # every store write the caches below depend on is published here
     webhooks: Webhooks  # endpoints, and the dispatcher the change feed's facts go to
     checkpointer: WalCheckpointer | None = None  # SQLite only
+    bridge: ChangeBridge | None = None  # the change feed across replicas, with PROMPTDECK_REDIS_URL
     metrics: Metrics | None = None  # /metrics, unless PROMPTDECK_METRICS=off
     traces: RunTraces | None = None  # OpenTelemetry spans, when the OTEL_* variables ask for them
     _pruner: asyncio.Task[None] | None = None
@@ -96,7 +111,7 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         db = create_engine(settings.database_url)
         changes = ChangeFeed()
-        access = AccessStore(db)
+        access = AccessStore(db, changes)
         catalog = CatalogStore(db, changes)
         keys = KeyCheck(
             access,
@@ -125,7 +140,7 @@ class Services:
             WebhookDeliveries(db),
             OutboundPolicy(settings.webhooks_allow_private),
         )
-        changes.subscribe(webhooks.dispatcher.announce)
+        changes.subscribe(webhooks.dispatcher.announce, local_only=True)  # once per write, not per replica
         prices = PriceOverrides(db, changes)
         feedback = FeedbackStore(db, writer.pending_run)
         engine = Engine(
@@ -144,8 +159,9 @@ class Services:
             settings.media_types_image, settings.media_types_document, settings.media_max_bytes
         )
         engine.fetcher = MediaFetcher(OutboundPolicy(False), engine.media, settings.media_fetch_timeout)
+        install_quotas(engine, settings, db)  # rate limits and budgets (docs/governance.md)
         vellum = VellumState(catalog.deployments, writer, feedback, settings.cache_ttl_seconds)
-        subscribe_caches(changes, engine, vellum)
+        subscribe_caches(changes, engine, vellum, keys)
         if metrics is not None:
             metrics.watch(writer, engine.breakers, tuple(providers.names))
             engine.observers.add(metrics.runs)
@@ -176,12 +192,28 @@ class Services:
             checkpointer=WalCheckpointer(path) if (path := sqlite_file(settings.database_url)) else None,
             metrics=metrics,
             traces=traces,
+            bridge=ChangeBridge(changes, settings.redis_url) if settings.redis_url else None,
         )
 
     @property
     def audit(self) -> AuditLog:
         """The audit log of admin actions (no state of its own: built on the database)."""
         return AuditLog(self.db)
+
+    @property
+    def workspaces(self) -> WorkspaceStore:
+        """The instance's workspaces (no state of its own: built on the database and the feed)."""
+        return WorkspaceStore(self.db, self.changes)
+
+    @property
+    def quotas(self) -> QuotaStore:
+        """Rate limits and budgets (no state of its own: built on the database and the feed)."""
+        return QuotaStore(self.db, self.changes)
+
+    @property
+    def budget_status(self) -> BudgetStatus:
+        """Each budget's spend this period, for the API and the console."""
+        return BudgetStatus(self.quotas, BudgetSpend(self.db), self.engine.governor)
 
     @property
     def datasets(self) -> DatasetStore:
@@ -196,6 +228,8 @@ class Services:
     async def start(self) -> None:
         self.writer.start()
         self.webhooks.dispatcher.start()
+        if self.bridge is not None:
+            await self.bridge.start()
         if self.metrics is not None:
             self.metrics.start()
         if self.checkpointer is not None:
@@ -226,6 +260,8 @@ class Services:
             await self.traces.shutdown()  # after the last run: its spans are exported
         if self.engine.response_cache is not None:
             await self.engine.response_cache.aclose()  # after the last run: its store finishes
+        if self.engine.governor is not None:
+            await self.engine.governor.backend.aclose()  # after the last run: it settled
         await self.writer.stop()
         await self.webhooks.dispatcher.stop()
         if self.metrics is not None:
@@ -233,6 +269,8 @@ class Services:
         if self.checkpointer is not None:
             await self.checkpointer.stop()
         await self.access.record_last_used(self.keys.take_last_used())
+        if self.bridge is not None:
+            await self.bridge.stop()  # after the last write: its event reaches the other replicas
         await self.providers.aclose()
         await template_renders.close_pool()
         await self.db.dispose()
@@ -271,16 +309,12 @@ class Services:
     async def delete_credential(self, workspace_id: str, provider: str) -> None:
         await self.credentials.delete(workspace_id, provider)
 
-    async def revoke_key(self, workspace_id: str, key_id: str) -> ApiKey:
-        key = await self.access.revoke_key(workspace_id, key_id)
-        self.keys.forget()
-        return key
 
-
-def subscribe_caches(changes: ChangeFeed, engine: Engine, vellum: VellumState) -> None:
+def subscribe_caches(changes: ChangeFeed, engine: Engine, vellum: VellumState, keys: KeyCheck) -> None:
     """The caches a write makes stale, subscribed to the change feed: the engine's resolved
     deployments and Vellum's deployment ids on a catalog change, the engine's credentials and
-    price overrides on a provider settings change."""
+    price overrides on a provider settings change, the API keys on an access change; all of
+    them when other replicas' changes may have been missed."""
 
     def forget(event: ChangeEvent) -> None:
         if isinstance(event, CatalogChanged):
@@ -288,5 +322,17 @@ def subscribe_caches(changes: ChangeFeed, engine: Engine, vellum: VellumState) -
             vellum.names.invalidate(event.workspace_id)
         elif isinstance(event, ProviderSettingsChanged):
             engine.forget_provider_settings()
+        elif isinstance(event, AccessChanged):
+            keys.forget()
+        elif isinstance(event, QuotasChanged):
+            if engine.governor is not None:
+                engine.governor.forget(event.workspace_id)
+        elif isinstance(event, ChangesMissed):  # other replicas' changes may have been missed
+            engine.forget_deployments()
+            vellum.names.invalidate()
+            engine.forget_provider_settings()
+            keys.forget()
+            if engine.governor is not None:
+                engine.governor.forget()
 
     changes.subscribe(forget)

@@ -11,17 +11,20 @@ from starlette.types import Scope
 
 from promptdeck.http_errors import as_error
 from promptdeck.web import (
+    audit_pages,
     auth_pages,
     datasets_pages,
     deployments_pages,
     evaluations_pages,
     logs_pages,
     prompts_pages,
+    quotas_pages,
     run_sessions_pages,
     settings_pages,
     usage_pages,
     users_pages,
     webhooks_pages,
+    workspaces_pages,
 )
 from promptdeck.web.pages import SECURITY_HEADERS, STATIC, error_page
 from promptdeck.web.session import current_session
@@ -37,8 +40,11 @@ ROUTERS = (
     evaluations_pages.router,
     prompts_pages.router,
     usage_pages.router,
+    quotas_pages.router,
     users_pages.router,
     webhooks_pages.router,
+    workspaces_pages.router,
+    audit_pages.router,
 )
 # Paths that belong to an API (JSON errors), never to the console.
 API_PREFIXES = ("/api", "/v1", "/prompt", "/docs", "/redoc", "/openapi.json")
@@ -69,8 +75,8 @@ async def favicon() -> Response:
 
 
 def mount_console(app: FastAPI) -> None:
-    for router in ROUTERS:
-        app.include_router(router)
+    for router in ROUTERS:  # each page's header lists the member's workspaces (the switcher)
+        app.include_router(router, dependencies=[workspaces_pages.WithMemberships])
     app.add_api_route("/favicon.ico", favicon, methods=["GET", "HEAD"], include_in_schema=False)
     app.mount("/static", CachedStatic(directory=STATIC), name="static")
 
