@@ -5,22 +5,19 @@ actions (workspaces created, archived, ...) to an instance administrator."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic_core import to_json
 
-from promptdeck.domain.errors import Forbidden, ValidationFailed
+from promptdeck.domain.errors import Forbidden
 from promptdeck.domain.keys import allows
-from promptdeck.domain.runs import utcnow
 from promptdeck.engine.auth import Caller
 from promptdeck.store.audit_log import AuditFilters
 from promptdeck.surfaces.admin import Admin, render_error
-from promptdeck.surfaces.admin_runs import _csv_cell, _csv_line
 from promptdeck.surfaces.callers import admin_gate, services
 from promptdeck.surfaces.error_shapes import ERRORS
+from promptdeck.surfaces.exports import check_format, export_response
 from promptdeck.surfaces.http import dialect_route
 
 router = APIRouter(
@@ -103,23 +100,6 @@ async def export_audit(
     scope: Scope = Query("workspace", description=SCOPE_HELP),
     format: str = Query("jsonl", description="jsonl | csv"),
 ) -> StreamingResponse:
-    if format not in ("jsonl", "csv"):
-        raise ValidationFailed(f"format: expected jsonl or csv; got {format!r}")
+    check_format(format)
     found = services(request).audit.iterate(audited_workspace(caller, scope), filters)
-
-    async def jsonl() -> AsyncIterator[bytes]:
-        async for event in found:
-            yield to_json(event) + b"\n"
-
-    async def as_csv() -> AsyncIterator[bytes]:
-        yield _csv_line(list(CSV_COLUMNS))
-        async for event in found:
-            yield _csv_line([_csv_cell(event[column]) for column in CSV_COLUMNS])
-
-    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
-    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
-    return StreamingResponse(
-        jsonl() if format == "jsonl" else as_csv(),
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.{format}"'},
-    )
+    return export_response(found, format, CSV_COLUMNS, "audit")

@@ -3,27 +3,21 @@ and run retention under `/api/`: same gate, scopes and error shape as `admin.py`
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from pydantic_core import to_json, to_jsonable_python
 
 from promptdeck.admin_models import RetentionIn
 from promptdeck.audit_trail import audit
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.run_filters import RunFilters, check_sort, parse_filters
-from promptdeck.domain.runs import utcnow
 from promptdeck.engine.auth import Caller
 from promptdeck.surfaces.admin import Admin, render_error
 from promptdeck.surfaces.callers import admin_gate, services
 from promptdeck.surfaces.error_shapes import ERRORS
+from promptdeck.surfaces.exports import check_format, export_response
 from promptdeck.surfaces.http import dialect_route
 
 router = APIRouter(
@@ -127,22 +121,6 @@ CSV_COLUMNS = (
 )
 
 
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    if isinstance(value, datetime):
-        return to_jsonable_python(value)
-    return value
-
-
-def _csv_line(values: list[Any]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
-    return buffer.getvalue().encode()
-
-
 @router.get(
     "/runs/export",
     summary="Every matching run as JSON Lines or CSV, streamed",
@@ -157,27 +135,10 @@ async def export_runs(
     sort: str = Query("time", description=SORT_HELP),
     order: str = Query("desc", description="desc (default) | asc"),
 ) -> StreamingResponse:
-    if format not in ("jsonl", "csv"):
-        raise ValidationFailed(f"format: expected jsonl or csv; got {format!r}")
+    check_format(format)
     checked_sort, checked_order = check_sort(sort, order)
     found = services(request).run_log.iterate(caller.workspace_id, filters, checked_sort, checked_order)
-
-    async def jsonl() -> AsyncIterator[bytes]:
-        async for run in found:
-            yield to_json(run) + b"\n"  # times as the rest of the API writes them
-
-    async def as_csv() -> AsyncIterator[bytes]:
-        yield _csv_line(list(CSV_COLUMNS))
-        async for run in found:
-            yield _csv_line([_csv_cell(run.get(column)) for column in CSV_COLUMNS])
-
-    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
-    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
-    return StreamingResponse(
-        jsonl() if format == "jsonl" else as_csv(),
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="runs-{stamp}.{format}"'},
-    )
+    return export_response(found, format, CSV_COLUMNS, "runs")
 
 
 @router.get("/runs/{run_id}", summary="One run, by id or request id, with its feedback")
