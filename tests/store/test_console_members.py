@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptdeck.domain.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationFailed
 from promptdeck.domain.members import SESSION_IDLE
 from promptdeck.domain.runs import utcnow
+from promptdeck.domain.sign_in_throttle import SignInThrottle
 from promptdeck.store.access import AccessStore
-from promptdeck.store.console_members import MemberStore, SignInThrottle
+from promptdeck.store.console_members import MemberStore
 from promptdeck.store.console_sessions import SessionStore
 from promptdeck.store.tables import console_invites, console_members, console_sessions
 

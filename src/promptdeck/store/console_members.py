@@ -3,17 +3,14 @@
 Passwords are hashed with argon2id off the event loop. Signing in with an unknown email
 still costs one hash, and is answered and throttled exactly as a wrong password, so neither the
 answer nor its timing tells which emails exist. Failed sign-ins slow down the address they come
-from (`SignInThrottle`); they never lock a member out.
+from (`SignInThrottle`, domain/sign_in_throttle.py); they never lock a member out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -26,89 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from promptdeck.domain.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationFailed
 from promptdeck.domain.members import (
     INVITE_LIFETIME,
-    LOCKOUT,
-    MAX_FAILED_SIGN_INS,
     check_password,
     check_role,
     normalize_email,
 )
 from promptdeck.domain.runs import new_id, utcnow
+from promptdeck.domain.sign_in_throttle import SignInThrottle, failed_message, paused_message
 from promptdeck.store.tables import console_invites, console_members, console_sessions, workspaces
 
 HASHER = PasswordHasher()
-WRONG_CREDENTIALS = "That email and password do not match a member."
 # Verified against when the email is unknown, so both answers take one hash's time.
 _DUMMY_HASH = HASHER.hash(secrets.token_hex(16))
-FIRST_PAUSE = 60.0  # seconds an address waits once it has used its free failures; doubles after
-LONGEST_PAUSE = LOCKOUT.total_seconds()
-FAILURES_KEPT = 3600.0  # seconds after its last failure that an (email, address) count is forgotten
-MOST_COUNTED = 100_000  # (email, address) counts kept; the stalest go first
-
-
-@dataclass
-class _Failures:
-    count: int = 0
-    last: float = 0.0  # the clock's time of the latest
-
-
-class SignInThrottle:
-    """Failed sign-ins counted per (email, client address), in this process. After
-    MAX_FAILED_SIGN_INS failures in a row that address pauses FIRST_PAUSE seconds for that
-    email, twice as long after each further failure, up to LOCKOUT. The pause is the
-    address's, never the member's: someone who only knows an email slows down themselves, not
-    the member, who still signs in from their own address. Unknown emails count exactly as
-    members' do. An attempt counts as it starts (a success takes it back), so parallel guesses
-    cannot slip past the count. Nothing counts per address alone: behind a proxy that hides
-    client addresses (FORWARDED_ALLOW_IPS unset) that would pause everyone's sign-in. With
-    several replicas each counts its own share: its limits are then a floor."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, most: int = MOST_COUNTED) -> None:
-        self.clock = clock
-        self.most = most
-        self._failures: dict[tuple[str, str], _Failures] = {}
-
-    def _current(self, key: tuple[str, str], now: float) -> _Failures:
-        found = self._failures.get(key)
-        return found if found is not None and now - found.last <= FAILURES_KEPT else _Failures()
-
-    def wait(self, email: str, address: str) -> float:
-        """Seconds until `address` may try `email` again; 0 or less when it may now."""
-        found = self._current((email, address), now := self.clock())
-        over = found.count - MAX_FAILED_SIGN_INS
-        if over < 0:
-            return 0.0
-        return found.last + min(FIRST_PAUSE * 2.0 ** min(over, 30), LONGEST_PAUSE) - now
-
-    def attempt(self, email: str, address: str) -> int:
-        """Count an attempt as failed until `succeeded`; returns the failures left before a pause."""
-        key, now = (email, address), self.clock()
-        count = self._current(key, now).count + 1
-        self._failures.pop(key, None)  # re-added last: the dict stays in order of staleness
-        self._failures[key] = _Failures(count, now)
-        while len(self._failures) > self.most:
-            del self._failures[next(iter(self._failures))]
-        return max(0, MAX_FAILED_SIGN_INS - count)
-
-    def succeeded(self, email: str, address: str) -> None:
-        self._failures.pop((email, address), None)
-
-
-def _paused_message(seconds: float) -> str:
-    minutes = max(1, math.ceil(seconds / 60))
-    return (
-        f"Too many failed sign-ins with this email from your address; try again in {minutes} "
-        f"minute{'s' if minutes > 1 else ''}."
-    )
-
-
-def _failed_message(left: int, pause: float) -> str:
-    """The same for an unknown email as for a wrong password: the counts are the address's."""
-    if not left:
-        return f"{WRONG_CREDENTIALS} {_paused_message(pause)}"
-    return (
-        f"{WRONG_CREDENTIALS} After {left} more failed attempt{'s' if left > 1 else ''}, "
-        f"signing in with this email from your address pauses for {int(FIRST_PAUSE // 60)} minute."
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +230,7 @@ class MemberStore:
             email, counted = "", email.strip().lower()[:320]
         wait = self.throttle.wait(counted, address)
         if wait > 0:
-            raise RateLimited(_paused_message(wait), retry_after=wait)
+            raise RateLimited(paused_message(wait), retry_after=wait)
         left = self.throttle.attempt(counted, address)
         now = utcnow()
         async with self.engine.connect() as conn:
@@ -324,10 +249,10 @@ class MemberStore:
             ).first()
         if row is None:
             await _verify(_DUMMY_HASH, password)
-            raise Unauthorized(_failed_message(left, self.throttle.wait(counted, address)))
+            raise Unauthorized(failed_message(left, self.throttle.wait(counted, address)))
         member = member_from_row(row)
         if not await _verify(row.password_hash, password):  # no write: as quick as an unknown email
-            raise Unauthorized(_failed_message(left, self.throttle.wait(counted, address)))
+            raise Unauthorized(failed_message(left, self.throttle.wait(counted, address)))
         self.throttle.succeeded(counted, address)
         async with self.engine.begin() as conn:
             await conn.execute(
