@@ -5,10 +5,14 @@ evaluation on the embedded model. SQLite and PostgreSQL where it stores anything
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
+from promptdeck.domain.runs import utcnow
+from promptdeck.store.tables import evaluations
 from tests.conftest import Deck
 from tests.support import fake_openai
 from tests.support.fake_openai import FakeOpenAI, Script
@@ -257,6 +261,49 @@ def test_an_evaluation_cut_short_by_a_shutdown_is_failed_after_it(
         again.stop()
     assert ended["status"] == "failed" and "interrupted" in ended["error"], ended
     assert ended["completed"] < 10
+
+
+def test_a_replica_leaves_another_replicas_evaluation_alone_and_fails_a_silent_one(
+    start_deck: fake_openai.StartDeck, upstream: FakeOpenAI
+) -> None:
+    """Two replicas on one database: the second, starting while the first runs an evaluation,
+    leaves it running (its heartbeat is fresh); an evaluation whose replica died (no heartbeat
+    for SILENT_SECONDS) is marked failed by the replicas still alive."""
+    upstream.scripts["slow"] = Script(delay=0.5)
+    deck = start_deck()
+    with deck.client() as client:
+        make_dataset(client, ["Hello"] * 8)
+        evaluation = start(client, version=new_version(client, "openai/slow"), concurrency=1)
+    other = start_server(deck.live.settings)  # a second replica, starting while it runs
+    headers = {"Authorization": f"Bearer {deck.admin_key}"}
+    try:
+        with httpx.Client(base_url=other.url, headers=headers) as client:
+            seen = client.get(f"/api/evaluations/{evaluation['id']}").json()
+            assert seen["status"] == "running" and seen["error"] is None, seen
+
+            async def orphan() -> str:
+                """A copy of the running evaluation whose replica went silent two minutes ago."""
+                db = other.services.db
+                async with db.begin() as conn:
+                    row = (
+                        await conn.execute(sa.select(evaluations).where(evaluations.c.id == evaluation["id"]))
+                    ).one()
+                    values = dict(row._mapping) | {
+                        "id": "0" * 32,
+                        "heartbeat_at": utcnow() - timedelta(minutes=2),
+                    }
+                    await conn.execute(evaluations.insert().values(**values))
+                await other.services.evaluations._sweep()
+                return "0" * 32
+
+            lost = client.get(f"/api/evaluations/{other.call(orphan)}").json()
+            assert lost["status"] == "failed" and "interrupted" in lost["error"], lost
+            still = client.get(f"/api/evaluations/{evaluation['id']}").json()
+            assert still["status"] == "running", still
+    finally:
+        other.stop()
+    with deck.client() as client:
+        assert finished(client, evaluation["id"])["status"] == "done"
 
 
 def test_a_draft_is_evaluated_unsaved_and_a_refused_call_is_an_errored_case(

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from promptdeck.domain.answers import Answer
@@ -29,6 +30,7 @@ from promptdeck.domain.evaluation_outcomes import CaseOutcome, Score
 from promptdeck.domain.evaluation_summary import case_status, summarize
 from promptdeck.domain.evaluators import EvaluatorSpec, parse_evaluators
 from promptdeck.domain.prompts import parse_spec
+from promptdeck.domain.runs import utcnow
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.case_scoring import CaseScorer
 from promptdeck.engine.invoke import Engine, InvokeRequest
@@ -46,6 +48,8 @@ MAX_CONCURRENCY = 32
 ANNOUNCED: tuple[str, ...] = ("id", "prompt", "dataset", "version", "target", "status", "total")
 ANNOUNCED += ("completed", "error", "summary")
 FLUSH_SECONDS = 0.25  # results waiting are stored this often while an evaluation runs
+HEARTBEAT_SECONDS = 10.0  # how often a replica says its evaluations are alive, and sweeps
+SILENT_SECONDS = 60.0  # an unfinished evaluation silent this long lost its replica: failed
 
 
 @dataclass(slots=True)
@@ -90,6 +94,7 @@ class EvaluationRunner:
         self.catalog = catalog
         self.scorer = scorer or CaseScorer(engine)
         self.jobs: dict[str, Job] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ── starting ─────────────────────────────────────────────────────────────
 
@@ -224,12 +229,34 @@ class EvaluationRunner:
     # ── the server's lifespan ───────────────────────────────────────────────
 
     async def recover(self) -> None:
-        """At start: evaluations a stopped server left unfinished are marked failed."""
-        if count := await self.store.end_interrupted():
-            log.warning("%d evaluation(s) were cut short by the last shutdown: marked failed", count)
+        """At start, then every HEARTBEAT_SECONDS: this replica's evaluations are marked alive,
+        and those no replica has marked alive for SILENT_SECONDS (a server that stopped or
+        crashed while running them) are marked failed. Other live replicas' are left alone."""
+        await self._sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="evaluation-heartbeat")
+
+    async def _sweep(self) -> None:
+        mine = list(self.jobs)
+        await self.store.beat(mine)
+        silent_since = utcnow() - timedelta(seconds=SILENT_SECONDS)
+        if count := await self.store.end_interrupted(silent_since, keep=mine):
+            log.warning("%d evaluation(s) lost the server that ran them: marked failed", count)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._sweep()
+            except Exception:
+                log.exception("the evaluations' heartbeat failed; trying again in %.0f s", HEARTBEAT_SECONDS)
 
     async def stop(self) -> None:
         """At shutdown, before the run writer drains: stop every evaluation, storing what it has."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         tasks = [job.task for job in self.jobs.values() if job.task is not None and not job.task.done()]
         for task in tasks:
             task.cancel()

@@ -7,7 +7,7 @@ summary. Results are keyed by (evaluation, case position): a case is stored once
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -181,7 +181,20 @@ class EvaluationStore:
     async def set_running(self, evaluation_id: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                evaluations.update().where(evaluations.c.id == evaluation_id).values(status=RUNNING)
+                evaluations.update()
+                .where(evaluations.c.id == evaluation_id)
+                .values(status=RUNNING, heartbeat_at=utcnow())
+            )
+
+    async def beat(self, evaluation_ids: list[str]) -> None:
+        """The evaluations this replica runs are alive (`end_interrupted` leaves them be)."""
+        if not evaluation_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                evaluations.update()
+                .where(evaluations.c.id.in_(evaluation_ids), evaluations.c.status.in_(UNFINISHED))
+                .values(heartbeat_at=utcnow())
             )
 
     async def finish(
@@ -199,12 +212,14 @@ class EvaluationStore:
                 )
             )
 
-    async def end_interrupted(self, before: datetime | None = None) -> int:
-        """Mark as failed every evaluation left queued or running by a server that stopped (at
-        start, before this process runs any). Returns how many."""
-        condition: sa.ColumnElement[bool] = evaluations.c.status.in_(UNFINISHED)
-        if before is not None:
-            condition = condition & (evaluations.c.created_at < before)
+    async def end_interrupted(self, silent_since: datetime, keep: Collection[str] = ()) -> int:
+        """Mark as failed every unfinished evaluation no replica has said is alive since
+        `silent_since` (its heartbeat, or its creation when it never started), except `keep`
+        (this process's own). Returns how many."""
+        last_sign = sa.func.coalesce(evaluations.c.heartbeat_at, evaluations.c.created_at)
+        condition = evaluations.c.status.in_(UNFINISHED) & (last_sign < silent_since)
+        if keep:
+            condition = condition & evaluations.c.id.not_in(list(keep))
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 evaluations.update()

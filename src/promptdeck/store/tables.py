@@ -487,6 +487,7 @@ evaluations = sa.Table(
     sa.Column("actor", sa.String(200), nullable=False, default=""),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp),
+    sa.Column("heartbeat_at", Timestamp),  # written while it runs: a stale one was interrupted
     sa.Index("ix_evaluations_workspace_id_prompt_id_created_at", "workspace_id", "prompt_id", "created_at"),
     sa.Index(
         "ix_evaluations_prompt_id_dataset_id_version_number", "prompt_id", "dataset_id", "version_number"
