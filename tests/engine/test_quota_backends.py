@@ -1,7 +1,7 @@
 """The counting semantics every quota backend must keep (engine/quota_backend.py).
 
-Each test takes `counting`: a backend and a way to move its clock on. Only the in-process
-backend is here; a shared one (Redis) joins by adding a param to the fixture.
+Each test takes `counting`: a backend and a way to move its clock on. The in-process backend
+is here; tests/engine/test_quota_redis.py runs the same tests on a real redis-server.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import pytest
 
 from promptdeck.engine.quota_backend import (
+    Admission,
     BudgetCounter,
-    BudgetRefusal,
     QuotaBackend,
     Reservation,
+    Settlement,
     Spend,
+    UniqueIds,
     Window,
 )
 from promptdeck.engine.quota_memory import MemoryQuotas
@@ -50,8 +52,52 @@ async def counting(request: pytest.FixtureRequest) -> AsyncIterator[Counting]:
     await backend.aclose()
 
 
+IDS = UniqueIds()
+
+
 def counter(key: str, cap: float, counting: Counting, lasts: float = 3600.0) -> BudgetCounter:
     return BudgetCounter(key, cap, counting.now() + lasts)
+
+
+async def reserve(
+    counting: Counting,
+    counters: list[BudgetCounter],
+    amount: float,
+    hold: float = 60,
+    requests: tuple[Window, ...] = (),
+) -> Admission:
+    """An admission holding `amount` on `counters`, seeding (at 0) those not there yet, as the
+    governor does."""
+    backend = counting.backend
+    admission = await backend.admit(
+        requests, [], counters, amount, reservation_id=IDS.next(), hold_seconds=hold
+    )
+    if admission.unseeded:
+        await backend.seed([(c, 0.0) for c in admission.unseeded])
+        admission = await backend.admit(
+            requests, [], counters, amount, reservation_id=IDS.next(), hold_seconds=hold
+        )
+    assert admission.decided
+    return admission
+
+
+def held(admission: Admission) -> Reservation:
+    assert admission.admitted and admission.reservation is not None, admission
+    return admission.reservation
+
+
+def refused_by_budget(admission: Admission) -> bool:
+    return not admission.admitted and admission.budget is not None
+
+
+async def settle(
+    counting: Counting,
+    reservation: Reservation | None,
+    usd: float,
+    tokens: int = 0,
+    keys: tuple[str, ...] = (),
+) -> None:
+    await counting.backend.settle([Settlement(keys, tokens, reservation, usd)])
 
 
 async def test_the_protocol_is_implemented(counting: Counting) -> None:
@@ -80,6 +126,39 @@ async def test_a_call_is_counted_in_every_window_or_none(counting: Counting) -> 
     assert alone.admitted and alone.remaining == 97
 
 
+async def test_a_call_is_counted_in_every_window_and_budget_or_none(counting: Counting) -> None:
+    window, cap = Window("rl:w:both:r", 3), counter("bg:w:both", 1.0, counting)
+    first = await reserve(counting, [cap], 0.6, requests=(window,))
+    assert held(first).amount_usd == pytest.approx(0.6) and first.limit == 3 and first.remaining == 2
+    # a budget refuses: the call is not counted in the window either
+    over = await reserve(counting, [cap], 0.6, requests=(window,))
+    assert refused_by_budget(over) and over.refused_by is None
+    assert (await counting.backend.admit([window], [])).remaining == 1  # two counted, not three
+    assert (await counting.backend.admit([window], [])).remaining == 0
+    # a window refuses: nothing is held on the budget
+    limited = await reserve(counting, [cap], 0.1, requests=(window,))
+    assert not limited.admitted and limited.refused_by == window.key and limited.budget is None
+    assert (await counting.backend.spend([cap.key]))[cap.key] == Spend(0.0, pytest.approx(0.6))
+
+
+async def test_absent_budget_counters_are_reported_then_seeded(counting: Counting) -> None:
+    window = Window("rl:w:seeded:r", 5)
+    old, new = counter("bg:w:old", 1.0, counting), counter("bg:w:new", 1.0, counting)
+    assert await counting.backend.seed([(old, 0.5)]) == [True]
+    found = await counting.backend.admit([window], [], [old, new], 0.2, reservation_id=IDS.next())
+    assert not found.admitted and found.unseeded == (new,)  # only the absent one
+    assert (await counting.backend.admit([window], [])).remaining == 4  # nothing was counted
+    assert await counting.backend.seed([(old, 0.0), (new, 0.7)]) == [False, True]
+    admitted = await counting.backend.admit([window], [], [old, new], 0.2, reservation_id=IDS.next())
+    assert held(admitted).counters == (old, new) and admitted.remaining == 3
+    spend = await counting.backend.spend([old.key, new.key])
+    assert spend[old.key] == Spend(pytest.approx(0.5), pytest.approx(0.2))
+    assert spend[new.key] == Spend(pytest.approx(0.7), pytest.approx(0.2))
+    # without an amount no budget is asked about, seeded or not
+    free = await counting.backend.admit([], [], [counter("bg:w:never", 1.0, counting)], 0.0)
+    assert free.admitted and free.reservation is None
+
+
 async def test_the_window_slides(counting: Counting) -> None:
     window = Window("rl:w:slide:r", 2)
     assert (await counting.backend.admit([window], [])).admitted
@@ -97,10 +176,10 @@ async def test_tokens_are_counted_after_the_call(counting: Counting) -> None:
     tokens = Window("rl:w:t", 1000)
     first = await counting.backend.admit([], [tokens])
     assert first.admitted and first.remaining == 1000
-    await counting.backend.count_tokens([tokens.key], 900)
+    await settle(counting, None, 0.0, 900, (tokens.key,))
     under = await counting.backend.admit([], [tokens])
     assert under.admitted and under.remaining == 100  # under the limit: admitted (its own unknown)
-    await counting.backend.count_tokens([tokens.key], 200)
+    await settle(counting, None, 0.0, 200, (tokens.key,))
     over = await counting.backend.admit([], [tokens])
     assert not over.admitted and over.refused_by == tokens.key and 0 < over.retry_after <= 60
     counting.advance(61)
@@ -114,12 +193,11 @@ async def test_no_windows_admits_without_a_limit(counting: Counting) -> None:
 
 async def test_a_reservation_is_refused_past_any_cap(counting: Counting) -> None:
     workspace, user = counter("bg:w:ws", 1.0, counting), counter("bg:w:user", 0.5, counting)
-    held = await counting.backend.reserve([workspace, user], 0.3, hold_seconds=60)
-    assert isinstance(held, Reservation)
-    refused = await counting.backend.reserve([workspace, user], 0.3, hold_seconds=60)
-    assert isinstance(refused, BudgetRefusal)
-    assert refused.counter == user and refused.reserved_usd == pytest.approx(0.3)
-    assert refused.remaining_usd == pytest.approx(0.2)
+    held(await reserve(counting, [workspace, user], 0.3))
+    refused = await reserve(counting, [workspace, user], 0.3)
+    assert refused.budget is not None and not refused.admitted
+    assert refused.budget.counter == user and refused.budget.reserved_usd == pytest.approx(0.3)
+    assert refused.budget.remaining_usd == pytest.approx(0.2)
     spend = await counting.backend.spend([workspace.key, user.key])
     assert spend[workspace.key] == Spend(0.0, pytest.approx(0.3))  # the refusal held nothing
 
@@ -127,69 +205,96 @@ async def test_a_reservation_is_refused_past_any_cap(counting: Counting) -> None
 async def test_a_spend_equal_to_the_cap_fits(counting: Counting) -> None:
     cap = counter("bg:w:exact", 0.3, counting)
     for _ in range(3):
-        assert isinstance(await counting.backend.reserve([cap], 0.1, hold_seconds=60), Reservation)
-    assert isinstance(await counting.backend.reserve([cap], 0.1, hold_seconds=60), BudgetRefusal)
+        held(await reserve(counting, [cap], 0.1))
+    assert refused_by_budget(await reserve(counting, [cap], 0.1))
 
 
 async def test_concurrent_reservations_never_exceed_the_cap(counting: Counting) -> None:
     cap = counter("bg:w:race", 1.0, counting)
+    await counting.backend.seed([(cap, 0.0)])
     results = await asyncio.gather(
-        *(counting.backend.reserve([cap], 0.07, hold_seconds=60) for _ in range(100))
+        *(counting.backend.admit([], [], [cap], 0.07, reservation_id=IDS.next()) for _ in range(100))
     )
-    assert sum(isinstance(r, Reservation) for r in results) == 14  # 14 * 0.07 = 0.98
+    assert sum(r.admitted for r in results) == 14  # 14 * 0.07 = 0.98
+    assert len({held(r).id for r in results if r.admitted}) == 14
 
 
 async def test_settling_releases_the_hold_and_adds_the_actual_cost(counting: Counting) -> None:
     cap = counter("bg:w:settle", 1.0, counting)
-    held = await counting.backend.reserve([cap], 0.6, hold_seconds=60)
-    assert isinstance(held, Reservation)
-    assert isinstance(await counting.backend.reserve([cap], 0.6, hold_seconds=60), BudgetRefusal)
-    await counting.backend.settle(held, 0.05)
+    reservation = held(await reserve(counting, [cap], 0.6))
+    assert refused_by_budget(await reserve(counting, [cap], 0.6))
+    await settle(counting, reservation, 0.05)
     assert (await counting.backend.spend([cap.key]))[cap.key] == Spend(pytest.approx(0.05), 0.0)
-    assert isinstance(await counting.backend.reserve([cap], 0.6, hold_seconds=60), Reservation)
+    held(await reserve(counting, [cap], 0.6))
+
+
+async def test_a_batch_settles_many_calls_in_one_step(counting: Counting) -> None:
+    cap, other = counter("bg:w:batch", 10.0, counting), counter("bg:w:other", 10.0, counting)
+    tokens = Window("rl:w:batch:t", 1000)
+    reservations = [held(await reserve(counting, [cap, other], 0.5)) for _ in range(6)]
+    lone = held(await reserve(counting, [cap], 0.25))
+    batch = [Settlement((tokens.key,), 10, r, 0.1) for r in reservations]
+    batch += [Settlement((), 0, lone, 0.2), Settlement((tokens.key,), 35, None, 0.0)]
+    await counting.backend.settle(batch)
+    spend = await counting.backend.spend([cap.key, other.key])
+    assert spend[cap.key] == Spend(pytest.approx(0.8), pytest.approx(0.0, abs=1e-9))
+    assert spend[other.key] == Spend(pytest.approx(0.6), pytest.approx(0.0, abs=1e-9))
+    assert (await counting.backend.admit([], [tokens])).remaining == 1000 - 95
+    await counting.backend.settle([])  # nothing to do is fine
+    await counting.backend.settle(batch[:1])  # settled twice: its hold is gone, its cost counts
+    assert (await counting.backend.spend([cap.key]))[cap.key].reserved_usd == pytest.approx(0.0, abs=1e-9)
 
 
 async def test_a_zero_amount_is_never_refused(counting: Counting) -> None:
     cap = counter("bg:w:zero", 0.1, counting)
-    await counting.backend.seed(cap, 5.0)  # far over its cap already
-    assert isinstance(await counting.backend.reserve([cap], 0.01, hold_seconds=60), BudgetRefusal)
-    free = await counting.backend.reserve([cap], 0.0, hold_seconds=60)
-    assert isinstance(free, Reservation) and free.amount_usd == 0
-    await counting.backend.settle(free, 0.0)
+    await counting.backend.seed([(cap, 5.0)])  # far over its cap already
+    assert refused_by_budget(await reserve(counting, [cap], 0.01))
+    free = await reserve(counting, [cap], 0.0)
+    assert free.admitted and free.reservation is None
+    await settle(counting, free.reservation, 0.0)
     assert (await counting.backend.spend([cap.key]))[cap.key] == Spend(pytest.approx(5.0), 0.0)
 
 
 async def test_seeding_only_sets_a_counter_that_does_not_exist(counting: Counting) -> None:
     cap = counter("bg:w:seed", 1.0, counting)
-    assert await counting.backend.seed(cap, 0.9)
-    assert not await counting.backend.seed(cap, 0.0)  # a second replica or restart keeps the spend
+    assert await counting.backend.seed([(cap, 0.9)]) == [True]
+    assert await counting.backend.seed([(cap, 0.0)]) == [False]  # a second replica keeps the spend
     assert (await counting.backend.spend([cap.key]))[cap.key].settled_usd == pytest.approx(0.9)
-    assert isinstance(await counting.backend.reserve([cap], 0.2, hold_seconds=60), BudgetRefusal)
-    assert isinstance(await counting.backend.reserve([cap], 0.1, hold_seconds=60), Reservation)
+    assert refused_by_budget(await reserve(counting, [cap], 0.2))
+    held(await reserve(counting, [cap], 0.1))
 
 
 async def test_counters_expire_at_their_period_end(counting: Counting) -> None:
     cap = counter("bg:w:period", 1.0, counting, lasts=100)
-    await counting.backend.seed(cap, 1.0)
-    assert isinstance(await counting.backend.reserve([cap], 0.5, hold_seconds=60), BudgetRefusal)
+    await counting.backend.seed([(cap, 1.0)])
+    assert refused_by_budget(await reserve(counting, [cap], 0.5))
     counting.advance(101)
     assert (await counting.backend.spend([cap.key]))[cap.key] == Spend()
-    assert await counting.backend.seed(cap, 0.0)  # gone, so it may be seeded again
+    assert (await counting.backend.admit([], [], [cap], 0.5)).unseeded == (cap,)
+    assert await counting.backend.seed([(cap, 0.0)]) == [True]  # gone, so it may be seeded again
 
 
 async def test_an_unsettled_reservation_is_released_after_its_hold(counting: Counting) -> None:
     cap = counter("bg:w:stale", 1.0, counting)
-    assert isinstance(await counting.backend.reserve([cap], 0.8, hold_seconds=30), Reservation)
-    assert isinstance(await counting.backend.reserve([cap], 0.8, hold_seconds=30), BudgetRefusal)
-    counting.advance(31)  # its replica died and never settled it
-    assert isinstance(await counting.backend.reserve([cap], 0.8, hold_seconds=30), Reservation)
+    held(await reserve(counting, [cap], 0.8, hold=30))
+    counting.advance(10)
+    later = held(await reserve(counting, [cap], 0.15, hold=30))
+    assert refused_by_budget(await reserve(counting, [cap], 0.8, hold=30))
+    counting.advance(21)  # the first's replica died and never settled it; the second's has not
+    assert (await counting.backend.spend([cap.key]))[cap.key].reserved_usd == pytest.approx(0.15)
+    held(await reserve(counting, [cap], 0.8, hold=30))
+    await settle(counting, later, 0.01)
+    counting.advance(31)
+    assert (await counting.backend.spend([cap.key]))[cap.key] == Spend(pytest.approx(0.01), 0.0)
 
 
 async def test_memory_stays_bounded_whatever_subjects_callers_send() -> None:
     backend = MemoryQuotas(max_counters=100)
     for n in range(1000):
         await backend.admit([Window(f"rl:w:user{n}:r", 5)], [Window(f"rl:w:user{n}:t", 5)])
-        await backend.reserve([BudgetCounter(f"bg:w:user{n}", 1.0, time.time() + 60)], 0.1, hold_seconds=9)
+        budget = BudgetCounter(f"bg:w:user{n}", 1.0, time.time() + 60)
+        await backend.seed([(budget, 0.0)])
+        assert (await backend.admit([], [], [budget], 0.1, reservation_id=IDS.next())).admitted
     sizes = [len(store) for store in (backend._requests, backend._tokens, backend._budgets)]
     assert sizes == [100, 100, 100]
     window = Window("rl:w:user0:r", 50)

@@ -14,18 +14,22 @@ import redis.asyncio as aioredis
 from promptdeck.engine.quota_backend import (
     BudgetCounter,
     QuotaStoreUnavailable,
-    Reservation,
+    Settlement,
     Spend,
+    UniqueIds,
     Window,
 )
 from promptdeck.engine.quota_redis import BUDGET, REQUESTS, TOKENS, RedisQuotas
 from tests.engine.test_quota_backends import (  # the contract every backend keeps
     Clock,
     Counting,
+    test_a_batch_settles_many_calls_in_one_step,
+    test_a_call_is_counted_in_every_window_and_budget_or_none,
     test_a_call_is_counted_in_every_window_or_none,
     test_a_reservation_is_refused_past_any_cap,
     test_a_spend_equal_to_the_cap_fits,
     test_a_zero_amount_is_never_refused,
+    test_absent_budget_counters_are_reported_then_seeded,
     test_an_unsettled_reservation_is_released_after_its_hold,
     test_concurrent_reservations_never_exceed_the_cap,
     test_counters_expire_at_their_period_end,
@@ -43,6 +47,8 @@ CONTRACT = (
     test_the_protocol_is_implemented,
     test_exactly_n_of_many_concurrent_calls_are_admitted,
     test_a_call_is_counted_in_every_window_or_none,
+    test_a_call_is_counted_in_every_window_and_budget_or_none,
+    test_absent_budget_counters_are_reported_then_seeded,
     test_the_window_slides,
     test_tokens_are_counted_after_the_call,
     test_no_windows_admits_without_a_limit,
@@ -50,6 +56,7 @@ CONTRACT = (
     test_a_spend_equal_to_the_cap_fits,
     test_concurrent_reservations_never_exceed_the_cap,
     test_settling_releases_the_hold_and_adds_the_actual_cost,
+    test_a_batch_settles_many_calls_in_one_step,
     test_a_zero_amount_is_never_refused,
     test_seeding_only_sets_a_counter_that_does_not_exist,
     test_counters_expire_at_their_period_end,
@@ -100,15 +107,17 @@ async def test_two_replicas_admit_exactly_the_limit(replicas: tuple[RedisQuotas,
 
 
 async def test_two_replicas_never_reserve_past_the_cap(replicas: tuple[RedisQuotas, RedisQuotas]) -> None:
-    cap = BudgetCounter("bg:w:shared", 1.0, time.time() + 3600)
-    assert await replicas[0].seed(cap, 0.25)
-    assert not await replicas[1].seed(cap, 0.0)  # the other replica keeps the spend so far
-    calls = [replicas[n % 2].reserve([cap], 0.07, hold_seconds=60) for n in range(100)]
-    held = [r for r in await asyncio.gather(*calls) if isinstance(r, Reservation)]
+    cap, ids = BudgetCounter("bg:w:shared", 1.0, time.time() + 3600), UniqueIds()
+    assert (await replicas[0].admit([], [], [cap], 0.07, reservation_id=ids.next())).unseeded == (cap,)
+    assert await replicas[0].seed([(cap, 0.25)]) == [True]
+    assert await replicas[1].seed([(cap, 0.0)]) == [False]  # the other replica keeps the spend so far
+    calls = [replicas[n % 2].admit([], [], [cap], 0.07, reservation_id=ids.next()) for n in range(100)]
+    held = [r.reservation for r in await asyncio.gather(*calls) if r.reservation is not None]
     assert len(held) == 10  # 0.25 + 10 * 0.07 = 0.95; one more would pass 1.0
     spend = (await replicas[1].spend([cap.key]))[cap.key]
     assert spend.settled_usd == pytest.approx(0.25) and spend.reserved_usd == pytest.approx(0.7)
-    await asyncio.gather(*(replicas[n % 2].settle(r, 0.01) for n, r in enumerate(held)))
+    halves = [[Settlement((), 0, r, 0.01) for r in held[n::2]] for n in (0, 1)]
+    await asyncio.gather(replicas[0].settle(halves[0]), replicas[1].settle(halves[1]))
     assert (await replicas[0].spend([cap.key]))[cap.key] == Spend(pytest.approx(0.35), 0.0)
 
 
@@ -118,10 +127,10 @@ async def test_keys_are_namespaced_and_expire(
     backend = replicas[0]
     ends = time.time() + 600
     assert (await backend.admit([Window("r", 5)], [Window("t", 5)])).admitted
-    await backend.count_tokens(["t"], 40)
-    assert isinstance(
-        await backend.reserve([BudgetCounter("b", 1.0, ends)], 0.5, hold_seconds=9), Reservation
-    )
+    await backend.settle([Settlement(("t",), 40, None, 0.0)])
+    budget = BudgetCounter("b", 1.0, ends)
+    await backend.seed([(budget, 0.0)])
+    assert (await backend.admit([], [], [budget], 0.5, reservation_id="x", hold_seconds=9)).admitted
     client = aioredis.Redis.from_url(server.url)
     try:
         assert sorted(await client.keys("*")) == sorted(
@@ -141,10 +150,12 @@ async def test_an_unreachable_redis_raises_quickly_and_is_tried_again() -> None:
         assert (await backend.admit([window], [])).admitted
         own.process.terminate()
         own.process.wait(timeout=10)
+        budget = BudgetCounter("b", 1.0, time.time() + 60)
         for call in (
             backend.admit([window], []),
-            backend.count_tokens(["t"], 5),
-            backend.reserve([BudgetCounter("b", 1.0, time.time() + 60)], 0.1, hold_seconds=9),
+            backend.settle([Settlement(("t",), 5, None, 0.0)]),
+            backend.admit([], [], [budget], 0.1, reservation_id="x", hold_seconds=9),
+            backend.seed([(budget, 0.0)]),
             backend.spend(["b"]),
         ):
             start = time.monotonic()

@@ -2,35 +2,41 @@
 
 The governor (engine/quota_governor.py) decides *which* counters a call touches; a backend
 only counts, atomically. Two backends implement this Protocol: quota_memory (one process,
-correct for one replica) and quota_redis (Lua scripts, shared by every replica). Each method
-is ONE atomic round trip to the backend's store, so N replicas enforce one limit, not N.
+correct for one replica) and quota_redis (Lua scripts, shared by every replica). A call costs
+two steps, each ONE atomic round trip to the backend's store, so N replicas enforce one limit,
+not N: `admit` before the call, `settle` after it (batched: many calls' settlements at once).
 
 Counting semantics, the same in every backend:
 
+* `admit` checks every request window, every token window and every budget counter of a call
+  and counts it in all of them, or in none: a call refused by anything uses up nothing.
 * Requests per minute: an exact sliding-window log. A call is admitted only if, in EVERY
-  request window that applies, fewer than `limit` calls were admitted in the last 60 s; it is
-  then counted in all of them at once (all or nothing). So a limit of N lets through at most N
-  in any 60 s, however many replicas and concurrent calls.
-* Tokens per minute: counted from real usage after the call (`count_tokens`). A call is admitted
-  while the tokens counted in the last 60 s are under the limit (the call's own tokens are not
-  known yet). Backends may bucket token counts by whole seconds.
-* Budgets: `reserve` adds a worst-case amount to every budget counter of a call, atomically,
-  only if none would exceed its cap (settled + reserved + amount <= cap); a zero amount is never
-  refused. `settle` releases the reservation and adds the actual cost, whatever the ending.
-  `seed` sets a counter's spend so far in its period when the counter does not exist yet, so a
-  restart or a new replica does not forget what was spent. Counters expire at their period end.
-  A reservation not settled within its `hold_seconds` (its replica died) is released.
+  request window that applies, fewer than `limit` calls were admitted in the last 60 s. So a
+  limit of N lets through at most N in any 60 s, however many replicas and concurrent calls.
+* Tokens per minute: counted from real usage after the call (`settle`). A call is admitted
+  while the tokens counted in the last 60 s are under the limit (its own are not known yet).
+  Backends may bucket token counts by whole seconds.
+* Budgets: `admit` holds `amount_usd` (the call's worst case) on every budget counter, only if
+  none would exceed its cap (settled + held + amount <= cap); with no amount nothing is held.
+  A counter that does not exist yet is not guessed at: the step counts nothing and reports it
+  `unseeded`; the governor reads its spend so far from the run log, `seed`s it (set only if
+  still absent: another replica may have done it) and asks again. Counters expire at their
+  period end. `settle` releases a reservation and adds the actual cost, whatever the ending; a
+  hold not settled within its `hold_seconds` (its replica died) is released.
 
 Time is the backend's own clock (Redis: the server's), so replicas agree on windows.
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 WINDOW_SECONDS = 60.0
+HOLD_SECONDS = 3600.0  # a reservation its replica never settled (it died) is released after this
 
 
 class QuotaStoreUnavailable(Exception):
@@ -46,26 +52,6 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
-class Admission:
-    """The outcome of `admit`, reported for the tightest window (fewest remaining).
-
-    `remaining` counts after this call when admitted. `reset_seconds`: seconds until that window
-    is empty again. `retry_after`: seconds until it has room again, when refused (else 0).
-    With no windows at all: admitted, limit 0 (the caller sends no X-RateLimit-* headers).
-    """
-
-    admitted: bool
-    limit: int
-    remaining: int
-    reset_seconds: float
-    retry_after: float = 0.0
-    refused_by: str | None = None  # the key of the window that refused the call
-
-
-ADMITTED_WITHOUT_LIMITS = Admission(admitted=True, limit=0, remaining=0, reset_seconds=0.0)
-
-
-@dataclass(frozen=True, slots=True)
 class BudgetCounter:
     """One budget's spend in one period: its key (includes the period start), cap, and the unix
     time the period ends (when the counter expires)."""
@@ -77,7 +63,7 @@ class BudgetCounter:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Money held on counters until `settle`; `id` is unique per reservation."""
+    """Money held on counters until settled; `id` is unique per reservation."""
 
     id: str
     counters: tuple[BudgetCounter, ...]
@@ -86,7 +72,7 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
-    """`reserve` refused: this counter would exceed its cap."""
+    """A budget refused the call: this counter would exceed its cap."""
 
     counter: BudgetCounter
     settled_usd: float
@@ -98,6 +84,47 @@ class BudgetRefusal:
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    """The outcome of `admit`: admitted, or refused by a rate window, or by a budget, or not
+    decided because budget counters do not exist yet (`unseeded`). Nothing is counted unless
+    `admitted`.
+
+    The rate figures are the tightest window's (fewest remaining): `remaining` counts after this
+    call when admitted, `reset_seconds` is until that window is empty again, `retry_after` until
+    it has room again when a window refused (else 0). With no windows: limit 0 (the caller
+    sends no X-RateLimit-* headers).
+    """
+
+    admitted: bool
+    limit: int
+    remaining: int
+    reset_seconds: float
+    retry_after: float = 0.0
+    refused_by: str | None = None  # the key of the window that refused the call
+    reservation: Reservation | None = None  # admitted with a budget: the money held
+    budget: BudgetRefusal | None = None  # refused by a budget
+    unseeded: tuple[BudgetCounter, ...] = ()  # these counters must be seeded first
+
+    @property
+    def decided(self) -> bool:
+        return not self.unseeded
+
+
+ADMITTED_WITHOUT_LIMITS = Admission(admitted=True, limit=0, remaining=0, reset_seconds=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a finished call adds: its real tokens to its token windows, and its real cost in
+    place of its reservation."""
+
+    token_keys: tuple[str, ...]
+    tokens: int
+    reservation: Reservation | None
+    actual_usd: float
+
+
+@dataclass(frozen=True, slots=True)
 class Spend:
     """A counter's spend in its period: settled (real costs) and reserved (calls in flight)."""
 
@@ -105,28 +132,40 @@ class Spend:
     reserved_usd: float = 0.0
 
 
+class UniqueIds:
+    """Ids unique across replicas and restarts, for reservations and window entries: a random
+    prefix per process and a count (a uuid4 per call costs more)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6) + ":"
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count)}"
+
+
 @runtime_checkable
 class QuotaBackend(Protocol):
-    async def admit(self, requests: Sequence[Window], tokens: Sequence[Window]) -> Admission:
-        """Check every window; only if all have room, count one request in each request window."""
+    async def admit(
+        self,
+        requests: Sequence[Window],
+        tokens: Sequence[Window],
+        counters: Sequence[BudgetCounter] = (),
+        amount_usd: float = 0.0,
+        *,
+        reservation_id: str = "",
+        hold_seconds: float = HOLD_SECONDS,
+    ) -> Admission:
+        """Check every window and counter; only if all have room, count one request in each
+        request window and hold `amount_usd` (when > 0) on each counter as `reservation_id`."""
         ...
 
-    async def count_tokens(self, keys: Sequence[str], tokens: int) -> None:
-        """Add a finished call's real token usage to these token windows (now)."""
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Count each settlement's tokens and settle its reservation, all in one step."""
         ...
 
-    async def reserve(
-        self, counters: Sequence[BudgetCounter], amount_usd: float, *, hold_seconds: float
-    ) -> Reservation | BudgetRefusal:
-        """Hold `amount_usd` on every counter, or on none if any would exceed its cap."""
-        ...
-
-    async def settle(self, reservation: Reservation, actual_usd: float) -> None:
-        """Release the reservation and add the actual cost to each of its counters."""
-        ...
-
-    async def seed(self, counter: BudgetCounter, spent_usd: float) -> bool:
-        """Set the counter's settled spend when it does not exist; True if it was set."""
+    async def seed(self, spends: Sequence[tuple[BudgetCounter, float]]) -> list[bool]:
+        """Set each counter's settled spend where the counter does not exist; True where set."""
         ...
 
     async def spend(self, keys: Sequence[str]) -> Mapping[str, Spend]:

@@ -18,32 +18,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from cachetools import TTLCache
-
 from promptdeck.domain.errors import BudgetExceeded, QuotaUnavailable, RateLimited
 from promptdeck.domain.quotas import Budget, CallSubjects, WorkspaceQuotas, period_bounds
 from promptdeck.engine.quota_backend import (
+    HOLD_SECONDS,
     Admission,
     BudgetCounter,
     BudgetRefusal,
     QuotaBackend,
     QuotaStoreUnavailable,
     Reservation,
+    Settlement,
     Spend,
+    UniqueIds,
     Window,
 )
+from promptdeck.engine.quota_settler import Settler
 from promptdeck.engine.ttl_cache import TtlCache
 
 log = logging.getLogger("promptdeck.quotas")
 
 OPEN, CLOSED = "open", "closed"  # what a fail policy does when the counting store is unreachable
-HOLD_SECONDS = 3600.0  # a reservation its replica never settled (it died) is released after this
-SEED_SECONDS = 300.0  # how long a budget counter is taken as seeded before `seed` is asked again
 WARN_EVERY_SECONDS = 10.0
 LONG_SUBJECT = 64  # longer subjects (end users are the caller's to name) are hashed in keys
-
-
-Matched = tuple[BudgetCounter, Budget, str]  # a budget's counter for one call, and its subject
 
 
 class QuotaSource(Protocol):
@@ -65,6 +62,50 @@ class Hold:
     admission: Admission | None  # the tightest rate window, when limits applied
 
 
+@dataclass(slots=True)
+class _Period:
+    """One budget subject's counter in its current period, made once per period (no date
+    arithmetic per call): the key names the period's start, and it expires at its end."""
+
+    workspace_id: str
+    budget: Budget
+    subject: str
+    counter: BudgetCounter | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def current(self, now: float) -> BudgetCounter:
+        if self.counter is None or now >= self.counter.expires_at:
+            self.start, self.end = period_bounds(self.budget.period, datetime.fromtimestamp(now, UTC))
+            key = budget_key(self.workspace_id, self.budget, self.subject, self.start)
+            self.counter = BudgetCounter(key, self.budget.amount_usd, self.end.timestamp())
+        return self.counter
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one workspace's quotas mean for one combination of subjects: its windows and budget
+    counters, worked out once and reused by every call of that combination until the quotas
+    change (a new `WorkspaceQuotas` object) or a period ends."""
+
+    quotas: WorkspaceQuotas
+    requests: tuple[Window, ...]
+    tokens: tuple[Window, ...]
+    token_keys: tuple[str, ...]
+    periods: tuple[_Period, ...]
+    counters: tuple[BudgetCounter, ...] = ()
+    renew_at: float = -math.inf  # when the first of `counters` ends its period
+
+    def counters_at(self, now: float) -> tuple[BudgetCounter, ...]:
+        if now >= self.renew_at:
+            self.counters = tuple(p.current(now) for p in self.periods)
+            self.renew_at = min(c.expires_at for c in self.counters)
+        return self.counters
+
+    def period_of(self, counter: BudgetCounter) -> _Period:
+        return next(p for p in self.periods if p.counter is not None and p.counter.key == counter.key)
+
+
 class Governor:
     def __init__(
         self,
@@ -77,6 +118,7 @@ class Governor:
         budgets_on_failure: str = CLOSED,
         hold_seconds: float = HOLD_SECONDS,
         cache_entries: int = TtlCache.MAX_ENTRIES,
+        settle_later: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend = backend
@@ -88,7 +130,11 @@ class Governor:
         self._budgets_open = budgets_on_failure == OPEN
         self._hold_seconds = hold_seconds
         self._clock = clock
-        self._seeded: TTLCache[str, bool] = TTLCache(max(1, cache_entries * 10), SEED_SECONDS, timer=clock)
+        self._plans: dict[tuple[str, str | None, str, str | None], _Plan] = {}
+        self._max_plans = max(1, cache_entries)
+        self._ids = UniqueIds()
+        # A shared backend settles from a background task, in batches (engine/quota_settler.py).
+        self.settler = Settler(backend, self._warn) if settle_later else None
         self._warned_at = -math.inf
 
     def forget(self, workspace_id: str | None = None) -> None:
@@ -97,35 +143,141 @@ class Governor:
         self.quotas.invalidate(workspace_id)
 
     async def admit(self, subjects: CallSubjects, worst_cost: Callable[[], float | None]) -> Hold | None:
-        """Count the call in its rate windows and reserve its worst-case cost on its budgets,
-        or raise `RateLimited` / `BudgetExceeded`. None: no quota applies (nothing to settle).
-        `worst_cost` is asked only when a budget applies; None from it means an unknown price."""
+        """Count the call in its rate windows and reserve its worst-case cost on its budgets, in
+        one step, or raise `RateLimited` / `BudgetExceeded` having counted nothing. None: no
+        quota applies (nothing to settle). `worst_cost` is asked only when a budget applies;
+        None from it means an unknown price."""
         quotas = await self.quotas.get(subjects.workspace_id)
         if quotas.empty:
             return None
-        requests, tokens = self._windows(quotas, subjects)
-        admission = await self._admit(requests, tokens) if requests or tokens else None
-        counters = self._counters(quotas, subjects)
-        reservation = await self._reserve(subjects, counters, worst_cost) if counters else None
-        if admission is None and reservation is None and not tokens:
+        plan = self._plan(quotas, subjects)
+        counters: tuple[BudgetCounter, ...] = ()
+        cost = 0.0
+        if plan.periods:
+            now = self._clock()
+            found = worst_cost()
+            if found is None:
+                raise BudgetExceeded(
+                    "this model has no known price, so a budget cannot hold its cost; set a price "
+                    "override for it in the workspace (docs/governance.md, Budgets)",
+                    retry_after=_until(plan.counters_at(now)[0].expires_at, now),
+                )
+            if found > 0:  # a zero-cost model (the embedded one) is never refused, nor counted
+                cost, counters = found, plan.counters_at(now)
+        if not plan.requests and not plan.tokens and not counters:
             return None
-        return Hold(tuple(w.key for w in tokens), reservation, admission)
+        rid = self._ids.next() if counters else ""
+        try:
+            admission = await self._step(plan, subjects, counters, cost, rid)
+        except QuotaStoreUnavailable as exc:
+            self._unavailable(plan, counters, exc)  # raises unless every feature fails open
+            return None
+        if admission.budget is not None:
+            raise _refusal(admission.budget, plan, cost, self._clock())
+        if not admission.admitted:
+            unit = "tokens" if (admission.refused_by or "").endswith(":t") else "requests"
+            raise RateLimited(
+                f"rate limit reached: {admission.limit} {unit} per minute; "
+                f"try again in {math.ceil(admission.retry_after)} s",
+                retry_after=max(admission.retry_after, 1.0),
+                window=(admission.limit, admission.remaining, admission.reset_seconds),
+            )
+        windows = admission if plan.requests or plan.tokens else None
+        return Hold(plan.token_keys, admission.reservation, windows)
 
     async def settle(self, hold: Hold, actual_usd: float, tokens: int) -> None:
-        """Count the call's real tokens and settle its real cost. Never raises: the run is over."""
+        """Count the call's real tokens and settle its real cost, in one step (with a shared
+        backend, queued for the settler). Never raises: the run is over."""
+        if hold.reservation is None and (tokens <= 0 or not hold.token_keys):
+            return
+        settlement = Settlement(hold.token_keys, tokens, hold.reservation, actual_usd)
+        if self.settler is not None:
+            await self.settler.put(settlement)
+            return
         try:
-            if hold.token_keys and tokens > 0:
-                await self.backend.count_tokens(hold.token_keys, tokens)
-            if hold.reservation is not None:
-                await self.backend.settle(hold.reservation, actual_usd)
+            await self.backend.settle([settlement])
         except QuotaStoreUnavailable as exc:
             self._warn("could not settle a call's tokens or cost: %s", exc)
         except Exception:
             log.exception("settling a call's tokens or cost failed")
 
-    # ── rate limits ──────────────────────────────────────────────────────────
+    async def aclose(self) -> None:
+        """Send the settlements still queued, then close the backend (services.stop, after the
+        engine closed its open runs: they settled)."""
+        if self.settler is not None:
+            await self.settler.aclose()
+        await self.backend.aclose()
 
-    def _windows(self, quotas: WorkspaceQuotas, subjects: CallSubjects) -> tuple[list[Window], list[Window]]:
+    async def _step(
+        self,
+        plan: _Plan,
+        subjects: CallSubjects,
+        counters: tuple[BudgetCounter, ...],
+        cost: float,
+        rid: str,
+    ) -> Admission:
+        """The backend's one step; budget counters it does not hold yet are seeded from the run
+        log, and the step asked once more. Only then is the database read: once per counter and
+        period (or after Redis lost the counter), never in the steady state."""
+        hold = self._hold_seconds
+        admission = await self.backend.admit(
+            plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
+        )
+        if admission.decided:
+            return admission
+        await self._seed(plan, subjects, admission.unseeded)
+        admission = await self.backend.admit(
+            plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
+        )
+        if not admission.decided:  # dropped again at once: the store is not keeping them
+            raise QuotaStoreUnavailable("budget counters vanished as soon as they were seeded")
+        return admission
+
+    async def _seed(self, plan: _Plan, subjects: CallSubjects, absent: tuple[BudgetCounter, ...]) -> None:
+        """Give each absent counter the spend so far in its period (set only if still absent: the
+        backend keeps what another replica or call seeded first), so a restart, a new replica or
+        a Redis that lost it forgets nothing."""
+        spends = []
+        for counter in absent:
+            period = plan.period_of(counter)
+            assert period.start is not None and period.end is not None
+            try:
+                kind = period.budget.subject_kind
+                spent = await self._spends.spent(
+                    subjects.workspace_id, kind, period.subject, period.start, period.end
+                )
+            except Exception as exc:  # the database: budgets cannot be known either
+                raise QuotaStoreUnavailable(f"reading the spend so far failed: {exc}") from exc
+            spends.append((counter, spent))
+        await self.backend.seed(spends)
+
+    def _unavailable(
+        self, plan: _Plan, counters: tuple[BudgetCounter, ...], exc: QuotaStoreUnavailable
+    ) -> None:
+        """The fail policies: a feature that fails closed refuses the call; one that fails open
+        lets it through, with a warning."""
+        limited = bool(plan.requests or plan.tokens)
+        if limited and self._limits_open:
+            self._warn("rate limits are not enforced while their store is unreachable: %s", exc)
+        if counters and not self._budgets_open:
+            raise QuotaUnavailable(
+                "budgets cannot be checked: their store is unreachable, and budgets fail closed "
+                "(PROMPTDECK_BUDGETS_ON_STORE_FAILURE); try again shortly"
+            ) from exc
+        if limited and not self._limits_open:
+            raise QuotaUnavailable(
+                "rate limits cannot be checked: their store is unreachable; try again shortly"
+            ) from exc
+        if counters:
+            self._warn("budgets are not enforced while their store is unreachable: %s", exc)
+
+    # ── which windows and counters a call touches ───────────────────────────
+
+    def _plan(self, quotas: WorkspaceQuotas, subjects: CallSubjects) -> _Plan:
+        who = (subjects.workspace_id, subjects.key_id, subjects.deployment, subjects.end_user)
+        plan = self._plans.get(who)
+        if plan is not None and plan.quotas is quotas:
+            return plan
         requests: list[Window] = []
         tokens: list[Window] = []
         for limit in quotas.limits:
@@ -137,90 +289,17 @@ class Governor:
                 requests.append(Window(key + ":r", limit.requests_per_minute))
             if limit.tokens_per_minute is not None:
                 tokens.append(Window(key + ":t", limit.tokens_per_minute))
-        return requests, tokens
-
-    async def _admit(self, requests: list[Window], tokens: list[Window]) -> Admission | None:
-        try:
-            admission = await self.backend.admit(requests, tokens)
-        except QuotaStoreUnavailable as exc:
-            if self._limits_open:
-                self._warn("rate limits are not enforced while their store is unreachable: %s", exc)
-                return None
-            raise QuotaUnavailable(
-                "rate limits cannot be checked: their store is unreachable; try again shortly"
-            ) from exc
-        if not admission.admitted:
-            unit = "tokens" if (admission.refused_by or "").endswith(":t") else "requests"
-            raise RateLimited(
-                f"rate limit reached: {admission.limit} {unit} per minute; "
-                f"try again in {math.ceil(admission.retry_after)} s",
-                retry_after=max(admission.retry_after, 1.0),
-                window=(admission.limit, admission.remaining, admission.reset_seconds),
-            )
-        return admission
-
-    # ── budgets ──────────────────────────────────────────────────────────────
-
-    def _counters(self, quotas: WorkspaceQuotas, subjects: CallSubjects) -> list[Matched]:
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        found = []
+        periods = []
         for budget in quotas.budgets:
             matched = subjects.matched(budget.subject_kind, budget.subject)
-            if matched is None:
-                continue
-            start, end = period_bounds(budget.period, now)
-            key = budget_key(subjects.workspace_id, budget, matched, start)
-            found.append((BudgetCounter(key, budget.amount_usd, end.timestamp()), budget, matched))
-        return found
-
-    async def _reserve(
-        self,
-        subjects: CallSubjects,
-        counters: list[Matched],
-        worst_cost: Callable[[], float | None],
-    ) -> Reservation | None:
-        cost = worst_cost()
-        if cost is None:
-            raise BudgetExceeded(
-                "this model has no known price, so a budget cannot hold its cost; set a price "
-                "override for it in the workspace (docs/governance.md, Budgets)",
-                retry_after=_until(counters[0][0].expires_at, self._clock()),
-            )
-        if cost <= 0:  # a zero-cost model (the embedded one) is never refused, nor counted
-            return None
-        try:
-            await self._seed(subjects, counters)
-            result = await self.backend.reserve(
-                [c for c, _, _ in counters], cost, hold_seconds=self._hold_seconds
-            )
-        except QuotaStoreUnavailable as exc:
-            if self._budgets_open:
-                self._warn("budgets are not enforced while their store is unreachable: %s", exc)
-                return None
-            raise QuotaUnavailable(
-                "budgets cannot be checked: their store is unreachable, and budgets fail closed "
-                "(PROMPTDECK_BUDGETS_ON_STORE_FAILURE); try again shortly"
-            ) from exc
-        if isinstance(result, BudgetRefusal):
-            raise _refusal(result, counters, cost, self._clock())
-        return result
-
-    async def _seed(self, subjects: CallSubjects, counters: list[Matched]) -> None:
-        """Give each counter the spend so far in its period, once per process and counter (the
-        backend keeps what it already has), so a restart or a new replica forgets nothing."""
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        for counter, budget, subject in counters:
-            if counter.key in self._seeded:
-                continue
-            start, end = period_bounds(budget.period, now)
-            try:
-                spent = await self._spends.spent(
-                    subjects.workspace_id, budget.subject_kind, subject, start, end
-                )
-            except Exception as exc:  # the database: budgets cannot be known either
-                raise QuotaStoreUnavailable(f"reading the spend so far failed: {exc}") from exc
-            await self.backend.seed(counter, spent)
-            self._seeded[counter.key] = True
+            if matched is not None:
+                periods.append(_Period(subjects.workspace_id, budget, matched))
+        plan = _Plan(quotas, tuple(requests), tuple(tokens), tuple(w.key for w in tokens), tuple(periods))
+        self._plans.pop(who, None)
+        if len(self._plans) >= self._max_plans:  # bounded: the oldest combination goes first
+            del self._plans[next(iter(self._plans))]
+        self._plans[who] = plan
+        return plan
 
     async def spend(self, workspace_id: str, budget: Budget, subject: str) -> Spend | None:
         """What the backend holds now for one budget subject in its current period: settled and
@@ -241,8 +320,8 @@ class Governor:
             log.warning(message, exc)
 
 
-def _refusal(refused: BudgetRefusal, counters: list[Matched], cost: float, now: float) -> BudgetExceeded:
-    budget = next(b for c, b, _ in counters if c.key == refused.counter.key)
+def _refusal(refused: BudgetRefusal, plan: _Plan, cost: float, now: float) -> BudgetExceeded:
+    budget = plan.period_of(refused.counter).budget
     whose = "the workspace" if budget.subject_kind == "workspace" else budget.subject_kind.replace("_", " ")
     # Room may come back when calls in flight settle below their reservations; else at period end.
     fits_later = refused.settled_usd + cost <= refused.counter.cap_usd

@@ -5,26 +5,28 @@ is atomic, as a Lua script is in Redis (engine/quota_redis.py). Memory stays bou
 callers send: a request window holds at most its limit's timestamps, a token window at most 60
 one-second buckets, and there are at most `max_counters` windows and budget counters, the least
 recently used forgotten first (a window idle for a minute loses nothing; a forgotten budget
-counter is seeded again from the run log the next time it is used).
+counter is reported unseeded and seeded again from the run log).
 """
 
 from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from promptdeck.engine.quota_backend import (
     ADMITTED_WITHOUT_LIMITS,
+    HOLD_SECONDS,
     WINDOW_SECONDS,
     Admission,
     BudgetCounter,
     BudgetRefusal,
     Reservation,
+    Settlement,
     Spend,
     Window,
 )
@@ -42,17 +44,42 @@ class _Tokens:
         while self.buckets and self.buckets[0][0] <= now - WINDOW_SECONDS:
             self.total -= self.buckets.popleft()[1]
 
+    def add(self, second: int, tokens: int) -> None:
+        if self.buckets and self.buckets[-1][0] == second:
+            self.buckets[-1][1] += tokens
+        else:
+            self.buckets.append([second, tokens])
+        self.total += tokens
+
 
 @dataclass(slots=True)
 class _Budget:
+    """A counter's settled spend and its holds, with their running total: a call reads the total,
+    and walks the holds only once the earliest of them has passed its release time."""
+
     expires_at: float
     settled: float = 0.0
     held: dict[str, tuple[float, float]] = field(default_factory=dict)  # id: (amount, release at)
+    total_held: float = 0.0
+    earliest: float = math.inf  # no hold is released before this
 
     def reserved(self, now: float) -> float:
-        for stale in [rid for rid, (_, until) in self.held.items() if until <= now]:
-            del self.held[stale]  # its replica never settled it
-        return sum(amount for amount, _ in self.held.values())
+        if now >= self.earliest:  # a replica never settled these (it died): release them
+            for stale in [rid for rid, (_, until) in self.held.items() if until <= now]:
+                del self.held[stale]
+            self.total_held = sum(amount for amount, _ in self.held.values())
+            self.earliest = min((until for _, until in self.held.values()), default=math.inf)
+        return self.total_held
+
+    def hold(self, rid: str, amount: float, until: float) -> None:
+        self.held[rid] = (amount, until)
+        self.total_held += amount
+        self.earliest = min(self.earliest, until)
+
+    def release(self, rid: str) -> None:
+        found = self.held.pop(rid, None)
+        if found is not None:
+            self.total_held = max(self.total_held - found[0], 0.0) if self.held else 0.0
 
 
 class _Lru(OrderedDict[str, T]):
@@ -84,24 +111,75 @@ class MemoryQuotas:
         self._tokens: _Lru[_Tokens] = _Lru(max_counters)
         self._budgets: _Lru[_Budget] = _Lru(max_counters)
 
-    async def admit(self, requests: Sequence[Window], tokens: Sequence[Window]) -> Admission:
-        if not requests and not tokens:
+    async def admit(
+        self,
+        requests: Sequence[Window],
+        tokens: Sequence[Window],
+        counters: Sequence[BudgetCounter] = (),
+        amount_usd: float = 0.0,
+        *,
+        reservation_id: str = "",
+        hold_seconds: float = HOLD_SECONDS,
+    ) -> Admission:
+        return self.admit_now(requests, tokens, counters, amount_usd, reservation_id, hold_seconds)
+
+    def admit_now(
+        self,
+        requests: Sequence[Window],
+        tokens: Sequence[Window],
+        counters: Sequence[BudgetCounter],
+        amount_usd: float,
+        reservation_id: str,
+        hold_seconds: float,
+    ) -> Admission:
+        """`admit`, synchronously: nothing else runs between its checks and its counts."""
+        if amount_usd <= 0:
+            counters = ()  # never refused, and nothing to hold
+        if not requests and not tokens and not counters:
             return ADMITTED_WITHOUT_LIMITS
         now = self._clock()
-        logs = [self._requests.touch(w.key, deque) for w in requests]
+        budgets = self._budgets_of(counters, now)
+        if budgets is None:
+            absent = tuple(c for c in counters if not self._exists(c.key, now))
+            return Admission(False, 0, 0, 0.0, unseeded=absent)
+        admission, logs = self._windows(requests, tokens, now)
+        if not admission.admitted:
+            return admission
+        for counter, budget in zip(counters, budgets, strict=True):
+            reserved = budget.reserved(now)
+            if budget.settled + reserved + amount_usd > counter.cap_usd + EPSILON_USD:
+                return Admission(False, 0, 0, 0.0, budget=BudgetRefusal(counter, budget.settled, reserved))
         for log in logs:
-            while log and log[0] <= now - WINDOW_SECONDS:
-                log.popleft()
-        counts = [self._tokens.touch(w.key, _Tokens) for w in tokens]
-        for count in counts:
-            count.trim(now)
+            log.append(now)
+        if not counters:
+            return admission
+        until = now + hold_seconds
+        for budget in budgets:
+            budget.hold(reservation_id, amount_usd, until)
+        reservation = Reservation(reservation_id, tuple(counters), amount_usd)
+        limit, remaining, reset = admission.limit, admission.remaining, admission.reset_seconds
+        return Admission(True, limit, remaining, reset, reservation=reservation)
+
+    def _windows(
+        self, requests: Sequence[Window], tokens: Sequence[Window], now: float
+    ) -> tuple[Admission, list[deque[float]]]:
+        """The windows' verdict, counting nothing yet, and the request windows' logs."""
+        if not requests and not tokens:
+            return ADMITTED_WITHOUT_LIMITS, []
+        logs = []
         # (remaining after this call, refused, seconds until room, seconds until empty, window)
         states: list[tuple[int, bool, float, float, Window]] = []
-        for window, log in zip(requests, logs, strict=True):
+        for window in requests:
+            log = self._requests.touch(window.key, deque)
+            logs.append(log)
+            while log and log[0] <= now - WINDOW_SECONDS:
+                log.popleft()
             over = len(log) - window.limit  # >= 0: full (more than full if the limit was lowered)
             wait = log[over] + WINDOW_SECONDS - now if over >= 0 else 0.0
             states.append((window.limit - len(log) - 1, over >= 0, wait, WINDOW_SECONDS, window))
-        for window, count in zip(tokens, counts, strict=True):
+        for window in tokens:
+            count = self._tokens.touch(window.key, _Tokens)
+            count.trim(now)
             wait, left = 0.0, count.total
             for second, used in count.buckets:  # room once enough of the oldest have aged out
                 if left < window.limit:
@@ -113,57 +191,38 @@ class MemoryQuotas:
         refused = [s for s in states if s[1]]
         if refused:
             _, _, wait, reset, window = max(refused, key=lambda s: s[2])
-            return Admission(False, window.limit, 0, max(reset, 0.0), max(wait, 0.0), window.key)
-        for log in logs:
-            log.append(now)
+            return Admission(False, window.limit, 0, max(reset, 0.0), max(wait, 0.0), window.key), logs
         remaining, _, _, reset, window = min(states, key=lambda s: s[0])
-        return Admission(True, window.limit, remaining, max(reset, 0.0))
+        return Admission(True, window.limit, remaining, max(reset, 0.0)), logs
 
-    async def count_tokens(self, keys: Sequence[str], tokens: int) -> None:
-        if tokens <= 0:
-            return
-        second = math.floor(self._clock())
-        for key in keys:
-            count = self._tokens.touch(key, _Tokens)
-            if count.buckets and count.buckets[-1][0] == second:
-                count.buckets[-1][1] += tokens
-            else:
-                count.buckets.append([second, tokens])
-            count.total += tokens
-
-    async def reserve(
-        self, counters: Sequence[BudgetCounter], amount_usd: float, *, hold_seconds: float
-    ) -> Reservation | BudgetRefusal:
-        reservation = Reservation(uuid.uuid4().hex, tuple(counters), max(amount_usd, 0.0))
-        if reservation.amount_usd == 0:  # never refused, and nothing to hold
-            return reservation
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
         now = self._clock()
-        budgets = [self._budget(c, now) for c in counters]
-        for counter, budget in zip(counters, budgets, strict=True):
-            reserved = budget.reserved(now)
-            if budget.settled + reserved + reservation.amount_usd > counter.cap_usd + EPSILON_USD:
-                return BudgetRefusal(counter, budget.settled, reserved)
-        for budget in budgets:
-            budget.held[reservation.id] = (reservation.amount_usd, now + hold_seconds)
-        return reservation
+        second = math.floor(now)
+        for settlement in settlements:
+            if settlement.tokens > 0:
+                for key in settlement.token_keys:
+                    self._tokens.touch(key, _Tokens).add(second, settlement.tokens)
+            reservation = settlement.reservation
+            if reservation is None:
+                continue
+            for counter in reservation.counters:
+                budget = self._budgets.get(counter.key)
+                if budget is None or budget.expires_at <= now:
+                    continue  # its period is over, or it was forgotten: seeded again from the run log
+                budget.release(reservation.id)
+                budget.settled += max(settlement.actual_usd, 0.0)
 
-    async def settle(self, reservation: Reservation, actual_usd: float) -> None:
+    async def seed(self, spends: Sequence[tuple[BudgetCounter, float]]) -> list[bool]:
         now = self._clock()
-        for counter in reservation.counters:
-            if counter.expires_at <= now:
-                continue  # its period is over: nothing left to count it in
-            budget = self._budget(counter, now)
-            budget.held.pop(reservation.id, None)
-            budget.settled += max(actual_usd, 0.0)
-
-    async def seed(self, counter: BudgetCounter, spent_usd: float) -> bool:
-        now = self._clock()
-        current = self._budgets.get(counter.key)
-        if current is not None and current.expires_at > now:
-            return False
-        self._budgets.pop(counter.key, None)
-        self._budgets.touch(counter.key, lambda: _Budget(counter.expires_at, max(spent_usd, 0.0)))
-        return True
+        done = []
+        for counter, spent_usd in spends:
+            if self._exists(counter.key, now):
+                done.append(False)
+                continue
+            self._budgets.pop(counter.key, None)
+            self._budgets.touch(counter.key, partial(_Budget, counter.expires_at, max(spent_usd, 0.0)))
+            done.append(True)
+        return done
 
     async def spend(self, keys: Sequence[str]) -> Mapping[str, Spend]:
         now = self._clock()
@@ -179,8 +238,17 @@ class MemoryQuotas:
     async def aclose(self) -> None:
         return None
 
-    def _budget(self, counter: BudgetCounter, now: float) -> _Budget:
-        budget = self._budgets.touch(counter.key, lambda: _Budget(counter.expires_at))
-        if budget.expires_at <= now:  # a period over: a fresh counter (keys name their period)
-            budget = self._budgets[counter.key] = _Budget(counter.expires_at)
-        return budget
+    def _exists(self, key: str, now: float) -> bool:
+        budget = self._budgets.get(key)
+        return budget is not None and budget.expires_at > now
+
+    def _budgets_of(self, counters: Sequence[BudgetCounter], now: float) -> list[_Budget] | None:
+        """The counters' budgets, just used; None if any does not exist (or its period is over)."""
+        found = []
+        for counter in counters:
+            budget = self._budgets.get(counter.key)
+            if budget is None or budget.expires_at <= now:
+                return None
+            self._budgets.move_to_end(counter.key)
+            found.append(budget)
+        return found

@@ -24,14 +24,16 @@ def quota_backend(settings: Settings) -> QuotaBackend:
 
 def install_quotas(engine: Engine, settings: Settings, db: AsyncEngine) -> Governor:
     """Give the engine its governor; every invoke is admitted and settled through it."""
+    backend = quota_backend(settings)
     governor = Governor(
-        quota_backend(settings),
+        backend,
         QuotaStore(db),
         BudgetSpend(db),
         settings.cache_ttl_seconds,
         limits_on_failure=settings.limits_on_store_failure,
         budgets_on_failure=settings.budgets_on_store_failure,
         cache_entries=settings.cache_max_entries,
+        settle_later=isinstance(backend, RedisQuotas),  # in process, settling inline costs µs
     )
     engine.governor = governor
     engine.default_max_tokens = settings.budget_default_max_tokens
