@@ -99,13 +99,16 @@ def init(
 def serve(
     host: str = typer.Option(None, help="Address to listen on (default PROMPTDECK_HOST or 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default PROMPTDECK_PORT or 8400)."),
+    workers: int = typer.Option(
+        None, min=1, help="Server processes sharing the port (default PROMPTDECK_WORKERS or 1)."
+    ),
 ) -> None:
-    """Serve the API (migrating the database first)."""
-    from promptdeck.store.database import migrate
+    """Serve the API (migrating the database first, once)."""
+    from promptdeck.store.database import migrate_apart
 
     settings = _settings()
-    migrate(settings.database_url)
-    _serve(settings, host or settings.host, port or settings.port)
+    migrate_apart(settings.database_url)  # in a child: alembic stays out of the server's memory
+    _serve(settings, host or settings.host, port or settings.port, workers or settings.workers)
 
 
 @app.command()
@@ -139,21 +142,35 @@ async def _prune(settings: Settings, batch_size: int) -> dict[str, int]:
         await db.dispose()
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
-    from promptdeck.app import create_app
-    from promptdeck.serving import logging_config, raise_open_file_limit, run, server_config
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """Serve in this process, or in `workers` processes on one port (serving_workers.py): each
+    builds its own app from the modules imported here, before the fork."""
+    import socket
 
-    config = server_config(
-        create_app(settings),
-        settings,
-        host,
-        port,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        log_level=settings.log_level,
-        log_config=logging_config(settings.log_level, settings.log_format),
-    )
-    raise_open_file_limit(settings.max_connections)  # after the config: its logging is set up then
-    run(config)
+    from promptdeck.app import create_app
+    from promptdeck.services import Services
+    from promptdeck.serving import logging_config, raise_open_file_limit, run, server_config
+    from promptdeck.serving_workers import serve_workers
+
+    log_config = logging_config(settings.log_level, settings.log_format)
+
+    def serve_one(sock: socket.socket | None, worker_bus: Path | None) -> None:
+        config = server_config(
+            create_app(settings, Services.build(settings, worker_bus)),
+            settings,
+            host,
+            port,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            log_level=settings.log_level,
+            log_config=log_config,
+        )
+        raise_open_file_limit(settings.max_connections)  # after the config: its logging is set up then
+        run(config, [sock] if sock is not None else None)
+
+    if workers == 1:
+        serve_one(None, None)
+    else:
+        raise typer.Exit(serve_workers(settings, host, port, workers, serve_one, log_config))
 
 
 @app.command()

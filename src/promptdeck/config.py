@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     database_url: str = _env("", "PROMPTDECK_DATABASE_URL")
     host: str = _env("127.0.0.1", "PROMPTDECK_HOST")
     port: Port = _env(8400, "PROMPTDECK_PORT")
+    # Server processes sharing the port (docs/deploy.md "Several workers"); `serve --workers` wins.
+    workers: Count = _env(1, "PROMPTDECK_WORKERS")
     max_body_bytes: Count = _env(1024 * 1024, "PROMPTDECK_MAX_BODY_BYTES")
     cache_ttl_seconds: NotNegative = _env(10.0, "PROMPTDECK_CACHE_TTL")
     # Per cache (API keys, deployments, credentials): found entries, and unknown keys or names.

@@ -8,6 +8,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +32,7 @@ from promptdeck.engine.budget_status import BudgetStatus
 from promptdeck.engine.change_bridge import ChangeBridge
 from promptdeck.engine.evaluations import EvaluationRunner
 from promptdeck.engine.invoke import Engine
+from promptdeck.engine.local_change_bus import LocalChangeBus
 from promptdeck.engine.media_fetch import MediaFetcher
 from promptdeck.engine.metrics_registry import Metrics
 from promptdeck.engine.outbound_http import OutboundPolicy
@@ -94,6 +96,7 @@ class Services:
     webhooks: Webhooks  # endpoints, and the dispatcher the change feed's facts go to
     checkpointer: WalCheckpointer | None = None  # SQLite only
     bridge: ChangeBridge | None = None  # the change feed across replicas, with PROMPTDECK_REDIS_URL
+    worker_bus: LocalChangeBus | None = None  # across `serve --workers N`'s processes, without Redis
     metrics: Metrics | None = None  # /metrics, unless PROMPTDECK_METRICS=off
     traces: RunTraces | None = None  # OpenTelemetry spans, when the OTEL_* variables ask for them
     _pruner: asyncio.Task[None] | None = None
@@ -108,7 +111,8 @@ class Services:
         self.releases = ReleaseCheck(self.catalog, self.release_gates)
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, worker_bus: Path | None = None) -> Services:
+        """`worker_bus`: the directory where `serve --workers N`'s workers meet (serving_workers.py)."""
         db = create_engine(settings.database_url)
         changes = ChangeFeed()
         access = AccessStore(db, changes)
@@ -193,6 +197,7 @@ class Services:
             metrics=metrics,
             traces=traces,
             bridge=ChangeBridge(changes, settings.redis_url) if settings.redis_url else None,
+            worker_bus=LocalChangeBus(changes, worker_bus) if worker_bus and not settings.redis_url else None,
         )
 
     @property
@@ -230,6 +235,8 @@ class Services:
         self.webhooks.dispatcher.start()
         if self.bridge is not None:
             await self.bridge.start()
+        if self.worker_bus is not None:
+            await self.worker_bus.start()
         if self.metrics is not None:
             self.metrics.start()
         if self.checkpointer is not None:
@@ -261,7 +268,7 @@ class Services:
         if self.engine.response_cache is not None:
             await self.engine.response_cache.aclose()  # after the last run: its store finishes
         if self.engine.governor is not None:
-            await self.engine.governor.backend.aclose()  # after the last run: it settled
+            await self.engine.governor.aclose()  # after the last run: its settlements are sent
         await self.writer.stop()
         await self.webhooks.dispatcher.stop()
         if self.metrics is not None:
@@ -271,6 +278,8 @@ class Services:
         await self.access.record_last_used(self.keys.take_last_used())
         if self.bridge is not None:
             await self.bridge.stop()  # after the last write: its event reaches the other replicas
+        if self.worker_bus is not None:
+            await self.worker_bus.stop()  # after the last write, likewise
         await self.providers.aclose()
         await template_renders.close_pool()
         await self.db.dispose()
