@@ -15,18 +15,18 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from jsonpath_ng.ext.parser import parse as parse_json_path
-from jsonpath_ng.jsonpath import JSONPath
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from rapidfuzz import fuzz
 
 from promptdeck.domain.datasets import DatasetCase
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.evaluation_outcomes import CaseOutcome, Score
+
+if TYPE_CHECKING:
+    from jsonpath_ng.jsonpath import JSONPath
 
 EvaluatorType = Literal[
     "exact_match",
@@ -338,7 +338,9 @@ def _json_schema(spec: EvaluatorSpec, case: DatasetCase, outcome: CaseOutcome) -
 
 @lru_cache(maxsize=256)
 def _json_path(path: str) -> JSONPath:
-    return parse_json_path(path)
+    from jsonpath_ng.ext.parser import parse  # imported by the first evaluation: not a server's hot path
+
+    return parse(path)
 
 
 def _json_path_equals(spec: EvaluatorSpec, case: DatasetCase, outcome: CaseOutcome) -> float:
@@ -392,6 +394,8 @@ def _length(spec: EvaluatorSpec, case: DatasetCase, outcome: CaseOutcome) -> flo
 
 
 def _similarity(spec: EvaluatorSpec, case: DatasetCase, outcome: CaseOutcome) -> float:
+    from rapidfuzz import fuzz  # imported by the first evaluation: not a server's hot path
+
     measure = getattr(fuzz, spec.method)
     ratio = measure(_normal(spec, outcome.output), _normal(spec, str(_target(spec, case))))
     return round(float(ratio) / 100.0, 6)

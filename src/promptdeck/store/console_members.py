@@ -9,6 +9,7 @@ from (`SignInThrottle`, domain/sign_in_throttle.py); they never lock a member ou
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, replace
@@ -32,8 +33,13 @@ from promptdeck.domain.sign_in_throttle import SignInThrottle, failed_message, p
 from promptdeck.store.tables import console_invites, console_members, console_sessions, workspaces
 
 HASHER = PasswordHasher()
-# Verified against when the email is unknown, so both answers take one hash's time.
-_DUMMY_HASH = HASHER.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so both answers take one hash's time. Made at
+    first use, not at import: an argon2 hash touches 64 MiB, the server's peak RSS otherwise."""
+    return HASHER.hash(secrets.token_hex(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +254,7 @@ class MemberStore:
                 )
             ).first()
         if row is None:
-            await _verify(_DUMMY_HASH, password)
+            await _verify(await asyncio.to_thread(_dummy_hash), password)
             raise Unauthorized(failed_message(left, self.throttle.wait(counted, address)))
         member = member_from_row(row)
         if not await _verify(row.password_hash, password):  # no write: as quick as an unknown email

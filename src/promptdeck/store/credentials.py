@@ -6,13 +6,15 @@ line ever contains it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.change_events import ChangeFeed, ProviderSettingsChanged
@@ -21,19 +23,34 @@ from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.domain.upstream_urls import base_url_problem
 from promptdeck.store.tables import provider_credentials
 
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
 
 def load_secret_key(configured: str, data_dir: Path) -> bytes:
     """The server secret: PROMPTDECK_SECRET_KEY, else a key kept in the data directory
     (created on first use; every replica must share it, so set the variable in production)."""
     if configured:
-        return configured.encode()
+        return checked_secret_key(configured.encode())
     path = data_dir / "secret-key"
     if not path.exists():
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # if created here: the owner's only
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key())
-    return path.read_bytes().strip()
+            handle.write(base64.urlsafe_b64encode(os.urandom(32)))  # as Fernet.generate_key()
+    return checked_secret_key(path.read_bytes().strip())
+
+
+def checked_secret_key(key: bytes) -> bytes:
+    """The key, if Fernet takes it (32 url-safe base64 bytes), checked at startup as Fernet would:
+    the stores build their Fernet at first use, so that cryptography (~7 MB, bench/README.md
+    "Memory") stays out of a server that never stores or reads a secret."""
+    try:
+        if len(base64.urlsafe_b64decode(key)) == 32:
+            return key
+    except (binascii.Error, ValueError):
+        pass
+    raise ValueError("Fernet key must be 32 url-safe base64-encoded bytes.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +64,14 @@ class CredentialStore:
 
     def __init__(self, engine: AsyncEngine, secret_key: bytes, changes: ChangeFeed | None = None) -> None:
         self.engine = engine
-        self.fernet = Fernet(secret_key)
+        self.secret_key = secret_key
         self.changes = changes or ChangeFeed()
+
+    @functools.cached_property
+    def fernet(self) -> Fernet:
+        from cryptography.fernet import Fernet  # at first use: see checked_secret_key
+
+        return Fernet(self.secret_key)
 
     async def put(
         self, workspace_id: str, provider: str, api_key: str, base_url: str | None
@@ -88,6 +111,8 @@ class CredentialStore:
             ).first()
         if row is None:
             return None
+        from cryptography.fernet import InvalidToken
+
         try:
             return Credential(self.fernet.decrypt(row.secret.encode()).decode(), row.base_url)
         except InvalidToken as exc:

@@ -6,13 +6,13 @@ import contextlib
 import logging
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -150,9 +150,23 @@ async def set_locally(conn: AsyncConnection, **settings: str) -> None:
     await conn.execute(sa.select(*(sa.func.set_config(k, v, True) for k, v in settings.items())))
 
 
+def migrate_apart(url: str) -> None:
+    """`migrate` in a child process, for the server: alembic and the migration scripts (~9 MB,
+    bench/README.md "Memory") then never enter its memory, nor that of the workers it forks.
+    The URL goes on stdin (it may hold a password: never on a command line)."""
+    child = "import sys; from promptdeck.store.database import migrate; migrate(sys.stdin.read())"
+    # Its errors go to our stderr.
+    done = subprocess.run([sys.executable, "-c", child], input=url, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"migrating the database failed (status {done.returncode}): see above")
+
+
 def migrate(url: str) -> None:
     """Bring the database to the newest schema. Synchronous: call it before the loop runs,
     or through `asyncio.to_thread`."""
+    from alembic import command  # only while migrating: ~8 MB the server's hot path never needs
+    from alembic.config import Config
+
     url = normalize_url(url)
     database = sqlite_file(url)
     if database is not None:

@@ -7,17 +7,20 @@ after that. It is decrypted only to sign a delivery.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.errors import NotFound, ValidationFailed
 from promptdeck.domain.runs import new_id, utcnow
 from promptdeck.domain.webhook_events import new_secret
 from promptdeck.store.tables import webhook_attempts, webhook_deliveries, webhook_endpoints
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 PUBLIC = (
     webhook_endpoints.c.id,
@@ -44,7 +47,7 @@ class Target:
 class WebhookEndpoints:
     def __init__(self, engine: AsyncEngine, secret_key: bytes) -> None:
         self.engine = engine
-        self.fernet = Fernet(secret_key)
+        self.secret_key = secret_key
 
     async def create(
         self, workspace_id: str, url: str, events: list[str], description: str = ""
@@ -159,10 +162,18 @@ class WebhookEndpoints:
         if result.rowcount == 0:
             raise NotFound(f"no webhook endpoint {endpoint_id!r} in this workspace")
 
+    @functools.cached_property
+    def fernet(self) -> Fernet:
+        from cryptography.fernet import Fernet  # at first use: see credentials.checked_secret_key
+
+        return Fernet(self.secret_key)
+
     def _seal(self, secret: str) -> str:
         return self.fernet.encrypt(secret.encode()).decode()
 
     def _target(self, row: Any) -> Target:
+        from cryptography.fernet import InvalidToken
+
         try:
             secret = self.fernet.decrypt(row.secret.encode()).decode()
         except InvalidToken as exc:
