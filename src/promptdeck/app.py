@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     hot[("POST", openai_chat.INVOKE_PATHS[0])] = (openai_chat.chat_completions, openai_wire.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[0])] = (vellum.execute_prompt, vellum.render_error)
     hot[("POST", vellum.EXECUTE_PATHS[1])] = (vellum.execute_prompt_stream, vellum.render_error)
+    hot[("POST", traceport.RUN_PATH)] = (traceport.run, openai_wire.render_error)  # slug from the path
     served: ASGIApp = SecurityHeaders(BodyLimit(HotRoutes(app, hot), limit=settings.max_body_bytes))
     counted = RequestMetrics(served, metrics, (path for _, path in hot)) if metrics is not None else None
     if access_log_wanted(settings.log_level):  # outermost: its duration is the whole answer's

@@ -25,7 +25,7 @@ distinct keys.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,19 +74,23 @@ class BulkInsert:
     texts: dict[int, str] = field(default_factory=dict, compare=False, repr=False)  # SQLite, by rows
 
     def statements(self, rows: Sequence[Row]) -> list[Statement]:
-        converted = self._converted(rows)
+        return list(self.each_statement(self.converted(rows)))
+
+    def each_statement(self, converted: Sequence[Row]) -> Iterator[Statement]:
+        """The statements inserting rows already `converted`, one at a time: the run writer
+        converts a batch a few runs at a time and makes its statements one by one, so that
+        requests are served in between."""
         if self.types:
             arrays = ", ".join(f"${n}::{name}[]" for n, name in enumerate(self.types, 1))
             columns = tuple(list(column) for column in zip(*converted, strict=True))
-            return [(f"{self.head} SELECT * FROM unnest({arrays}){self.tail}", columns)]
+            yield (f"{self.head} SELECT * FROM unnest({arrays}){self.tail}", columns)
+            return
         width = len(converted[0])
-        statements: list[Statement] = []
         start = 0
         for length in chunk_lengths(len(converted), SQLITE_MAX_PARAMETERS // width):
             part = converted[start : start + length]
             start += length
-            statements.append((self._sqlite_text(width, length), tuple(v for row in part for v in row)))
-        return statements
+            yield (self._sqlite_text(width, length), tuple(v for row in part for v in row))
 
     def _sqlite_text(self, width: int, rows: int) -> str:
         """The statement inserting `rows` rows, made once per length (a handful of lengths)."""
@@ -96,7 +100,9 @@ class BulkInsert:
             text = self.texts[rows] = f"{self.head} VALUES {', '.join([row] * rows)}{self.tail}"
         return text
 
-    def _converted(self, rows: Sequence[Row]) -> list[Row]:
+    def converted(self, rows: Iterable[Row]) -> list[Row]:
+        """Rows as the driver takes them: each value through its column's bind processor (JSON
+        encoding, times as text on SQLite): most of a batch's Python work."""
         if not self.processors:
             return list(rows)
         cached_keys: dict[tuple[int, Any], Any] = {}  # e.g. the batch's hours, converted once

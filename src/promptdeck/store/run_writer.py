@@ -12,9 +12,11 @@ every page the transaction changed, whole: new entries of the indexes in random 
 cost, customer or session ids) land on random pages, so a batch of 500 runs at a million wrote
 17 pages a run and one of 5,000 ten (docs/performance.md), hence its larger default.
 
-All the Python work of a batch (rows, rollup sums, the drivers' parameters) is done while the
-batch before is being written, fifty runs at a time so that requests are served in between;
-the database then only runs the ready statements.
+All the Python work of a batch (rows, their values encoded for the driver, rollup sums, the
+statements) is done on the event loop while the batch before is being written, sixteen runs (or
+one statement) at a time so that requests are served in between; the database then only runs
+the ready statements. A worker thread was measured and did no better: while it runs Python, the
+loop waits for the GIL (bench/README.md, "A flat p99").
 
 Supervision. The loop taking batches off the queue runs as a task under a supervisor: if it
 crashes (raises, or is cancelled by anything but `stop()`), the crash is logged at error level,
@@ -47,7 +49,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptdeck.domain.runs import RunRecord
-from promptdeck.store.bulk_insert import Row, Statement, bound, execute, in_one
+from promptdeck.store.bulk_insert import Row, Statement, bulk_insert, execute, in_one
 from promptdeck.store.pending_runs import PendingRuns
 from promptdeck.store.run_metadata import metadata_rows
 from promptdeck.store.tables import run_metadata, runs
@@ -59,7 +61,7 @@ RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 RESTART_DELAYS = (0.0, 0.05, 0.2, 1.0)  # before restarting the loop, by its crashes in a row
 # Most runs in one transaction, by database, unless configured (PROMPTDECK_WRITER_BATCH_SIZE).
 BATCH_SIZES = {"sqlite": 5000, "postgresql": 500}
-PREPARED_AT_ONCE = 50  # runs prepared between two chances for the event loop to serve requests
+PREPARED_AT_ONCE = 16  # runs prepared between two chances for the event loop to serve requests
 _RUN_ROW = operator.attrgetter(*runs.columns.keys())  # a RunRecord as a row of `runs`, in one call
 _METADATA_ROW = operator.itemgetter(*run_metadata.columns.keys())
 
@@ -356,7 +358,11 @@ class RunWriter:
             return preparable, await self._prepare(preparable)
 
     async def _prepare(self, records: list[RunRecord]) -> PreparedBatch:
+        """A few runs at a time, each slice's rows made, encoded for the driver and summed into
+        the rollups before the event loop gets a turn: no slice holds it for long (bench/README.md,
+        "A flat p99")."""
         dialect = self.engine.dialect
+        runs_insert, metadata_insert = bulk_insert(dialect, runs), bulk_insert(dialect, run_metadata)
         rows: list[Row] = []
         meta: list[Row] = []
         rollup: RollupBatch | None = RollupBatch()
@@ -364,20 +370,22 @@ class RunWriter:
             if start:
                 await asyncio.sleep(0)
             chunk = records[start : start + PREPARED_AT_ONCE]
-            rows += map(_RUN_ROW, chunk)
+            rows += runs_insert.converted(map(_RUN_ROW, chunk))
             chunk_meta = [m for r in chunk for m in metadata_rows(r)]
-            meta += map(_METADATA_ROW, chunk_meta)
+            meta += metadata_insert.converted(map(_METADATA_ROW, chunk_meta))
             if rollup is not None:
                 try:
                     rollup.add_runs(chunk, chunk_meta, self._metadata_caps)
                 except Exception:  # what it added so far may be partial: sum again, run by run
                     rollup = None
+        await asyncio.sleep(0)
         if rollup is None:
             rollup = self._rollups_run_by_run(records)
-        logged = bound(dialect, runs, rows)
-        await asyncio.sleep(0)
-        logged += bound(dialect, run_metadata, meta)
-        await asyncio.sleep(0)
+        logged: list[Statement] = []
+        for insert, converted in ((runs_insert, rows), (metadata_insert, meta)):
+            for statement in insert.each_statement(converted) if converted else ():
+                logged.append(statement)
+                await asyncio.sleep(0)
         # The runs first, then the rollups: with two batches in flight, the second inserts its
         # runs while the first holds the rollup rows both add to.
         statements = in_one(dialect, logged) + in_one(dialect, rollup_statements(dialect, rollup))

@@ -8,6 +8,7 @@ import logging
 import operator
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from itertools import accumulate, count
 from typing import Any, TypeVar
 
@@ -263,21 +264,55 @@ def dialect_route(render: ErrorRenderer, gate: Gate | None = None) -> type[APIRo
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+HotRoute = tuple[Endpoint, ErrorRenderer]
+
+
+@dataclass(frozen=True, slots=True)
+class PathTemplate:
+    """A hot route whose path has one parameter (`/prompt/{slug}/run`), matched as Starlette
+    matches it by default (one whole segment: no `/`, not empty) by a prefix and a suffix, no
+    regular expression. `path` is the template, as FastAPI's own route names itself in
+    `scope["route"]` (what /metrics labels a request by)."""
+
+    method: str
+    path: str
+    prefix: str
+    param: str
+    suffix: str
+    hit: HotRoute
+
+    @classmethod
+    def of(cls, method: str, path: str, hit: HotRoute) -> PathTemplate:
+        prefix, _, rest = path.partition("{")
+        param, _, suffix = rest.partition("}")
+        if not prefix.endswith("/") or "{" in suffix or (suffix and not suffix.startswith("/")):
+            raise ValueError(f"{path}: a hot route's path has at most one parameter, a whole segment")
+        return cls(method, path, prefix, param, suffix, hit)
+
+    def value(self, method: str, path: str) -> str | None:
+        """The parameter's value in `path`, or None if it is not this route's."""
+        if method != self.method or not path.startswith(self.prefix) or not path.endswith(self.suffix):
+            return None
+        value = path[len(self.prefix) : len(path) - len(self.suffix)]
+        return value if value and "/" not in value else None
 
 
 class HotRoutes:
     """ASGI: serves the invoke endpoints directly, ahead of FastAPI's routing and dependency
     machinery (about 200 µs a request, measured in bench/). FastAPI still documents them in
-    its OpenAPI and serves every other path; the endpoints are the same functions."""
+    its OpenAPI and serves every other path (and method) of theirs; the endpoints are the same
+    functions. A path may have one parameter (Traceport's `/prompt/{slug}/run`): the endpoint
+    reads it from `request.path_params`, as on FastAPI's route."""
 
-    def __init__(
-        self, app: ASGIApp, routes: Mapping[tuple[str, str], tuple[Endpoint, ErrorRenderer]]
-    ) -> None:
+    def __init__(self, app: ASGIApp, routes: Mapping[tuple[str, str], HotRoute]) -> None:
         self.app = app
-        self.routes = routes
+        self.routes = {key: hit for key, hit in routes.items() if "{" not in key[1]}
+        self.templates = tuple(PathTemplate.of(*key, hit) for key, hit in routes.items() if "{" in key[1])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hit = self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if hit is None and self.templates and scope["type"] == "http":
+            hit = self.templated(scope)
         if hit is None:
             await self.app(scope, receive, send)
             return
@@ -289,6 +324,17 @@ class HotRoutes:
         except Exception as exc:
             response = render(as_error(exc), request)
         await response(scope, receive, send)
+
+    def templated(self, scope: Scope) -> HotRoute | None:
+        """The templated route `scope` asks for, its parameter put where FastAPI puts it."""
+        method, path = scope["method"], scope["path"]
+        for template in self.templates:
+            value = template.value(method, path)
+            if value is not None:
+                scope["path_params"] = {template.param: value}
+                scope["route"] = template
+                return template.hit
+        return None
 
 
 def dumps(value: Any) -> bytes:

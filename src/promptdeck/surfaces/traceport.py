@@ -25,7 +25,9 @@ RUN_PATH = "/prompt/{slug}/run"
 
 
 # `slug` is read from the path, not a parameter FastAPI validates: FastAPI would document a 422
-# for it that this dialect never sends (its bad requests are OpenAI's 400).
+# for it that this dialect never sends (its bad requests are OpenAI's 400). It is served on the
+# hot route (app.py, surfaces/http.py `HotRoutes`), which puts the slug in `path_params` as
+# FastAPI's route does; FastAPI only documents it here.
 SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
