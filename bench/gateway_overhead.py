@@ -58,7 +58,14 @@ from gateway_processes import (
     writer_metrics,
 )
 from gateway_quotas import SERVERS as QUOTAS
-from gateway_quotas import quota_promptdecks, quota_state, quota_targets, quotas_figures, quotas_markdown
+from gateway_quotas import (
+    price_model,
+    quota_promptdecks,
+    quota_state,
+    quota_targets,
+    quotas_figures,
+    quotas_markdown,
+)
 from gateway_report import PHASES, compare, markdown
 from gateway_targets import (
     DIALECTS,
@@ -341,8 +348,11 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(stop_process, proxy)
                 pids["proxy"] = proxy.pid
                 targets.append(proxy_target(proxy_port))
+                # With --quotas the plain server prices the model too: what differs is the quotas
                 server, promptdeck_port, key = stack.enter_context(
-                    promptdeck_server(server_core, upstream_port, Path(tmp))
+                    promptdeck_server(
+                        server_core, upstream_port, Path(tmp), setup=price_model if args.quotas else None
+                    )
                 )
                 pids["promptdeck"] = server.pid
                 targets += [promptdeck_target(promptdeck_port, key, dialect) for dialect in dialects]
