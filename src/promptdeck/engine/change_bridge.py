@@ -73,11 +73,11 @@ def decode(blob: bytes) -> tuple[str, ChangeEvent]:
         data: Any = orjson.loads(blob)
         origin, kind, workspace_id = data["origin"], data["kind"], data["workspace_id"]
     except (orjson.JSONDecodeError, TypeError, KeyError):
-        log.warning("an unreadable change event came over Redis: %r; every cache is dropped", blob[:200])
+        log.warning("an unreadable change event came in: %r; every cache is dropped", blob[:200])
         return "", ChangesMissed()
     event_type = CROSSING.get(kind)
     if event_type is None or not isinstance(workspace_id, str):
-        log.warning("an unknown change event came over Redis: %r; every cache is dropped", blob[:200])
+        log.warning("an unknown change event came in: %r; every cache is dropped", blob[:200])
         return str(origin), ChangesMissed()
     return str(origin), event_type(workspace_id)
 
