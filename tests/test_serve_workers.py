@@ -151,8 +151,12 @@ def serve_workers(data_dir: Path, upstream_url: str, **settings: str) -> Iterato
         yield served
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+            process.terminate()  # graceful: every worker drains and exits with the supervisor
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 def both_answer(served: Served, key: str, status: int, tries: int = 200) -> set[int]:
@@ -234,6 +238,28 @@ def test_a_worker_that_dies_is_replaced(served: Served) -> None:
         time.sleep(0.1)
     assert both_answer(served, served.admin_key, 200) == now
     assert not list(Path(tempfile.gettempdir()).glob(f"promptdeck-workers-*/{killed}.sock"))
+
+
+def test_workers_stop_when_their_supervisor_is_killed(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    """SIGKILL to the supervisor leaves no worker serving on unsupervised: each gets SIGTERM from
+    the kernel (PR_SET_PDEATHSIG) and exits."""
+    with serve_workers(tmp_path, upstream.url) as served:
+        workers = served.workers()
+        assert len(workers) == 2, workers
+        served.process.kill()
+        served.process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while alive := {pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)}:
+            assert time.monotonic() < deadline, f"workers {alive} outlived their supervisor"
+            time.sleep(0.1)
+        assert listeners(served.port) == 0
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def test_no_run_is_lost_when_the_workers_stop(upstream: FakeOpenAI, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ is set, else over the workers' Unix sockets in a directory made here (engine/loc
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import logging.config
 import os
@@ -141,20 +142,22 @@ class Workers:
     def _fork(self) -> int:
         """A new worker process; its pid. Stop signals are held across the fork so that none
         reaches the child before it has given up the supervisor's handler."""
+        supervisor = os.getpid()
         held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
-                self._be_worker()
+                self._be_worker(supervisor)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return pid
 
-    def _be_worker(self) -> NoReturn:
+    def _be_worker(self, supervisor: int) -> NoReturn:
         code = 1
         try:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)  # until uvicorn installs its own
+            stop_with(supervisor)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             self.holder.close()  # the supervisor's; this worker binds its own
             self.serve_one(bound_socket(self.host, self.port), self.directory)
@@ -169,6 +172,20 @@ class Workers:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)  # never back into the supervisor's code (its stack is copied here)
+
+
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal a process gets when its parent dies
+
+
+def stop_with(supervisor: int) -> None:
+    """A worker does not outlive its supervisor: on Linux the kernel sends it SIGTERM when the
+    supervisor dies, even killed with SIGKILL, so the worker drains its run writer and exits
+    instead of serving on unsupervised (holding the port). Elsewhere a worker whose supervisor
+    was killed must be stopped itself."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before that was asked for: the signal never comes
+        os.kill(os.getpid(), signal.SIGTERM)  # pending until the mask is lifted
 
 
 def _describe(code: int) -> str:
