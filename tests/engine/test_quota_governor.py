@@ -21,6 +21,7 @@ from promptdeck.engine.quota_backend import (
 )
 from promptdeck.engine.quota_governor import Governor
 from promptdeck.engine.quota_memory import MemoryQuotas
+from promptdeck.engine.quota_settler import GATHER_SECONDS
 
 ANN = CallSubjects("w1", "key1", "fast", "ann")
 
@@ -182,7 +183,9 @@ async def test_a_shared_backend_settles_later_in_batches_and_drains_on_close() -
         assert hold is not None
         await governor.settle(hold, 0.01, 10)  # returns at once: nothing is sent yet
     assert backend.settled == []
-    await asyncio.sleep(0)  # the settler sends all nine in one step
+    await asyncio.sleep(0)  # the settler waits for company first
+    assert backend.settled == []
+    await asyncio.sleep(GATHER_SECONDS * 2)  # then sends all nine in one step
     assert [len(batch) for batch in backend.settled] == [9]
     last = await governor.admit(ANN, lambda: 0.1)
     assert last is not None and last.reservation is not None

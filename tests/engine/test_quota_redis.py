@@ -5,6 +5,7 @@ backends with their own connection pools, as two replicas, enforce one limit and
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -163,3 +164,46 @@ async def test_an_unreachable_redis_raises_quickly_and_is_tried_again() -> None:
                 await call
             assert time.monotonic() - start < 0.6
         await backend.aclose()
+
+
+def restart(server: RedisServer) -> None:
+    """Stop the server and start it again on its port, empty."""
+    server.process.terminate()
+    server.process.wait(timeout=10)
+    command = [str(part) for part in server.process.args]  # type: ignore[union-attr]
+    server.process = subprocess.Popen(command, cwd=server.directory, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not server.ping() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+async def test_a_restarted_redis_admits_the_next_call_at_once() -> None:
+    """Admissions travel on a connection of their own: one a restarted Redis closed is opened
+    again, and the script loaded again, within the call (no failure, no quiet period)."""
+    with redis_server() as own:
+        backend = RedisQuotas(own.url)
+        window = Window("rl:w:restart:r", 5)
+        assert (await backend.admit([window], [])).admitted
+        await asyncio.to_thread(restart, own)
+        admitted = await backend.admit([window], [])
+        assert admitted.admitted and admitted.remaining == 4  # a new server: its window is empty
+        await backend.aclose()
+
+
+async def test_concurrent_calls_share_scripts(server: RedisServer) -> None:
+    """Calls made while an admission is on its way go together in the next script: 64 concurrent
+    calls take far fewer than 64 scripts, and each gets its own answer."""
+    client = aioredis.Redis.from_url(server.url)
+    backend = RedisQuotas(server.url)
+    try:
+        await client.flushdb()
+        await backend.admit([Window("rl:w:warm:r", 5)], [])  # loads the script
+        await client.config_resetstat()
+        results = await asyncio.gather(*(backend.admit([Window("rl:w:many:r", 40)], []) for _ in range(64)))
+        assert sum(r.admitted for r in results) == 40
+        assert sorted(r.remaining for r in results if r.admitted) == list(range(40))
+        scripts = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+        assert scripts <= 3, scripts
+    finally:
+        await backend.aclose()
+        await client.aclose()

@@ -135,7 +135,7 @@ class Governor:
         self._ids = UniqueIds()
         # A shared backend settles from a background task, in batches (engine/quota_settler.py).
         self.settler = Settler(backend, self._warn) if settle_later else None
-        self._warned_at = -math.inf
+        self._warned_at: dict[str, float] = {}  # each warning's last time
 
     def forget(self, workspace_id: str | None = None) -> None:
         """On `QuotasChanged` (services.subscribe_caches): the next call reads the new quotas
@@ -313,10 +313,11 @@ class Governor:
             return None
 
     def _warn(self, message: str, exc: Exception) -> None:
-        """A warning at most every few seconds: an outage must not flood the log."""
+        """Each warning at most every few seconds: an outage must not flood the log, nor one
+        warning (a late settlement's) hide another (limits not enforced)."""
         now = time.monotonic()
-        if now - self._warned_at >= WARN_EVERY_SECONDS:
-            self._warned_at = now
+        if now - self._warned_at.get(message, -math.inf) >= WARN_EVERY_SECONDS:
+            self._warned_at[message] = now
             log.warning(message, exc)
 
 

@@ -3,10 +3,11 @@ counted").
 
 A shared backend (Redis) costs a round trip and some client CPU per step; a call's settlement
 (its real tokens and cost) need not hold up its answer. So the governor puts it here, and one
-task sends whatever is queued as one `settle` step per batch: a call's latency never waits for
-it, and the client's cost is shared by the batch. Settling a moment late only holds a budget's
+task sends what is queued as one `settle` step per batch, after waiting `GATHER_SECONDS` for
+more (unless a batch is full already): a call's latency never waits for it, and the client's
+cost is shared by the batch, even with one caller. Settling a moment late only holds a budget's
 money a little longer (conservative: a budget may refuse a call it would have just admitted,
-never admit one too many), and counts tokens a moment late.
+never admit one too many), and counts tokens a moment late (50 ms, in windows of a minute).
 
 The queue is bounded: when it is full (Redis much slower than the calls), a call settles
 inline instead, which slows the calls down rather than losing their settlements. A failed
@@ -28,6 +29,7 @@ log = logging.getLogger("promptdeck.quotas")
 
 MAX_QUEUED = 10_000  # settlements waiting; past this a call settles inline
 MAX_BATCH = 128  # settlements per step: one Lua script keeps Redis busy ~1-2 ms at most
+GATHER_SECONDS = 0.05  # a batch waits this long for company: one step per ~50 ms, even for one caller
 
 
 class Settler:
@@ -38,12 +40,14 @@ class Settler:
         *,
         max_queued: int = MAX_QUEUED,
         max_batch: int = MAX_BATCH,
+        gather_seconds: float = GATHER_SECONDS,
     ) -> None:
         self._backend = backend
         self._warn = warn
         self._queue: deque[Settlement] = deque()
         self._max_queued = max_queued
         self._max_batch = max_batch
+        self._gather_seconds = gather_seconds
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -88,6 +92,8 @@ class Settler:
                 await self._ready.wait()
                 self._ready.clear()
                 continue
+            if len(self._queue) < self._max_batch and not self._closed:
+                await asyncio.sleep(self._gather_seconds)
             await self._send(self._take())
 
     async def _send(self, batch: list[Settlement]) -> None:
