@@ -5,9 +5,9 @@ replicas: N replicas enforce one limit, not N. A call is admitted by one script 
 (`admit`: every window and budget of the call), which also carries the calls that came while
 the previous one was on its way (engine/batched_calls.py: one round trip for many concurrent
 calls); settlements travel many calls at a time in one script (`settle`, sent by
-engine/quota_settler.py). The semantics are engine/quota_backend.py's, the
-same as engine/quota_memory.py's, on the Redis server's clock (`TIME`), so replicas agree on
-windows whatever their own clocks say.
+engine/quota_settler.py). The scripts are engine/quota_scripts.py. The semantics are
+engine/quota_backend.py's, the same as engine/quota_memory.py's, on the Redis server's clock
+(`TIME`), so replicas agree on windows whatever their own clocks say.
 
 Keys, all under `promptdeck:quota:`, each with an expiry so nothing lives forever:
 
@@ -198,14 +198,15 @@ class RedisQuotas:
             raise QuotaStoreUnavailable("Redis failed a moment ago; it is tried again shortly")
         now = "" if self._clock is None else repr(self._clock())
         try:
+            evalsha = self._evalsha_on_own if own else self._evalsha
             sha = self._sha.get(script)
             if sha is not None:
                 try:
-                    return await (self._evalsha_on_own if own else self._evalsha)(sha, keys, now, args)
+                    return await evalsha(sha, keys, now, args)
                 except self._no_script:
                     pass
             sha = self._sha[script] = await self._redis.script_load(script)
-            return await (self._evalsha_on_own if own else self._evalsha)(sha, keys, now, args)
+            return await evalsha(sha, keys, now, args)
         except self._failures as exc:
             self._quiet_until = time.monotonic() + QUIET_SECONDS
             raise QuotaStoreUnavailable(f"Redis at {_where(self.url)} did not answer: {exc}") from exc
