@@ -167,32 +167,46 @@ class MemoryQuotas:
         if not requests and not tokens:
             return ADMITTED_WITHOUT_LIMITS, []
         logs = []
-        # (remaining after this call, refused, seconds until room, seconds until empty, window)
-        states: list[tuple[int, bool, float, float, Window]] = []
+        cutoff = now - WINDOW_SECONDS
+        # The tightest window (the least remaining after this call; the first of equals), and the
+        # refusing window that frees up last (the first of equals), tracked as the windows are
+        # read: no list of states, no key functions.
+        tightest: tuple[Window, int, float] | None = None  # (window, remaining, seconds until empty)
+        refused: tuple[Window, float, float] | None = None  # (window, seconds until room, until empty)
         for window in requests:
             log = self._requests.touch(window.key, deque)
             logs.append(log)
-            while log and log[0] <= now - WINDOW_SECONDS:
+            while log and log[0] <= cutoff:
                 log.popleft()
             over = len(log) - window.limit  # >= 0: full (more than full if the limit was lowered)
-            wait = log[over] + WINDOW_SECONDS - now if over >= 0 else 0.0
-            states.append((window.limit - len(log) - 1, over >= 0, wait, WINDOW_SECONDS, window))
+            if over >= 0:
+                wait = log[over] + WINDOW_SECONDS - now
+                if refused is None or wait > refused[1]:
+                    refused = (window, wait, WINDOW_SECONDS)
+            remaining = window.limit - len(log) - 1
+            if tightest is None or remaining < tightest[1]:
+                tightest = (window, remaining, WINDOW_SECONDS)
         for window in tokens:
             count = self._tokens.touch(window.key, _Tokens)
             count.trim(now)
-            wait, left = 0.0, count.total
-            for second, used in count.buckets:  # room once enough of the oldest have aged out
-                if left < window.limit:
-                    break
-                left -= used
-                wait = second + WINDOW_SECONDS - now
             reset = count.buckets[-1][0] + WINDOW_SECONDS - now if count.buckets else 0.0
-            states.append((window.limit - count.total, count.total >= window.limit, wait, reset, window))
-        refused = [s for s in states if s[1]]
-        if refused:
-            _, _, wait, reset, window = max(refused, key=lambda s: s[2])
+            if count.total >= window.limit:
+                wait, left = 0.0, count.total
+                for second, used in count.buckets:  # room once enough of the oldest have aged out
+                    if left < window.limit:
+                        break
+                    left -= used
+                    wait = second + WINDOW_SECONDS - now
+                if refused is None or wait > refused[1]:
+                    refused = (window, wait, reset)
+            remaining = window.limit - count.total
+            if tightest is None or remaining < tightest[1]:
+                tightest = (window, remaining, reset)
+        if refused is not None:
+            window, wait, reset = refused
             return Admission(False, window.limit, 0, max(reset, 0.0), max(wait, 0.0), window.key), logs
-        remaining, _, _, reset, window = min(states, key=lambda s: s[0])
+        assert tightest is not None
+        window, remaining, reset = tightest
         return Admission(True, window.limit, remaining, max(reset, 0.0)), logs
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
