@@ -221,7 +221,7 @@ class RedisQuotas:
         saves ~25 µs a script. A connection Redis closed is opened again once, as the pool's
         retry does; one that failed midway (a time-out, a cancel) is dropped, its answer unread."""
         command = ("EVALSHA", sha, len(keys), *keys, now, *args)
-        for attempt in (1, 2):
+        for may_retry in (True, False):
             connection = self._own or self._pool.connection_class(**self._pool.connection_kwargs)
             self._own = connection
             try:
@@ -229,15 +229,11 @@ class RedisQuotas:
                 return await connection.read_response()
             except self._no_script:
                 raise  # answered: the connection is fine
-            except self._connection_lost:
+            except BaseException as exc:
                 self._own = None
                 await connection.disconnect()
-                if attempt == 2:
+                if not (may_retry and isinstance(exc, self._connection_lost)):
                     raise
-            except BaseException:
-                self._own = None
-                await connection.disconnect()
-                raise
         raise AssertionError("unreachable")
 
 
