@@ -7,6 +7,7 @@ is here; tests/engine/test_quota_redis.py runs the same tests on a real redis-se
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -184,6 +185,29 @@ async def test_tokens_are_counted_after_the_call(counting: Counting) -> None:
     assert not over.admitted and over.refused_by == tokens.key and 0 < over.retry_after <= 60
     counting.advance(61)
     assert (await counting.backend.admit([], [tokens])).admitted
+
+
+async def test_tokens_leave_the_window_second_by_second(counting: Counting) -> None:
+    """Redis keeps a token window's running total and recounts once its oldest second has left:
+    the total must follow the buckets as they leave, one by one, whatever the order of steps."""
+    tokens = Window("rl:w:seconds:t", 1000)
+    counting.advance(math.ceil(counting.now()) - counting.now())  # t=0 on a whole second
+    for used, then in ((500, 20), (300, 20), (100, 19.5)):
+        await settle(counting, None, 0.0, used, (tokens.key,))
+        counting.advance(then)
+    # t=59.5: the buckets of t=0, 20 and 40 hold 900, and the first is about to leave
+    assert (await counting.backend.admit([], [tokens])).remaining == 100
+    await settle(counting, None, 0.0, 200, (tokens.key,))  # 1,100: full
+    over = await counting.backend.admit([], [tokens])
+    assert not over.admitted and 0 < over.retry_after <= 1  # the 500 of t=0 leaves at once
+    counting.advance(1)
+    after = await counting.backend.admit([], [tokens])
+    assert after.admitted and after.remaining == 400  # 300 + 100 + 200 left
+    counting.advance(20)
+    await settle(counting, None, 0.0, 50, (tokens.key,))  # counted after the 300 left
+    assert (await counting.backend.admit([], [tokens])).remaining == 650  # 100 + 200 + 50
+    counting.advance(61)
+    assert (await counting.backend.admit([], [tokens])).remaining == 1000  # all gone
 
 
 async def test_no_windows_admits_without_a_limit(counting: Counting) -> None:

@@ -41,6 +41,7 @@ from tests.engine.test_quota_backends import (  # the contract every backend kee
     test_the_protocol_is_implemented,
     test_the_window_slides,
     test_tokens_are_counted_after_the_call,
+    test_tokens_leave_the_window_second_by_second,
 )
 from tests.support.redis_server import RedisServer, redis_server
 
@@ -52,6 +53,7 @@ CONTRACT = (
     test_absent_budget_counters_are_reported_then_seeded,
     test_the_window_slides,
     test_tokens_are_counted_after_the_call,
+    test_tokens_leave_the_window_second_by_second,
     test_no_windows_admits_without_a_limit,
     test_a_reservation_is_refused_past_any_cap,
     test_a_spend_equal_to_the_cap_fits,

@@ -12,7 +12,11 @@ engine/quota_backend.py's, the same as engine/quota_memory.py's, on the Redis se
 Keys, all under `promptdeck:quota:`, each with an expiry so nothing lives forever:
 
 * `requests:<window>`: a sorted set of the admitted calls' times; gone 61 s after its last call.
-* `tokens:<window>`: a hash of whole seconds to tokens counted in them; gone 61 s after its last count.
+* `token-window:<window>`: a hash of whole seconds to tokens counted in them, with their running
+  `total` and the `oldest` and `newest` seconds held; gone 61 s after its last count. (Named anew
+  when the total was added: a replica of the version before, which kept only the seconds, reads
+  and writes the old `tokens:` keys, so during an upgrade the two count apart for a minute rather
+  than misread each other.)
 * `budget:<counter>`: a hash with the `settled` spend, the `reserved` total of its holds, the
   `earliest` time a hold may be released, its period's end (`expires`) and one
   `hold:<reservation id>` field per call in flight ("amount release-time"); created by `seed`,
@@ -28,6 +32,8 @@ instead of each waiting for a time-out), then try it again. The client is redis-
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -51,12 +57,12 @@ from promptdeck.engine.quota_scripts import ADMIT, SEED, SETTLE, SPEND
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.connection import AbstractConnection
+    from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
 _AdmitCall = tuple[list[str], str]  # one call's keys and its argument in the ADMIT script
 
 PREFIX = "promptdeck:quota:"
-REQUESTS, TOKENS, BUDGET = PREFIX + "requests:", PREFIX + "tokens:", PREFIX + "budget:"
+REQUESTS, TOKENS, BUDGET = PREFIX + "requests:", PREFIX + "token-window:", PREFIX + "budget:"
 REDIS_TIMEOUT = 0.25  # seconds to connect or for one script; a slower Redis counts as unreachable
 MAX_CONNECTIONS = 64  # per replica; a script takes well under a millisecond, so few are busy
 POOL_WAIT_SECONDS = 1.0  # how long a call waits for a free connection before it counts as a failure
@@ -74,7 +80,7 @@ class RedisQuotas:
         import redis.asyncio as aioredis  # here: redis-py costs ~14 MB, and most servers use none
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.exceptions import ConnectionError, NoScriptError, RedisError
+        from redis.exceptions import NoScriptError, RedisError
 
         self.url = url
         self._clock = clock  # None: the Redis server's clock (tests move one of their own)
@@ -90,8 +96,10 @@ class RedisQuotas:
         )
         self._redis: Redis = aioredis.Redis.from_pool(pool)
         self._pool = pool
-        self._own: AbstractConnection | None = None  # the admissions' (`_evalsha_on_own`)
-        self._connection_lost = ConnectionError
+        # Own connections, outside the pool (`_OwnConnection`): one for admissions (a batch at a
+        # time), one for settlements (the settler's batches; a rare inline one waits its turn).
+        self._admitting = _OwnConnection(pool, exclusive=False)
+        self._settling = _OwnConnection(pool, exclusive=True)
         self._failures = (RedisError, OSError)
         self._no_script = NoScriptError
         self._quiet_until = 0.0
@@ -158,7 +166,7 @@ class RedisQuotas:
             args.append(repr(max(settlement.actual_usd, 0.0)))
             args += [repr(c.expires_at) for c in counters]
         if keys:
-            await self._run(SETTLE, keys, args)
+            await self._run(SETTLE, keys, args, on=self._settling)
 
     async def seed(self, spends: Sequence[tuple[BudgetCounter, float]]) -> list[bool]:
         if not spends:
@@ -177,8 +185,8 @@ class RedisQuotas:
 
     async def aclose(self) -> None:
         await self._admits.aclose()
-        if self._own is not None:
-            await self._own.disconnect()
+        await self._admitting.close()
+        await self._settling.close()
         await self._redis.aclose()
 
     async def _admit_batch(self, calls: list[_AdmitCall]) -> list[list[Any]]:
@@ -187,54 +195,84 @@ class RedisQuotas:
         for call_keys, call_fields in calls:
             keys += call_keys
             args.append(call_fields)
-        found: list[list[Any]] = await self._run(ADMIT, keys, args, own=True)
+        found: list[list[Any]] = await self._run(ADMIT, keys, args, on=self._admitting)
         return found
 
-    async def _run(self, script: str, keys: list[str], args: list[Any], *, own: bool = False) -> Any:
+    async def _run(
+        self, script: str, keys: list[str], args: list[Any], *, on: _OwnConnection | None = None
+    ) -> Any:
         """One EVALSHA (the script is loaded first, and again if Redis lost it, e.g. after a
         restart). Called straight, not through redis-py's `Script`: it costs less per call.
-        `own`: on the admissions' own connection (`_evalsha_on_own`)."""
+        `on`: one of our own connections rather than the pool's."""
         if time.monotonic() < self._quiet_until:
             raise QuotaStoreUnavailable("Redis failed a moment ago; it is tried again shortly")
         now = "" if self._clock is None else repr(self._clock())
         try:
-            evalsha = self._evalsha_on_own if own else self._evalsha
             sha = self._sha.get(script)
             if sha is not None:
                 try:
-                    return await evalsha(sha, keys, now, args)
+                    return await self._evalsha(on, sha, keys, now, args)
                 except self._no_script:
                     pass
             sha = self._sha[script] = await self._redis.script_load(script)
-            return await evalsha(sha, keys, now, args)
+            return await self._evalsha(on, sha, keys, now, args)
         except self._failures as exc:
             self._quiet_until = time.monotonic() + QUIET_SECONDS
             raise QuotaStoreUnavailable(f"Redis at {_where(self.url)} did not answer: {exc}") from exc
 
-    async def _evalsha(self, sha: str, keys: list[str], now: str, args: list[Any]) -> Any:
+    async def _evalsha(
+        self, on: _OwnConnection | None, sha: str, keys: list[str], now: str, args: list[Any]
+    ) -> Any:
+        if on is not None:
+            return await on.call(("EVALSHA", sha, len(keys), *keys, now, *args))
         command = self._redis.execute_command  # untyped in redis-py
         return await command("EVALSHA", sha, len(keys), *keys, now, *args)  # type: ignore[no-untyped-call]
 
-    async def _evalsha_on_own(self, sha: str, keys: list[str], now: str, args: list[Any]) -> Any:
-        """On a connection of the admissions' own, outside the pool: one batch is on its way at
-        a time, and skipping the client and the pool (their locks, retries and bookkeeping)
-        saves ~25 µs a script. A connection Redis closed is opened again once, as the pool's
-        retry does; one that failed midway (a time-out, a cancel) is dropped, its answer unread."""
-        command = ("EVALSHA", sha, len(keys), *keys, now, *args)
-        for may_retry in (True, False):
-            connection = self._own or self._pool.connection_class(**self._pool.connection_kwargs)
-            self._own = connection
-            try:
-                await connection.send_packed_command(connection.pack_command(*command), check_health=False)
-                return await connection.read_response()
-            except self._no_script:
-                raise  # answered: the connection is fine
-            except BaseException as exc:
-                self._own = None
-                await connection.disconnect()
-                if not (may_retry and isinstance(exc, self._connection_lost)):
-                    raise
+
+class _OwnConnection:
+    """A redis-py connection of our own, outside the pool, for the steps every call takes.
+    Skipping the client and the pool (their locks, retries and bookkeeping) saves ~25 µs a
+    script, and packing the command in one hiredis call rather than redis-py's per-argument
+    encoding ~5 µs a call (docs/performance.md). A connection Redis closed is opened again once,
+    as the pool's retry does; one that failed midway (a time-out, a cancel) is dropped, its
+    answer unread. `exclusive`: callers take turns (a lock); otherwise the caller ensures one
+    step at a time, as `BatchedCalls` does for admissions."""
+
+    def __init__(self, pool: ConnectionPool, *, exclusive: bool) -> None:
+        from hiredis import pack_command
+        from redis.exceptions import ConnectionError, NoScriptError
+
+        self._pool = pool
+        self._pack = pack_command  # every argument is a str, an int or a float
+        self._connection_lost = ConnectionError
+        self._no_script = NoScriptError
+        self._connection: AbstractConnection | None = None
+        self._turns: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if exclusive else contextlib.nullcontext()
+        )
+
+    async def call(self, command: tuple[Any, ...]) -> Any:
+        async with self._turns:
+            packed = self._pack(command)
+            for may_retry in (True, False):
+                connection = self._connection or self._pool.connection_class(**self._pool.connection_kwargs)
+                self._connection = connection
+                try:
+                    await connection.send_packed_command(packed, check_health=False)
+                    return await connection.read_response()
+                except self._no_script:
+                    raise  # answered: the connection is fine
+                except BaseException as exc:
+                    self._connection = None
+                    await connection.disconnect()
+                    if not (may_retry and isinstance(exc, self._connection_lost)):
+                        raise
         raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.disconnect()
+            self._connection = None
 
 
 def _where(url: str) -> str:

@@ -54,6 +54,82 @@ local function spend_of(key)
 end
 """
 
+# A token window: a hash of whole seconds to the tokens counted in them, with the buckets'
+# running `total` and the `oldest` and `newest` seconds held, so a step reads three fields, not
+# sixty buckets. Once the oldest bucket has left the window, the buckets are walked once (the
+# expired ones dropped, the three fields recounted): at most once a second per window. A window
+# with no bucket left is deleted (nothing to keep, and no key without an expiry).
+_TOKEN_WINDOWS = """
+local function recount(key, cutoff)
+  local fields = redis.call('HGETALL', key)
+  local total, oldest, newest = 0, nil, nil
+  for j = 1, #fields, 2 do
+    local second = tonumber(fields[j])
+    if second ~= nil then
+      if second <= cutoff then
+        redis.call('HDEL', key, fields[j])
+      else
+        total = total + tonumber(fields[j + 1])
+        if oldest == nil or second < oldest then oldest = second end
+        if newest == nil or second > newest then newest = second end
+      end
+    end
+  end
+  if oldest == nil then
+    redis.call('DEL', key)
+  else
+    redis.call('HSET', key, 'total', string.format('%.0f', total), 'oldest', oldest, 'newest', newest)
+  end
+  return total, newest
+end
+
+-- The tokens counted in the window ending now, and the newest second holding some (or nil).
+local function tokens_of(key, cutoff)
+  local f = redis.call('HMGET', key, 'total', 'oldest', 'newest')
+  if not f[1] then
+    if redis.call('EXISTS', key) == 0 then return 0, nil end
+    return recount(key, cutoff)
+  end
+  local oldest = tonumber(f[2])
+  if oldest ~= nil and oldest <= cutoff then return recount(key, cutoff) end
+  return tonumber(f[1]), tonumber(f[3])
+end
+
+-- Seconds until the window's total falls below `limit`, its oldest buckets leaving first
+-- (asked only of a full window, after `tokens_of` dropped the expired buckets).
+local function tokens_wait(key, total, limit, now, window)
+  local fields = redis.call('HGETALL', key)
+  local buckets = {}
+  for j = 1, #fields, 2 do
+    local second = tonumber(fields[j])
+    if second ~= nil then buckets[#buckets + 1] = {second, tonumber(fields[j + 1])} end
+  end
+  table.sort(buckets, function(x, y) return x[1] < y[1] end)
+  local wait, left = 0, total
+  for _, bucket in ipairs(buckets) do
+    if left < limit then break end
+    left = left - bucket[2]
+    wait = bucket[1] + window - now
+  end
+  return wait
+end
+
+-- Counts `tokens` in the bucket of `second`.
+local function count_tokens(key, second, tokens, cutoff, ttl)
+  local f = redis.call('HMGET', key, 'total', 'oldest', 'newest')
+  local oldest, newest = tonumber(f[2]), tonumber(f[3])
+  redis.call('HINCRBY', key, second, tokens)
+  if not f[1] or (oldest ~= nil and oldest <= cutoff) then
+    recount(key, cutoff)
+  else
+    redis.call('HINCRBY', key, 'total', tokens)
+    if oldest == nil or second < oldest then redis.call('HSET', key, 'oldest', second) end
+    if newest == nil or second > newest then redis.call('HSET', key, 'newest', second) end
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+"""
+
 # Many calls' admissions in one script (engine/batched_calls.py), each decided in turn, as if
 # each had a script of its own. KEYS: per call, its request windows, its token windows, then its
 # budget counters. ARGV: the window in seconds, the windows' TTL in ms and epsilon (after the
@@ -69,6 +145,7 @@ end
 ADMIT = (
     _PRELUDE
     + _BUDGET_READ
+    + _TOKEN_WINDOWS
     + """
 local window, ttl, epsilon = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 
@@ -104,28 +181,11 @@ local function admit_call(k, f)
       end
       remaining, full, reset = limit - n - 1, over >= 0, window
     else
-      local fields = redis.call('HGETALL', key)
-      local buckets, total = {}, 0
-      for j = 1, #fields, 2 do
-        local second = tonumber(fields[j])
-        if second <= now - window then
-          redis.call('HDEL', key, fields[j])
-        else
-          local used = tonumber(fields[j + 1])
-          buckets[#buckets + 1] = {second, used}
-          total = total + used
-        end
-      end
-      table.sort(buckets, function(x, y) return x[1] < y[1] end)
+      local total, newest = tokens_of(key, now - window)
       wait = 0
-      local left = total
-      for _, bucket in ipairs(buckets) do
-        if left < limit then break end
-        left = left - bucket[2]
-        wait = bucket[1] + window - now
-      end
+      if total >= limit then wait = tokens_wait(key, total, limit, now, window) end
       reset = 0
-      if #buckets > 0 then reset = buckets[#buckets][1] + window - now end
+      if newest ~= nil then reset = newest + window - now end
       remaining, full = limit - total, total >= limit
     end
     states[i] = {limit, remaining, math.max(reset, 0), math.max(wait, 0)}
@@ -177,6 +237,7 @@ return found
 # again from the run log on its next use.
 SETTLE = (
     _PRELUDE
+    + _TOKEN_WINDOWS
     + """
 local window, ttl = tonumber(ARGV[2]), ARGV[3]
 local second = math.floor(now)
@@ -188,15 +249,7 @@ while a <= #ARGV do
   for _ = 1, ntok do
     local key = KEYS[k]
     k = k + 1
-    if tonumber(tokens) > 0 then
-      redis.call('HINCRBY', key, second, tokens)
-      redis.call('PEXPIRE', key, ttl)
-      if redis.call('HLEN', key) > 64 then  -- counted often, admitted rarely: trim here too
-        for _, field in ipairs(redis.call('HKEYS', key)) do
-          if tonumber(field) <= now - window then redis.call('HDEL', key, field) end
-        end
-      end
-    end
+    if tonumber(tokens) > 0 then count_tokens(key, second, tokens, now - window, ttl) end
   end
   for _ = 1, ncount do
     local key, expires = KEYS[k], tonumber(ARGV[a])
