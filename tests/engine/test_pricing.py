@@ -71,6 +71,19 @@ def test_the_price_list_agrees_with_genai_prices(model_id: str, tokens: tuple[in
     assert cost == pytest.approx(genai_cost(model_id, tokens), rel=1e-12, abs=1e-15)
 
 
+@pytest.mark.parametrize("tokens", [(1_000, 500), (200_000, 10), (200_001, 10), (3, 4096)])
+@pytest.mark.parametrize("model_id", MODELS)
+def test_a_budgets_float_estimate_is_the_exact_cost(model_id: str, tokens: tuple[int, int]) -> None:
+    """A budget's worst-case hold is priced in float arithmetic (`Price.estimate`), tiers and
+    all: it must agree with the exact Decimal cost a run is charged."""
+    prompt, output = tokens
+    price = price_list().charged(model_id)
+    exact, _ = price_list().cost(model_id, Usage(input=prompt, output=output))
+
+    assert price is not None and exact is not None
+    assert price.estimate(prompt, output) == pytest.approx(exact, rel=1e-12)
+
+
 @pytest.mark.parametrize("model_id", ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-pro"])
 def test_long_prompts_are_priced_at_the_higher_tier(model_id: str) -> None:
     prices = price_list()

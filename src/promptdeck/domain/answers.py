@@ -23,9 +23,10 @@ from promptdeck.domain.events import (
     ToolCallDelta,
     Usage,
 )
+from promptdeck.domain.values import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ResolvedRun:
     """The run as the engine resolved it before calling a provider. `Started` may change who
     answers (a fallback); `answered_by` gives the run as the caller should see it then."""
@@ -58,7 +59,7 @@ class ResolvedRun:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ToolCall:
     id: str | None
     name: str | None
@@ -68,7 +69,7 @@ class ToolCall:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Answer:
     """A whole run's answer: what a non-streaming caller gets, and what the log keeps."""
 

@@ -14,29 +14,29 @@ The same shape, with each source rendered, is what providers receive (`providers
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from promptdeck.domain.media_sources import DOCUMENT, IMAGE, source_shape_problem, without_payloads
 from promptdeck.domain.templating import whole_placeholder
+from promptdeck.domain.values import immutable
 
 TEXT = "text"
 PART_TYPES = (TEXT, IMAGE, DOCUMENT)
 DETAILS = ("auto", "low", "high")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TextPart:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ImagePart:
     source: str
     detail: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DocumentPart:
     source: str
     media_type: str | None = None

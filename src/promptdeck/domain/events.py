@@ -9,8 +9,9 @@ duration) before a dialect sees the event, so a dialect reads nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from promptdeck.domain.values import immutable
 
 # Normalized stop reasons (each dialect maps them to its own words).
 STOP = "stop"
@@ -19,7 +20,7 @@ TOOL_CALLS = "tool_calls"
 CONTENT_FILTER = "content_filter"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Started:
     """The answer begins. The engine sends it before the first delta, naming who answers."""
 
@@ -30,17 +31,17 @@ class Started:
     elapsed_ms: float | None = None  # since the request came in; by the engine
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ReasoningDelta:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TextDelta:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ToolCallDelta:
     index: int
     id: str | None
@@ -48,7 +49,7 @@ class ToolCallDelta:
     arguments_delta: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Usage:
     input: int = 0
     cached_input: int = 0
@@ -62,7 +63,7 @@ class Usage:
         return self.input + self.output
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Finished:
     """The answer ended well. The engine adds the run's totals before a dialect sees it."""
 
@@ -75,7 +76,7 @@ class Finished:
     ttft_ms: float | None = None  # time to the first text or reasoning
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Failed:
     code: str
     message: str

@@ -72,6 +72,15 @@ class Price:
         )
         return float(total / MILLION)
 
+    def estimate(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for that many fresh input and output tokens, in float arithmetic: a budget's
+        worst-case hold (engine/quota_cost.py) needs no exact last digit, and this is several
+        times cheaper than `cost`'s Decimal sum."""
+        return (
+            input_tokens * float(_at(self.input, input_tokens))
+            + output_tokens * float(_at(self.output, input_tokens))
+        ) / 1_000_000
+
 
 def _at(rate: Rate, input_tokens: int) -> Decimal:
     """The per-MTok price for a request of this size (long prompts cost more on some models)."""

@@ -8,8 +8,10 @@ These are plain values: the engine counts them (engine/quota_*), the store keeps
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from promptdeck.domain.values import immutable
 
 SUBJECT_KINDS = ("workspace", "key", "deployment", "end_user")
 EACH = ""  # a subject that means each one of its kind
@@ -50,7 +52,7 @@ class WorkspaceQuotas:
 NO_QUOTAS = WorkspaceQuotas()
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallSubjects:
     """Who one call is, for each subject kind (None: the call has none of that kind, e.g. no
     `user` was given, so no end-user limit applies)."""
@@ -59,22 +61,15 @@ class CallSubjects:
     key_id: str | None
     deployment: str
     end_user: str | None
-    by_kind: dict[str, str | None] = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "by_kind",
-            {"workspace": EACH, "key": self.key_id, "deployment": self.deployment, "end_user": self.end_user},
-        )
 
     def matched(self, subject_kind: str, subject: str) -> str | None:
         """The subject a limit or budget counts this call under, or None when it does not apply."""
-        mine = self.by_kind.get(subject_kind)
-        if mine is None:
-            return None
         if subject_kind == "workspace":
             return EACH
+        by_kind = {"key": self.key_id, "deployment": self.deployment, "end_user": self.end_user}
+        mine = by_kind.get(subject_kind)
+        if mine is None:
+            return None
         return mine if subject in (EACH, mine) else None
 
 

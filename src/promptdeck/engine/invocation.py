@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import AsyncGeneratorType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from promptdeck.domain.events import (
 from promptdeck.domain.prices import Price
 from promptdeck.domain.reliability import VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
+from promptdeck.domain.values import immutable
 from promptdeck.providers.base import Provider, ProviderCall
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ CHARS_PER_TOKEN = 4  # for estimates only, when an upstream reports no usage
 GONE = "the caller went away before the run ended"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Candidate:
     """One way to answer: a provider, the exact call, the model id and version it stands for."""
 

@@ -9,7 +9,7 @@ until the writer has it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from promptdeck.domain.content_parts import content_data, media_in, stored_messages
@@ -26,6 +26,7 @@ from promptdeck.domain.reliability import DEFAULT_CONFIG, VariantConfig
 from promptdeck.domain.runs import ERROR, RunRecord
 from promptdeck.domain.templating import JINJA2
 from promptdeck.domain.trace_context import traceparent_trace_id
+from promptdeck.domain.values import immutable
 from promptdeck.engine import template_renders
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.circuit import CircuitBreakers
@@ -45,7 +46,7 @@ from promptdeck.store.prices import PriceOverrides
 from promptdeck.store.run_writer import RunWriter
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class InvokeRequest:
     caller: Caller
     dialect: str

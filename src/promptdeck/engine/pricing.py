@@ -19,7 +19,9 @@ from promptdeck.domain.events import Usage
 from promptdeck.domain.prices import Price, Rate
 from promptdeck.providers.base import Providers
 
-__all__ = ["Price", "PriceList", "Rate"]
+__all__ = ["FREE", "Price", "PriceList", "Rate"]
+
+FREE = Price.flat(0.0, 0.0)  # a free provider's (the embedded model's)
 
 
 def _rate(value: Any) -> Rate | None:
@@ -64,10 +66,15 @@ class PriceList:
 
     def cost(self, model_id: str, usage: Usage, override: Price | None = None) -> tuple[float | None, bool]:
         """(cost in USD, whether the price was known). Unknown prices give (None, False)."""
+        price = self.charged(model_id, override)
+        return (price.cost(usage), True) if price is not None else (None, False)
+
+    def charged(self, model_id: str, override: Price | None = None) -> Price | None:
+        """The price a run of this model is charged at: the override, nothing on a free
+        provider, else the list's; None when unknown."""
         if override is not None:
-            return override.cost(usage), True
+            return override
         provider = self._providers.get(model_id.partition("/")[0])
         if provider is not None and provider.free:
-            return 0.0, True
-        price = self.price(model_id)
-        return (price.cost(usage), True) if price is not None else (None, False)
+            return FREE
+        return self.price(model_id)

@@ -25,6 +25,9 @@ Counting semantics, the same in every backend:
   hold not settled within its `hold_seconds` (its replica died) is released.
 
 Time is the backend's own clock (Redis: the server's), so replicas agree on windows.
+
+The values made once per call (`Admission`, `Reservation`, `Settlement`, and the governor's
+`Hold`) are `@immutable` (domain/values.py): frozen to mypy, cheap to build.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from promptdeck.domain.values import immutable
 
 WINDOW_SECONDS = 60.0
 HOLD_SECONDS = 3600.0  # a reservation its replica never settled (it died) is released after this
@@ -61,7 +66,7 @@ class BudgetCounter:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Reservation:
     """Money held on counters until settled; `id` is unique per reservation."""
 
@@ -83,7 +88,7 @@ class BudgetRefusal:
         return max(0.0, self.counter.cap_usd - self.settled_usd - self.reserved_usd)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Admission:
     """The outcome of `admit`: admitted, or refused by a rate window, or by a budget, or not
     decided because budget counters do not exist yet (`unseeded`). Nothing is counted unless
@@ -113,7 +118,7 @@ class Admission:
 ADMITTED_WITHOUT_LIMITS = Admission(admitted=True, limit=0, remaining=0, reset_seconds=0.0)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Settlement:
     """What a finished call adds: its real tokens to its token windows, and its real cost in
     place of its reservation."""

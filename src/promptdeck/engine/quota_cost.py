@@ -2,7 +2,7 @@
 
 Input tokens are estimated from the rendered messages (`CHARS_PER_TOKEN`), output is the call's
 `max_tokens` (the version's parameter, or the caller's override; else a default setting), at
-the price the run will be charged at (`invocation.price_usage`). Of a variant's model and its
+the price the run will be charged at (`PriceList.charged`). Of a variant's model and its
 fallbacks, the dearest counts: any of them may answer.
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 
-from promptdeck.domain.events import Usage
 from promptdeck.domain.prices import Price
-from promptdeck.engine.invocation import CHARS_PER_TOKEN, Candidate, price_usage, prompt_chars
+from promptdeck.engine.invocation import CHARS_PER_TOKEN, Candidate, prompt_chars
 from promptdeck.engine.pricing import PriceList
 
 DEFAULT_MAX_TOKENS = 4096  # PROMPTDECK_BUDGET_DEFAULT_MAX_TOKENS
@@ -25,12 +24,11 @@ def worst_case_cost(
     worst = 0.0
     for candidate in candidates:
         max_tokens = candidate.call.params.get("max_tokens")
-        usage = Usage(
-            input=math.ceil(prompt_chars(candidate.messages) / CHARS_PER_TOKEN),
-            output=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else default_max_tokens,
-        )
-        cost, known = price_usage(prices, overrides, (candidate.model_id,), usage)
-        if not known or cost is None:
+        output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else default_max_tokens
+        price = prices.charged(candidate.model_id, overrides.get(candidate.model_id))
+        if price is None:
             return None
-        worst = max(worst, cost)
+        worst = max(
+            worst, price.estimate(math.ceil(prompt_chars(candidate.messages) / CHARS_PER_TOKEN), output)
+        )
     return worst

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from promptdeck.domain.errors import BudgetExceeded, QuotaUnavailable, RateLimited
 from promptdeck.domain.quotas import Budget, CallSubjects, WorkspaceQuotas, period_bounds
+from promptdeck.domain.values import immutable
 from promptdeck.engine.quota_backend import (
     HOLD_SECONDS,
     Admission,
@@ -53,7 +54,7 @@ class SpendSource(Protocol):
     ) -> float: ...
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Hold:
     """What an admitted call holds until it is settled."""
 
@@ -167,8 +168,13 @@ class Governor:
         if not plan.requests and not plan.tokens and not counters:
             return None
         rid = self._ids.next() if counters else ""
+        hold = self._hold_seconds
         try:
-            admission = await self._step(plan, subjects, counters, cost, rid)
+            admission = await self.backend.admit(
+                plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
+            )
+            if not admission.decided:  # budget counters the backend does not hold yet
+                admission = await self._seeded(plan, subjects, counters, cost, rid, admission.unseeded)
         except QuotaStoreUnavailable as exc:
             self._unavailable(plan, counters, exc)  # raises unless every feature fails open
             return None
@@ -208,26 +214,21 @@ class Governor:
             await self.settler.aclose()
         await self.backend.aclose()
 
-    async def _step(
+    async def _seeded(
         self,
         plan: _Plan,
         subjects: CallSubjects,
         counters: tuple[BudgetCounter, ...],
         cost: float,
         rid: str,
+        absent: tuple[BudgetCounter, ...],
     ) -> Admission:
-        """The backend's one step; budget counters it does not hold yet are seeded from the run
-        log, and the step asked once more. Only then is the database read: once per counter and
-        period (or after Redis lost the counter), never in the steady state."""
-        hold = self._hold_seconds
+        """The admission asked again once the absent budget counters are seeded from the run log:
+        the database is read only then, once per counter and period (or after Redis lost the
+        counter), never in the steady state."""
+        await self._seed(plan, subjects, absent)
         admission = await self.backend.admit(
-            plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
-        )
-        if admission.decided:
-            return admission
-        await self._seed(plan, subjects, admission.unseeded)
-        admission = await self.backend.admit(
-            plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
+            plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=self._hold_seconds
         )
         if not admission.decided:  # dropped again at once: the store is not keeping them
             raise QuotaStoreUnavailable("budget counters vanished as soon as they were seeded")

@@ -21,17 +21,18 @@ own wire format:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.events import Event
+from promptdeck.domain.values import immutable
 
 # Thinking budgets for providers that take a token budget instead of an effort level.
 REASONING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ProviderCall:
     """What to ask an upstream: the model name without its provider prefix, and the rest
     in the neutral shapes above."""

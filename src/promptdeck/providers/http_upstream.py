@@ -28,6 +28,7 @@ from multidict import CIMultiDictProxy
 from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.events import Event, Failed, Finished
 from promptdeck.domain.upstream_urls import is_under
+from promptdeck.domain.values import immutable
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.event_stream import EventStreamParser, read_events
 from promptdeck.providers.event_stream import SseEvent as SseEvent  # providers import it from here
@@ -69,7 +70,7 @@ class Timeouts:
     total: float = 300.0
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UpstreamRequest:
     """One upstream call, exactly as it is sent (headers here are the per-call ones)."""
 
