@@ -74,8 +74,8 @@ def test_the_price_list_agrees_with_genai_prices(model_id: str, tokens: tuple[in
 @pytest.mark.parametrize("tokens", [(1_000, 500), (200_000, 10), (200_001, 10), (3, 4096)])
 @pytest.mark.parametrize("model_id", MODELS)
 def test_a_budgets_float_estimate_is_the_exact_cost(model_id: str, tokens: tuple[int, int]) -> None:
-    """A budget's worst-case hold is priced in float arithmetic (`Price.estimate`), tiers and
-    all: it must agree with the exact Decimal cost a run is charged."""
+    """A budget's worst-case hold is priced without a `Usage` (`Price.estimate`), tiers and all:
+    it must be the cost a run of that usage is charged."""
     prompt, output = tokens
     price = price_list().charged(model_id)
     exact, _ = price_list().cost(model_id, Usage(input=prompt, output=output))

@@ -150,7 +150,7 @@ async def test_a_call_a_budget_refuses_is_not_counted_by_the_limits() -> None:
         with pytest.raises(BudgetExceeded):
             await governor.admit(ANN, lambda: 0.5)
     held = [await governor.admit(ANN, lambda: 0.01) for _ in range(2)]  # both fit the limit
-    assert all(h is not None and h.admission is not None for h in held)
+    assert all(h is not None and h.reservation is not None for h in held)
     with pytest.raises(RateLimited):
         await governor.admit(ANN, lambda: 0.01)
 

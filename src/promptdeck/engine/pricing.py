@@ -25,11 +25,12 @@ FREE = Price.flat(0.0, 0.0)  # a free provider's (the embedded model's)
 
 
 def _rate(value: Any) -> Rate | None:
+    """genai-prices' rate (a Decimal, or tiered) as ours."""
     if value is None:
         return None
     if isinstance(value, Decimal):
-        return value, ()
-    return value.base, tuple((tier.start, tier.price) for tier in value.tiers)
+        return float(value), ()
+    return float(value.base), tuple((tier.start, float(tier.price)) for tier in value.tiers)
 
 
 class PriceList:

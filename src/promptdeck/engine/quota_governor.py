@@ -60,7 +60,6 @@ class Hold:
 
     token_keys: tuple[str, ...]  # token windows its real usage is counted in
     reservation: Reservation | None  # money held on its budgets
-    admission: Admission | None  # the tightest rate window, when limits applied
 
 
 @dataclass(slots=True)
@@ -188,8 +187,7 @@ class Governor:
                 retry_after=max(admission.retry_after, 1.0),
                 window=(admission.limit, admission.remaining, admission.reset_seconds),
             )
-        windows = admission if plan.requests or plan.tokens else None
-        return Hold(plan.token_keys, admission.reservation, windows)
+        return Hold(plan.token_keys, admission.reservation)
 
     async def settle(self, hold: Hold, actual_usd: float, tokens: int) -> None:
         """Count the call's real tokens and settle its real cost, in one step (with a shared

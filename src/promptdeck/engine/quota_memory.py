@@ -173,8 +173,13 @@ class MemoryQuotas:
         # read: no list of states, no key functions.
         tightest: tuple[Window, int, float] | None = None  # (window, remaining, seconds until empty)
         refused: tuple[Window, float, float] | None = None  # (window, seconds until room, until empty)
+        found, refresh = self._requests.get, self._requests.move_to_end  # `touch`, inlined: per call
         for window in requests:
-            log = self._requests.touch(window.key, deque)
+            log = found(window.key)
+            if log is None:
+                log = self._requests.touch(window.key, deque)
+            else:
+                refresh(window.key)
             logs.append(log)
             while log and log[0] <= cutoff:
                 log.popleft()
@@ -186,8 +191,13 @@ class MemoryQuotas:
             remaining = window.limit - len(log) - 1
             if tightest is None or remaining < tightest[1]:
                 tightest = (window, remaining, WINDOW_SECONDS)
+        found_tokens, refresh = self._tokens.get, self._tokens.move_to_end
         for window in tokens:
-            count = self._tokens.touch(window.key, _Tokens)
+            count = found_tokens(window.key)
+            if count is None:
+                count = self._tokens.touch(window.key, _Tokens)
+            else:
+                refresh(window.key)
             count.trim(now)
             reset = count.buckets[-1][0] + WINDOW_SECONDS - now if count.buckets else 0.0
             if count.total >= window.limit:
@@ -214,8 +224,9 @@ class MemoryQuotas:
         second = math.floor(now)
         for settlement in settlements:
             if settlement.tokens > 0:
-                for key in settlement.token_keys:
-                    self._tokens.touch(key, _Tokens).add(second, settlement.tokens)
+                for key in settlement.token_keys:  # just used by its admission: not moved again
+                    count = self._tokens.get(key) or self._tokens.touch(key, _Tokens)
+                    count.add(second, settlement.tokens)
             reservation = settlement.reservation
             if reservation is None:
                 continue

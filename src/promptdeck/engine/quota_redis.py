@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from promptdeck.engine.batched_calls import BatchedCalls
@@ -69,6 +70,20 @@ POOL_WAIT_SECONDS = 1.0  # how long a call waits for a free connection before it
 QUIET_SECONDS = 1.0  # after a failure, calls fail at once for this long before Redis is tried again
 WINDOW_TTL_MS = int((WINDOW_SECONDS + 1) * 1000)  # a window's key outlives its last use by this
 EPSILON_USD = 1e-9  # float sums: a spend equal to its cap must fit
+MAX_PREPARED = 10_000  # combinations of windows and counters kept prepared (then forgotten at once)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """One combination of windows and counters as the ADMIT script takes it (its keys, and its
+    fields but a call's own), made once: the governor passes its plan's same tuples call after
+    call, so they are found by identity. `sequences` keeps them alive, so no other sequence can
+    take their ids while the entry lives."""
+
+    sequences: tuple[Sequence[Window], Sequence[Window], Sequence[BudgetCounter]]
+    keys: list[str]
+    counts: str  # request windows, token windows, counters
+    limits: str  # each window's limit, then each counter's cap
 
 
 class RedisQuotas:
@@ -105,6 +120,7 @@ class RedisQuotas:
         self._quiet_until = 0.0
         self._sha: dict[str, str] = {}  # script: its SHA1, once Redis has it
         self._members = UniqueIds()
+        self._prepared: dict[tuple[int, int, int], _Prepared] = {}  # by the sequences' identity
         # Calls admitted while a script is on its way go together in the next one.
         self._admits: BatchedCalls[_AdmitCall, list[Any]] = BatchedCalls(self._admit_batch)
 
@@ -122,22 +138,13 @@ class RedisQuotas:
             counters = ()  # never refused, and nothing to hold
         if not requests and not tokens and not counters:
             return ADMITTED_WITHOUT_LIMITS
-        keys = [REQUESTS + w.key for w in requests]
-        keys += [TOKENS + w.key for w in tokens]
-        keys += [BUDGET + c.key for c in counters]
-        fields = [
-            str(len(requests)),
-            str(len(tokens)),
-            str(len(counters)),
-            self._members.next(),
-            repr(amount_usd) if counters else "0",
-            repr(hold_seconds),
-            reservation_id or "-",
-        ]
-        fields += [str(w.limit) for w in requests]
-        fields += [str(w.limit) for w in tokens]
-        fields += [repr(c.cap_usd) for c in counters]
-        found = await self._admits.submit((keys, " ".join(fields)))
+        prepared = self._prepared.get((id(requests), id(tokens), id(counters)))
+        if prepared is None:
+            prepared = self._prepare(requests, tokens, counters)
+        amount = repr(amount_usd) if counters else "0"
+        member, rid = self._members.next(), reservation_id or "-"
+        fields = f"{prepared.counts} {member} {amount} {hold_seconds!r} {rid} {prepared.limits}"
+        found = await self._admits.submit((prepared.keys, fields))
         verdict = int(found[0])
         if verdict == 1:
             reservation = Reservation(reservation_id, tuple(counters), amount_usd) if counters else None
@@ -182,6 +189,21 @@ class RedisQuotas:
             return {}
         found = await self._run(SPEND, [BUDGET + k for k in keys], [])
         return {key: Spend(float(found[2 * i]), float(found[2 * i + 1])) for i, key in enumerate(keys)}
+
+    def _prepare(
+        self, requests: Sequence[Window], tokens: Sequence[Window], counters: Sequence[BudgetCounter]
+    ) -> _Prepared:
+        if len(self._prepared) >= MAX_PREPARED:
+            self._prepared.clear()
+        prepared = self._prepared[(id(requests), id(tokens), id(counters))] = _Prepared(
+            (requests, tokens, counters),
+            [REQUESTS + w.key for w in requests]
+            + [TOKENS + w.key for w in tokens]
+            + [BUDGET + c.key for c in counters],
+            f"{len(requests)} {len(tokens)} {len(counters)}",
+            " ".join([*(str(w.limit) for w in (*requests, *tokens)), *(repr(c.cap_usd) for c in counters)]),
+        )
+        return prepared
 
     async def aclose(self) -> None:
         await self._admits.aclose()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,7 +91,7 @@ class BulkInsert:
         for length in chunk_lengths(len(converted), SQLITE_MAX_PARAMETERS // width):
             part = converted[start : start + length]
             start += length
-            yield (self._sqlite_text(width, length), tuple(v for row in part for v in row))
+            yield (self._sqlite_text(width, length), tuple(chain.from_iterable(part)))
 
     def _sqlite_text(self, width: int, rows: int) -> str:
         """The statement inserting `rows` rows, made once per length (a handful of lengths)."""
