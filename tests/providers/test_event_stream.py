@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from aiohttp.base_protocol import BaseProtocol
 from hypothesis import given
 from hypothesis import strategies as st
 
 from promptdeck.providers.event_stream import EventStreamParser, SseEvent, read_events
+from promptdeck.providers.http_client import ConnectionBroken
 
 
 def parse(body: str | bytes) -> list[SseEvent]:
@@ -156,49 +155,44 @@ def test_every_single_split_position(cut: int) -> None:
     assert [event.data for event in events] == ['{"a":\n 1}', "naïve €\ntwo", "[DONE]"]
 
 
-# --- over an aiohttp body -------------------------------------------------------------------------
+# --- over a response body ------------------------------------------------------------------------
 
 
-def body_reader(loop: asyncio.AbstractEventLoop) -> aiohttp.StreamReader:
-    return aiohttp.StreamReader(BaseProtocol(loop), limit=2**16, loop=loop)
+async def body(*chunks: bytes, broken: bool = False) -> AsyncIterator[bytes]:
+    """A response body as providers/http_client.py hands it over: every chunk received, then
+    the error of a dropped connection, if any."""
+    for chunk in chunks:
+        yield chunk
+    if broken:
+        raise ConnectionBroken("the upstream closed the connection")
 
 
 async def test_events_received_before_a_cut_are_not_lost() -> None:
-    """aiohttp raises a dropped connection's error before handing over what it already
-    buffered; the events completed in it still come through, then the error. The
+    """The events completed before a dropped connection come through, then the error. The
     unfinished event at the cut is not dispatched."""
-    reader = body_reader(asyncio.get_running_loop())
-    reader.feed_data(b'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: {"c": 3}\ndata: {"partial')
-    reader.set_exception(aiohttp.ClientPayloadError("connection lost"))
+    cut = body(b'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: {"c": 3}\ndata: {"partial', broken=True)
     seen: list[SseEvent] = []
-    with pytest.raises(aiohttp.ClientPayloadError):
-        async for event in read_events(reader, EventStreamParser()):
+    with pytest.raises(ConnectionBroken):
+        async for event in read_events(cut, EventStreamParser()):
             seen.append(event)
     assert seen == [SseEvent(None, '{"a": 1}'), SseEvent(None, '{"b": 2}')]
 
 
 async def test_a_clean_end_dispatches_the_last_event_and_checkpoints_run() -> None:
-    reader = body_reader(asyncio.get_running_loop())
     checks: list[int] = []
-    reader.feed_data(b": ping\n\n")
-    reader.feed_data(b"data: 1\n\ndata: 2\n\n")
-    reader.feed_data(b"data: 3")
-    reader.feed_eof()
+    chunks = body(b": ping\n\n", b"data: 1\n\ndata: 2\n\n", b"data: 3")
     seen = [
         event.data
-        async for event in read_events(reader, EventStreamParser(), lambda: checks.append(len(checks)))
+        async for event in read_events(chunks, EventStreamParser(), lambda: checks.append(len(checks)))
     ]
     assert seen == ["1", "2", "3"]
     assert len(checks) >= 3  # before every event (and after chunks that complete none)
 
 
 async def test_a_checkpoint_that_raises_ends_the_reading() -> None:
-    reader = body_reader(asyncio.get_running_loop())
-    reader.feed_data(b": ping\n\n")
-
     def expired() -> None:
         raise TimeoutError
 
     with pytest.raises(TimeoutError):
-        async for _ in read_events(reader, EventStreamParser(), expired):
+        async for _ in read_events(body(b": ping\n\n", b"data: 1\n\n"), EventStreamParser(), expired):
             pass

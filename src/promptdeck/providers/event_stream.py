@@ -1,7 +1,7 @@
 """Server-sent events, read as the WHATWG HTML standard's "event stream interpretation" says.
 
 `EventStreamParser` is incremental: feed it the body's chunks as they arrive, and it returns
-the events they complete. `read_events` runs it over an aiohttp response body.
+the events they complete. `read_events` runs it over a response body's chunks.
 
 The rules followed: lines end in CRLF, LF or CR (a CRLF split across two chunks is one line
 end); a BOM at the very start is skipped; a line starting with `:` is a comment; otherwise
@@ -21,10 +21,8 @@ dropped connection (see `read_events`) still discards it: it may be cut short.
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
-
-import aiohttp
 
 STRAY_SHOWN = 200  # characters kept of what is not an event stream, to show in a failure
 
@@ -144,7 +142,7 @@ class EventStreamParser:
 
 
 async def read_events(
-    body: aiohttp.StreamReader,
+    body: AsyncIterable[bytes],
     parser: EventStreamParser,
     checkpoint: Callable[[], None] | None = None,
 ) -> AsyncGenerator[SseEvent, None]:
@@ -152,29 +150,18 @@ async def read_events(
     is handed on and after each chunk that completes none (a stream of keep-alive comments
     still reaches it), e.g. to enforce a time limit by raising.
 
-    On a dropped connection the events completed before the drop are handed on, then the
-    `ClientPayloadError` is raised. aiohttp raises that error before handing over the bytes
-    it had already received, and no public reader method returns them once the error is set
-    (`readany`, `read_nowait`, `readchunk` all raise first), so they are taken from the
-    reader's private `_buffer`. Measured (aiohttp 3.14, asyncio and uvloop): an upstream
-    sending 200 events then dropping the connection got 33 of them through without this,
-    even to a consumer doing nothing else; with it, all 200. If a later aiohttp renames
-    `_buffer`, the fallback finds nothing and those events are lost again (no crash).
+    On a dropped connection the body (providers/http_client.py) hands over every byte it
+    received before it raises, so the events completed before the drop are handed on, then
+    the error is raised; the event the drop cut short is not (`close` is not called).
     """
-    try:
-        async for chunk in body.iter_any():
-            events = parser.feed(chunk)
-            if not events and checkpoint is not None:
+    async for chunk in body:
+        events = parser.feed(chunk)
+        if not events and checkpoint is not None:
+            checkpoint()
+        for event in events:
+            if checkpoint is not None:
                 checkpoint()
-            for event in events:
-                if checkpoint is not None:
-                    checkpoint()
-                yield event
-    except aiohttp.ClientPayloadError:
-        received = getattr(body, "_buffer", ())
-        for event in parser.feed(b"".join(received)) if received else ():
             yield event
-        raise
     for event in parser.close():
         if checkpoint is not None:
             checkpoint()

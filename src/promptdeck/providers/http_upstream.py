@@ -1,8 +1,9 @@
 """What every HTTP upstream shares: one pooled client, time limits, server-sent-event
 reading, and turning each kind of trouble into a `Failed` event a person can act on.
 
-The client is aiohttp: measured in bench/, httpx cost 850-2,100 µs of CPU per upstream
-call here (its pool scans every connection per request) against aiohttp's 60-150 µs.
+The client is providers/http_client.py, on httptools: measured here, httpx cost 850-2,100 µs
+of CPU per upstream call (its pool scans every connection per request), aiohttp's 65-76 µs,
+and it 7-8 µs (bench/README.md, "The upstream client").
 
 A provider subclasses `HttpUpstream` and supplies only its own wire format:
 `request()` (the exact call), `parse_body()` (a whole answer) and `parse_stream()`
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
@@ -21,9 +22,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-from multidict import CIMultiDictProxy
 
 from promptdeck.domain.errors import PromptdeckError
 from promptdeck.domain.events import Event, Failed, Finished
@@ -32,6 +31,15 @@ from promptdeck.domain.values import immutable
 from promptdeck.providers.base import ProviderCall
 from promptdeck.providers.event_stream import EventStreamParser, read_events
 from promptdeck.providers.event_stream import SseEvent as SseEvent  # providers import it from here
+from promptdeck.providers.http_client import (
+    BadResponse,
+    CannotConnect,
+    ClientError,
+    InvalidUrl,
+    Response,
+    UnsendableRequest,
+    UpstreamClient,
+)
 
 if TYPE_CHECKING:
     from promptdeck.config import Settings
@@ -102,18 +110,13 @@ class HttpUpstream:
         self._api_key = api_key  # the server's own key: sent only under `base_url`
         self.timeouts = Timeouts(connect_timeout, read_timeout, total_timeout)
         self.headers = {"Content-Type": "application/json", **self.fixed_headers}
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
 
-    def client(self) -> aiohttp.ClientSession:
-        """One pooled session, made on first use inside the running loop (a session belongs
-        to the loop that made it)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers=self.headers,
-                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
-                auto_decompress=True,
-            )
-        return self._session
+    def client(self) -> UpstreamClient:
+        """One client and its pooled connections, made on first use."""
+        if self._client is None:
+            self._client = UpstreamClient()
+        return self._client
 
     @classmethod
     def configured(cls, settings: Settings, base_url: str, api_key: str, **options: Any) -> Self:
@@ -143,7 +146,7 @@ class HttpUpstream:
     def parse_stream(self, events: AsyncIterator[SseEvent]) -> AsyncGenerator[Event, None]:
         raise NotImplementedError
 
-    def streams(self, headers: CIMultiDictProxy[str]) -> bool:
+    def streams(self, headers: Mapping[str, str]) -> bool:
         """Whether an answer to a streaming call is an event stream (some servers ignore
         the request and answer in one JSON object)."""
         return "json" not in headers.get("content-type", "")
@@ -196,55 +199,54 @@ class HttpUpstream:
         silence = self.timeouts.read if call.stream else self.timeouts.total
         limit = "read timeout" if call.stream else "total time limit"
         opened = sent = False  # an event stream began; an event reached the caller
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=call.connect_timeout or self.timeouts.connect, sock_read=silence
-        )
+        response: Response | None = None
         try:
-            async with self.client().post(
+            response = await self.client().post(
                 upstream.url,
-                data=orjson.dumps(upstream.body),
-                headers=upstream.headers,
-                timeout=timeout,
-                allow_redirects=False,  # a redirect would carry the credential to wherever it points
-            ) as response:
-                if response.status >= 300:
-                    failed = self.status_failure(upstream.url, response.status, await response.read())
-                    wait = retry_after(response.headers.get("retry-after"))
-                    yield failed if wait is None else replace(failed, retry_after=wait)
-                    return
-                if call.stream and self.streams(response.headers):
-                    opened = True
-                    raw: dict[str, Any] | None = {} if call.keep_raw else None
-                    async with aclosing(self.parse_stream(self._sse(response, deadline, raw))) as events:
-                        async for event in events:
-                            sent = True
-                            yield replace(event, raw=raw) if raw and isinstance(event, Finished) else event
-                else:
-                    body = self.json(await response.read())
-                    try:
-                        parsed = self.parse_body(body)
-                    except SHAPE_ERRORS:
-                        raise UpstreamFailure(
-                            self.failed(
-                                "upstream_bad_response",
-                                f"answered in a shape it cannot read: {str(body)[:200]}",
-                            )
-                        ) from None
-                    for event in parsed:
-                        yield (
-                            replace(event, raw=body)
-                            if call.keep_raw and isinstance(event, Finished)
-                            else event
+                orjson.dumps(upstream.body),
+                _merged(self.headers, upstream.headers),
+                connect_timeout=call.connect_timeout or self.timeouts.connect,
+                silence=silence,
+            )  # redirects are not followed: one would carry the credential wherever it points
+            if response.status >= 300:
+                failed = self.status_failure(upstream.url, response.status, await response.read())
+                wait = retry_after(response.headers.get("retry-after"))
+                yield failed if wait is None else replace(failed, retry_after=wait)
+                return
+            if call.stream and self.streams(response.headers):
+                opened = True
+                raw: dict[str, Any] | None = {} if call.keep_raw else None
+                async with aclosing(self.parse_stream(self._sse(response, deadline, raw))) as events:
+                    async for event in events:
+                        sent = True
+                        yield replace(event, raw=raw) if raw and isinstance(event, Finished) else event
+            else:
+                body = self.json(await response.read())
+                try:
+                    parsed = self.parse_body(body)
+                except SHAPE_ERRORS:
+                    raise UpstreamFailure(
+                        self.failed(
+                            "upstream_bad_response",
+                            f"answered in a shape it cannot read: {str(body)[:200]}",
                         )
+                    ) from None
+                for event in parsed:
+                    yield replace(event, raw=body) if call.keep_raw and isinstance(event, Finished) else event
         except UpstreamFailure as failure:
             yield failure.failed
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except UnsendableRequest as exc:
+            yield Failed("invalid_request", f"{self.name}: {exc}")
+        except (TimeoutError, ClientError) as exc:
             yield self.transport_failure(
                 upstream.url, exc, f"{silence:g} s (the upstream {limit})", opened, sent
             )
+        finally:
+            if response is not None:
+                response.close()  # an answer not read to its end does not leave its connection reusable
 
     async def _sse(
-        self, response: aiohttp.ClientResponse, deadline: float, raw: dict[str, Any] | None = None
+        self, response: Response, deadline: float, raw: dict[str, Any] | None = None
     ) -> AsyncGenerator[SseEvent, None]:
         """The body's server-sent events; the total time limit is checked between them, and a
         body that is no event stream at all is reported as such. With `raw`, the top-level keys
@@ -260,7 +262,7 @@ class HttpUpstream:
 
         parser = EventStreamParser()
         seen = False
-        async for event in read_events(response.content, parser, within_deadline):
+        async for event in read_events(response, parser, within_deadline):
             seen = True
             if raw is not None:
                 _gather(raw, event.data)
@@ -288,25 +290,25 @@ class HttpUpstream:
         )
 
     def transport_failure(
-        self, url: str, exc: aiohttp.ClientError | TimeoutError, limit: str, opened: bool, sent: bool
+        self, url: str, exc: ClientError | TimeoutError, limit: str, opened: bool, sent: bool
     ) -> Failed:
         """Once an event has gone out, a retry would repeat it: only an untouched call is retryable,
         and never after a timeout."""
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if isinstance(
-            exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL
-        ):
+        if isinstance(exc, CannotConnect | InvalidUrl):
             return self.failed(
                 "upstream_unreachable",
                 f"at {shown_url(url)} cannot be reached ({what}); is it running, and is the base URL right?",
-                retryable=not isinstance(exc, aiohttp.InvalidURL),
+                retryable=isinstance(exc, CannotConnect),
             )
-        if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
+        if isinstance(exc, TimeoutError):
             # Not retried: the attempt has already spent the server's whole limit, and a second
             # one would double the caller's wait (a fallback still gets its turn).
             return self.failed(
                 "upstream_timeout", f"at {shown_url(url)} sent nothing{' more' if sent else ''} for {limit}"
             )
+        if isinstance(exc, BadResponse):
+            return self.failed("upstream_bad_response", f"at {shown_url(url)} {exc}", retryable=not sent)
         if opened:
             return self.failed(
                 "upstream_stream_cut", f"broke the stream off before it finished ({what})", retryable=not sent
@@ -333,8 +335,16 @@ class HttpUpstream:
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _merged(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """`base` with `extra`'s headers over it, names compared regardless of case."""
+    if not extra:
+        return base
+    taken = {name.lower() for name in extra}
+    return {**{name: value for name, value in base.items() if name.lower() not in taken}, **extra}
 
 
 def _gather(raw: dict[str, Any], data: str) -> None:
