@@ -1,10 +1,10 @@
 """The HTTP/1.1 client of upstream calls: keep-alive connections per origin on asyncio
 protocols, each response parsed by httptools (uvicorn's parser, already a dependency).
 
-Why not aiohttp's client, DESIGN.md's first choice: measured here, it spent 65-76 µs of CPU
-on each small JSON call to a local upstream, and this client 7-8 µs (bench/README.md, "The
-upstream client"). Every invoke makes at least one upstream call, and every streamed event
-comes through it.
+Why not aiohttp's client, DESIGN.md's first choice: measured here, it spent 63-75 µs of CPU
+on each small JSON call to a local upstream, and this client 14-18 µs, each alone in the same
+run (bench/README.md, "The upstream client"). Every invoke makes at least one upstream call,
+and every streamed event comes through it.
 
 It does what an upstream call needs and no more: a POST with a body; keep-alive; TLS; bodies
 delimited by length, by chunks or by the connection's end; gzip and deflate; a time limit to

@@ -2,8 +2,8 @@
 reading, and turning each kind of trouble into a `Failed` event a person can act on.
 
 The client is providers/http_client.py, on httptools: measured here, httpx cost 850-2,100 µs
-of CPU per upstream call (its pool scans every connection per request), aiohttp's 65-76 µs,
-and it 7-8 µs (bench/README.md, "The upstream client").
+of CPU per upstream call (its pool scans every connection per request), aiohttp's 63-75 µs,
+and it 14-18 µs (bench/README.md, "The upstream client").
 
 A provider subclasses `HttpUpstream` and supplies only its own wire format:
 `request()` (the exact call), `parse_body()` (a whole answer) and `parse_stream()`
