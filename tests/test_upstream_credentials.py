@@ -130,6 +130,21 @@ def test_an_admin_key_may_override_the_body_but_never_framing_headers(
     assert "content-length, host may not be set per call" in refused.json()["detail"]
 
 
+def test_no_header_value_can_smuggle_a_header_or_a_request(upstream: FakeOpenAI, start_deck: StartDeck) -> None:
+    """An admin key may set headers, but a line break in one would write a header (or a whole
+    request) of its choosing onto the upstream connection: the call fails, and is logged."""
+    deck = start_deck(openai_api_key=SERVER_KEY)
+    smuggled = "1\r\nX-Injected: yes\r\n\r\nPOST /steal HTTP/1.1"
+    response = execute(deck, deck.admin_key, raw_overrides={"headers": {"X-Team": smuggled}})
+
+    assert response.status_code == 200 and response.json()["state"] == "REJECTED", response.text
+    assert "cannot be sent" in response.json()["error"]["message"]
+    assert upstream.seen == []
+    deck.flush()
+    (run,) = [r for r in deck.runs() if r["dialect"] == "vellum"]
+    assert (run["status"], run["error_code"]) == ("error", "invalid_request")
+
+
 def test_the_policy_matches_urls_by_origin_and_path_segment() -> None:
     assert is_under("https://a.example/v1/chat", "https://a.example/v1")
     assert is_under("https://a.example/v1", "https://a.example/v1/")
