@@ -195,6 +195,10 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    @property
+    def usable(self) -> bool:
+        return not self.closed and self._transport is not None and not self._transport.is_closing()
+
     def _check_silence(self) -> None:
         """One timer per answer, moved on only when it fires (not per chunk)."""
         due = self._last + self._silence
@@ -236,6 +240,7 @@ class _Connection(asyncio.Protocol):
             )
 
     def eof_received(self) -> bool | None:
+        self.closed = True  # not to be taken from the pool meanwhile
         return None  # the transport closes; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -364,7 +369,7 @@ class UpstreamClient:
         now = time.monotonic()
         while origin.idle:
             connection = origin.idle.pop()
-            if not connection.closed and now - connection.idle_since < KEEPALIVE_SECONDS:
+            if connection.usable and now - connection.idle_since < KEEPALIVE_SECONDS:
                 return connection
             connection.close()
         return None
