@@ -130,7 +130,9 @@ def test_an_admin_key_may_override_the_body_but_never_framing_headers(
     assert "content-length, host may not be set per call" in refused.json()["detail"]
 
 
-def test_no_header_value_can_smuggle_a_header_or_a_request(upstream: FakeOpenAI, start_deck: StartDeck) -> None:
+def test_no_header_value_can_smuggle_a_header_or_a_request(
+    upstream: FakeOpenAI, start_deck: StartDeck
+) -> None:
     """An admin key may set headers, but a line break in one would write a header (or a whole
     request) of its choosing onto the upstream connection: the call fails, and is logged."""
     deck = start_deck(openai_api_key=SERVER_KEY)
