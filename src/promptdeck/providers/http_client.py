@@ -161,7 +161,6 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._head_bytes = 0
-        self._header: bytes = b""
         self._decoder: Any = None
         self._ends_with_connection = False
         self.closed = False
@@ -184,6 +183,7 @@ class _Connection(asyncio.Protocol):
     def resume(self, response: Response) -> None:
         if self._paused and self._response is response and self._transport is not None:
             self._paused = False
+            self._last = self.loop.time()  # silence is counted again from here
             self._transport.resume_reading()
 
     def abandon(self, response: Response) -> None:
@@ -200,9 +200,13 @@ class _Connection(asyncio.Protocol):
         return not self.closed and self._transport is not None and not self._transport.is_closing()
 
     def _check_silence(self) -> None:
-        """One timer per answer, moved on only when it fires (not per chunk)."""
+        """One timer per answer, moved on only when it fires (not per chunk). While reading is
+        paused for a slow consumer, the silence is ours, not the upstream's: it is not counted."""
+        now = self.loop.time()
+        if self._paused:
+            self._last = now
         due = self._last + self._silence
-        if self.loop.time() >= due:
+        if now >= due:
             self._timer = None
             self._finish(TimeoutError(f"nothing received for {self._silence:g} s"), reusable=False)
         else:
