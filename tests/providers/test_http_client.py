@@ -14,6 +14,7 @@ import pytest
 
 from promptdeck.providers.http_client import (
     BUFFER_HIGH,
+    MAX_BODY_BYTES,
     BadResponse,
     CannotConnect,
     ConnectionBroken,
@@ -145,6 +146,21 @@ async def test_gzip_is_undone(serve: Callable[..., Awaitable[Server]]) -> None:
     client = UpstreamClient()
     assert (await post(client, server.url))[2] == b'{"long": "' + b"z" * 5000 + b'"}'
     assert b"Accept-Encoding: gzip, deflate" in server.requests[0]
+    await client.aclose()
+
+
+async def test_a_compressed_answer_cannot_inflate_without_bound(
+    serve: Callable[..., Awaitable[Server]],
+) -> None:
+    """A hostile upstream (a workspace may point a credential at any URL) sends ~70 KB that
+    inflate to 70 MiB: the inflating stops once past the bound (`read`'s own limit, which would
+    say "longer than", is not what stops it)."""
+    bomb = gzip.compress(b"\0" * (MAX_BODY_BYTES + (6 << 20)))
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n"
+    server = await serve(sends(head.encode() + bomb))
+    client = UpstreamClient()
+    with pytest.raises(BadResponse, match="inflates past"):
+        await post(client, server.url)
     await client.aclose()
 
 

@@ -36,7 +36,8 @@ import httptools
 BUFFER_HIGH = 1 << 20  # unread body bytes past which a connection stops reading
 BUFFER_LOW = 1 << 18  # ... and reads again below this
 MAX_HEAD_BYTES = 1 << 16  # status line and headers
-MAX_BODY_BYTES = 64 << 20  # a whole body `read` at once
+MAX_BODY_BYTES = 64 << 20  # a whole body `read` at once, or a compressed one inflated
+INFLATE_STEP = 1 << 20  # bytes inflated at once
 IDLE_PER_ORIGIN = 256  # connections kept open, idle, per origin
 KEEPALIVE_SECONDS = 30.0  # an idle connection older than this is closed, not reused
 MAX_ORIGINS = 1_000  # URLs' parsed origins kept (the hot path parses each URL once)
@@ -162,6 +163,7 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._head_bytes = 0
         self._decoder: Any = None
+        self._inflated = 0  # bytes a compressed answer inflated to so far
         self._ends_with_connection = False
         self.closed = False
         self.idle_since = 0.0
@@ -170,7 +172,7 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None and self._response is None
         response = self._response = Response(self)
         self._silence, self._last = silence, self.loop.time()
-        self._head_bytes, self._decoder, self._ends_with_connection = 0, None, False
+        self._head_bytes, self._decoder, self._inflated, self._ends_with_connection = 0, None, 0, False
         self._timer = self.loop.call_at(self._last + silence, self._check_silence)
         self._transport.writelines((head, body))
         return response
@@ -288,13 +290,20 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         response = self._current()
-        if self._decoder is not None:
-            try:
-                body = self._decoder.decompress(body)
-            except zlib.error as exc:
-                raise BadResponse(f"its compressed body could not be read ({exc})") from None
-        if body:
+        if self._decoder is None:
             response._add(body)
+            return
+        try:  # a few compressed bytes may inflate to gigabytes: at most a step at a time, and a total
+            while body:
+                inflated = self._decoder.decompress(body, INFLATE_STEP)
+                self._inflated += len(inflated)
+                if self._inflated > MAX_BODY_BYTES:
+                    raise BadResponse(f"its compressed answer inflates past {MAX_BODY_BYTES} bytes")
+                if inflated:
+                    response._add(inflated)
+                body = self._decoder.unconsumed_tail
+        except zlib.error as exc:
+            raise BadResponse(f"its compressed body could not be read ({exc})") from None
 
     def on_message_complete(self) -> None:
         response = self._current()
