@@ -7,9 +7,10 @@ run (bench/README.md, "The upstream client"). Every invoke makes at least one up
 and every streamed event comes through it.
 
 It does what an upstream call needs and no more: a POST with a body; keep-alive; TLS; bodies
-delimited by length, by chunks or by the connection's end; gzip and deflate; a time limit to
-connect and one on silence (between any two bytes, the head's first included); a bounded
-buffer per connection (reading pauses while a slow consumer has `BUFFER_HIGH` bytes unread).
+delimited by length, by chunks or by the connection's end; gzip and deflate (64 MiB inflated at
+most: a few compressed bytes can inflate to gigabytes); a time limit to connect and one on
+silence (between any two bytes, the head's first included); a bounded buffer per connection
+(reading pauses while a slow consumer has `BUFFER_HIGH` bytes unread).
 No redirects (one would carry the credential wherever it points), no proxies, no cookies.
 Header names and values are checked, so that no caller-supplied text can add a header or a
 request (response splitting).
