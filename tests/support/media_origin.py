@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from promptdeck.domain.outbound_urls import IPAddress, address_problem
-from promptdeck.engine.outbound_http import GuardedResolver, OutboundPolicy
+from promptdeck.engine.outbound_http import OutboundPolicy
+from promptdeck.engine.outbound_resolvers import GuardedResolver
 from tests.support.postgres import free_port
 
 ORIGIN_ADDRESS = "127.0.0.2"

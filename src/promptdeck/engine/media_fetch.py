@@ -22,15 +22,16 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import aiohttp
 
 from promptdeck.domain.errors import ValidationFailed
 from promptdeck.domain.media_capability import needs_bytes
 from promptdeck.domain.media_sources import DEFAULT_POLICY, DOCUMENT, MediaPolicy, file_name
 from promptdeck.engine.outbound_http import OutboundPolicy, OutboundRefused
+
+if TYPE_CHECKING:  # aiohttp is imported on first use (engine/outbound_resolvers.py says why)
+    import aiohttp
 
 MAX_REDIRECTS = 3
 DEFAULT_TIMEOUT = 10.0
@@ -87,6 +88,8 @@ class MediaFetcher:
 
     async def fetch(self, kind: str, url: str, where: str = "the part") -> str:
         """The file at `url` as a data: URL, or `MediaFetchRefused` saying why not."""
+        import aiohttp
+
         try:
             async with asyncio.timeout(self.timeout), self.policy.session(self.timeout) as session:
                 return await self._follow(session, kind, url)

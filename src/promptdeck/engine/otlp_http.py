@@ -17,9 +17,12 @@ import random
 import ssl
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import aiohttp
+if TYPE_CHECKING:  # aiohttp is imported on first use (engine/outbound_resolvers.py says why)
+    import aiohttp
+
 
 log = logging.getLogger("promptdeck.traces")
 
@@ -75,6 +78,8 @@ class OtlpHttpExporter:
 
     async def send(self, body: bytes, *, retry: bool = True) -> bool:
         """Post one request; True when the collector took it."""
+        import aiohttp
+
         if self.gzip:
             body = await asyncio.to_thread(gzip.compress, body)  # zlib lets the loop run meanwhile
         if self._session is None:

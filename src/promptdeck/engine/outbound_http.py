@@ -3,24 +3,25 @@ enforced where the connection is made.
 
 Checking a URL's name once and connecting later would let the name resolve to a public address
 at the check and to 127.0.0.1 at the connection (DNS rebinding). So the session's connector
-resolves names through `GuardedResolver`, which refuses the whole answer if any address in it is
-refused; aiohttp then connects to one of exactly those checked addresses. Literal addresses never
-reach a resolver, so each request's URL is checked too (`OutboundPolicy.check_url`). Redirects are
-never followed: the caller passes `allow_redirects=False` (`OutboundPolicy.post`).
+resolves names through `GuardedResolver` (engine/outbound_resolvers.py), which refuses the whole
+answer if any address in it is refused; aiohttp then connects to one of exactly those checked
+addresses. Literal addresses never reach a resolver, so each request's URL is checked too
+(`OutboundPolicy.check_url`). Redirects are never followed: the caller passes
+`allow_redirects=False` (`OutboundPolicy.post`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-
 from promptdeck.domain.outbound_urls import IPAddress, address_problem, literal_address, url_problem
+
+if TYPE_CHECKING:  # aiohttp is imported on first use (engine/outbound_resolvers.py says why)
+    import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
 
 
 class OutboundRefused(OSError):
@@ -34,7 +35,19 @@ class OutboundPolicy:
 
     def __init__(self, allow_private: bool, names: AbstractResolver | None = None) -> None:
         self.allow_private = allow_private
-        self.names: AbstractResolver = names or SystemResolver()
+        self._names = names
+
+    @property
+    def names(self) -> AbstractResolver:
+        if self._names is None:
+            from promptdeck.engine.outbound_resolvers import SystemResolver
+
+            self._names = SystemResolver()
+        return self._names
+
+    @names.setter
+    def names(self, resolver: AbstractResolver) -> None:
+        self._names = resolver
 
     async def addresses(self, host: str, port: int, family: int = socket.AF_UNSPEC) -> list[ResolveResult]:
         """Every address `host` resolves to, or `OutboundRefused` if any one is refused."""
@@ -73,6 +86,10 @@ class OutboundPolicy:
 
     def session(self, timeout: float) -> aiohttp.ClientSession:
         """A session whose every connection goes through `GuardedResolver`."""
+        import aiohttp
+
+        from promptdeck.engine.outbound_resolvers import GuardedResolver
+
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self), limit=100, ttl_dns_cache=10)
         return aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False
@@ -91,50 +108,12 @@ class OutboundPolicy:
             return response.status
 
 
-class SystemResolver(AbstractResolver):
-    """The system's resolver (getaddrinfo, in the loop's thread pool), made without a running loop."""
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, family=family, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
-        )
-        return [
-            {
-                "hostname": host,
-                "host": str(address[0]),
-                "port": int(address[1]),
-                "family": kind,
-                "proto": proto,
-                "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
-            }
-            for kind, _, proto, _, address in infos
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
-class GuardedResolver(AbstractResolver):
-    """The connector's resolver: the policy's resolver, with every answer checked."""
-
-    def __init__(self, policy: OutboundPolicy) -> None:
-        self.policy = policy
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return await self.policy.addresses(host, port, family)
-
-    async def close(self) -> None:
-        await self.policy.names.close()
-
-
 def describe_failure(exc: BaseException) -> str:
     """One line for the delivery log: what went wrong with a try, never a secret."""
+    from aiohttp import ClientConnectorError
+
     cause: Any = exc
-    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
+    if isinstance(exc, ClientConnectorError) and exc.os_error is not None:
         cause = exc.os_error
     text = str(cause) or type(cause).__name__
     return text[:500]

@@ -25,9 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from promptdeck.domain.change_events import Announced, CatalogChanged, ChangeEvent, Fact
 from promptdeck.domain.runs import new_id, utcnow
@@ -42,6 +40,9 @@ from promptdeck.store.webhook_deliveries import (
     WebhookDeliveries,
 )
 from promptdeck.store.webhook_endpoints import WebhookEndpoints
+
+if TYPE_CHECKING:  # aiohttp is imported on first use (engine/outbound_resolvers.py says why)
+    import aiohttp
 
 log = logging.getLogger("promptdeck.webhooks")
 
@@ -173,6 +174,8 @@ class WebhookDispatcher:
     async def attempt(self, delivery: Delivery) -> Attempt | None:
         """Make the next try of a delivery and log it; schedules the one after if it failed.
         None if no try was made (the endpoint is gone or disabled, or another replica took it)."""
+        import aiohttp
+
         target = await self.endpoints.target(delivery.endpoint_id)
         if target is None or not target.enabled:
             await self.deliveries.give_up(delivery.id)
