@@ -20,6 +20,7 @@ LAZY = {
     "jsonpath_ng": "an evaluation's JSON path evaluator",
     "llama_cpp": "the local model",
     "redis": "PROMPTDECK_REDIS_URL",
+    "aiohttp": "a webhook, a media fetch or a trace export (upstream calls have their own client)",
     "typer": "the command line, not the app",
     "rich": "the command line, not the app",
 }

@@ -109,7 +109,6 @@ class WebhookDispatcher:
     # ── the task ─────────────────────────────────────────────────────────────
 
     def start(self) -> None:
-        self._session = self.policy.session(TRY_TIMEOUT)
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
@@ -218,6 +217,6 @@ class WebhookDispatcher:
         return tried
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:  # a try made before start (e.g. a ping on an unstarted server)
+        if self._session is None:  # made by the first try: a server that sends none imports no aiohttp
             self._session = self.policy.session(TRY_TIMEOUT)
         return self._session
