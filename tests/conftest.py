@@ -22,6 +22,7 @@ from promptdeck.workspace_setup import bootstrap
 from tests.support.live_server import LiveServer, start_server
 from tests.support.postgres import PostgresServer, start_postgres
 
+pytest_plugins = ("tests.support.gc_between_tests",)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 EXAMPLE = """
