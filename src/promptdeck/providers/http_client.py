@@ -419,19 +419,20 @@ class UpstreamClient:
         if parts.scheme not in ("http", "https") or not host:
             raise InvalidUrl("only http:// and https:// URLs with a host can be called")
         secure = parts.scheme == "https"
-        port = port or (443 if secure else 80)
+        default = 443 if secure else 80
+        port = port or default
         try:
             ascii_host = host.encode("idna").decode("ascii")
         except UnicodeError:
             raise InvalidUrl(f"the host {host!r} cannot be spelled in DNS") from None
         shown = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
-        default = 443 if secure else 80
         host_header = shown if port == default else f"{shown}:{port}"
         key = f"{parts.scheme}://{host_header}"
         origin = self._origins.get(key)
         if origin is None:
             if len(self._origins) >= MAX_ORIGINS:  # their idle connections close as they are released
                 self._origins.clear()
+                self._targets.clear()  # none may lead to a forgotten origin, whose connections close
             origin = self._origins[key] = _Origin(key, ascii_host, port, secure, host_header)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if _UNSAFE_VALUE.search(target) or " " in target:
