@@ -8,7 +8,7 @@ from datetime import datetime
 from promptdeck.domain import keys
 from promptdeck.domain.errors import Forbidden, Unauthorized
 from promptdeck.domain.runs import utcnow
-from promptdeck.engine.ttl_cache import TtlCache
+from promptdeck.engine.ttl_cache import MISSING, TtlCache
 from promptdeck.store.access import AccessStore, ApiKey
 
 INVALID = "Invalid access."
@@ -69,7 +69,10 @@ class KeyCheck:
     async def caller(self, secret: str | None, scope: str) -> Caller:
         if not secret or not keys.could_be_key(secret):
             raise Unauthorized(INVALID)
-        key = await self._cache.get(keys.hash_key(secret))
+        hashed = keys.hash_key(secret)
+        key = self._cache.cached(hashed)
+        if key is MISSING:
+            key = await self._cache.get(hashed)
         if key is None or key.revoked_at is not None:
             raise Unauthorized(INVALID)
         refused = unusable(key, utcnow())
