@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from promptdeck.engine.quota_backend import (
+    HOLD_SECONDS,
     Admission,
     BudgetCounter,
     QuotaBackend,
@@ -45,11 +47,52 @@ class Clock:
         self.at += seconds
 
 
-@pytest.fixture(params=["memory"])
+class AsPlanned:
+    """A backend called as the governor calls it: with the same tuple objects for the same
+    windows and counters, call after call, so the in-process backend counts through the state it
+    prepared for them (`_Slots`) rather than finding each window by its key."""
+
+    def __init__(self, backend: QuotaBackend) -> None:
+        self.backend = backend
+        self._same: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def _tuple(self, items: Sequence[Any]) -> tuple[Any, ...]:
+        found = tuple(items)
+        return self._same.setdefault(found, found)
+
+    async def admit(
+        self,
+        requests: Sequence[Window],
+        tokens: Sequence[Window],
+        counters: Sequence[BudgetCounter] = (),
+        amount_usd: float = 0.0,
+        *,
+        reservation_id: str = "",
+        hold_seconds: float = HOLD_SECONDS,
+    ) -> Admission:
+        requests, tokens, counters = self._tuple(requests), self._tuple(tokens), self._tuple(counters)
+        return await self.backend.admit(
+            requests, tokens, counters, amount_usd, reservation_id=reservation_id, hold_seconds=hold_seconds
+        )
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        await self.backend.settle(settlements)
+
+    async def seed(self, spends: Sequence[tuple[BudgetCounter, float]]) -> list[bool]:
+        return await self.backend.seed(spends)
+
+    async def spend(self, keys: Sequence[str]) -> Mapping[str, Spend]:
+        return await self.backend.spend(keys)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+@pytest.fixture(params=["memory", "memory, as planned"])
 async def counting(request: pytest.FixtureRequest) -> AsyncIterator[Counting]:
     clock = Clock()
     backend = MemoryQuotas(clock=clock)
-    yield Counting(backend, clock.advance, clock)
+    yield Counting(backend if request.param == "memory" else AsPlanned(backend), clock.advance, clock)
     await backend.aclose()
 
 
@@ -171,6 +214,15 @@ async def test_the_window_slides(counting: Counting) -> None:
     counting.advance(30.5)
     assert (await counting.backend.admit([window], [])).admitted  # the first has left
     assert not (await counting.backend.admit([window], [])).admitted  # the second has not
+
+
+async def test_a_lowered_limit_waits_until_enough_calls_have_aged_out(counting: Counting) -> None:
+    for _ in range(3):
+        assert (await counting.backend.admit([Window("rl:w:lowered:r", 3)], [])).admitted
+        counting.advance(10)
+    refused = await counting.backend.admit([Window("rl:w:lowered:r", 2)], [])  # 3 held, 2 allowed
+    # room once only one is left: the second call, made 20 s ago, leaves in 40 s
+    assert not refused.admitted and 39 <= refused.retry_after <= 40
 
 
 async def test_tokens_are_counted_after_the_call(counting: Counting) -> None:
@@ -325,3 +377,13 @@ async def test_memory_stays_bounded_whatever_subjects_callers_send() -> None:
     admitted = [(await backend.admit([window], [])).admitted for _ in range(60)]
     assert admitted == [True] * 50 + [False] * 10
     assert len(backend._requests[window.key]) == 50  # a window holds at most its limit
+
+
+async def test_a_planned_call_finds_its_windows_again_once_the_store_forgot_them() -> None:
+    backend = MemoryQuotas(max_counters=1)
+    planned = (Window("rl:w:planned:r", 1),)
+    assert (await backend.admit(planned, ())).admitted
+    assert not (await backend.admit(planned, ())).admitted  # its window is full
+    assert (await backend.admit([Window("rl:w:other:r", 1)], [])).admitted  # forgets the first
+    assert (await backend.admit(planned, ())).admitted  # counted afresh, not in the forgotten log
+    assert len(backend._requests[planned[0].key]) == 1

@@ -77,6 +77,7 @@ class Candidate:
     fallback: int = 0  # 0: the variant's own model; n: its n-th fallback
 
     workspace_id: str = ""
+    prompt_chars: int = 0  # its messages' characters, for token estimates: counted once
 
     @property
     def upstream(self) -> str:
@@ -110,7 +111,7 @@ class Invocation:
             provider=record.provider,
             version_id=record.version_id,
             version_number=record.version_number,
-            input_chars=prompt_chars(record.messages),
+            input_chars=candidates[0].prompt_chars,  # record.messages are the first's
         )
         self._candidates = candidates
         self._config = config
@@ -427,7 +428,7 @@ class Invocation:
         return cost, usage.input + usage.output
 
     def _estimate(self, output: str) -> Usage:
-        prompt = prompt_chars(self.record.messages)
+        prompt = self.run.input_chars
         return Usage(
             input=math.ceil(prompt / CHARS_PER_TOKEN),
             output=math.ceil(len(output) / CHARS_PER_TOKEN),

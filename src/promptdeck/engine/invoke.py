@@ -30,7 +30,7 @@ from promptdeck.domain.values import immutable
 from promptdeck.engine import template_renders
 from promptdeck.engine.auth import Caller
 from promptdeck.engine.circuit import CircuitBreakers
-from promptdeck.engine.invocation import Candidate, Invocation, stamp_version
+from promptdeck.engine.invocation import Candidate, Invocation, prompt_chars, stamp_version
 from promptdeck.engine.media_fetch import MediaFetcher
 from promptdeck.engine.outbound_http import OutboundPolicy
 from promptdeck.engine.pricing import Price, PriceList
@@ -38,7 +38,7 @@ from promptdeck.engine.quota_cost import DEFAULT_MAX_TOKENS, worst_case_cost
 from promptdeck.engine.quota_governor import Governor, Hold
 from promptdeck.engine.response_cache import ResponseCache
 from promptdeck.engine.run_observers import RunObservers
-from promptdeck.engine.ttl_cache import TtlCache
+from promptdeck.engine.ttl_cache import MISSING, TtlCache
 from promptdeck.providers.base import ProviderCall, Providers
 from promptdeck.store.credentials import Credential, CredentialStore
 from promptdeck.store.deployments import DeploymentStore
@@ -135,9 +135,10 @@ class Engine:
         )
         try:
             check_deployment(request.caller.deployments, request.deployment)  # a key's own list
-            deployment = snapshot or await self.deployments.get(
-                (request.caller.workspace_id, request.deployment)
-            )
+            named = (request.caller.workspace_id, request.deployment)
+            deployment = snapshot or self.deployments.cached(named)
+            if deployment is MISSING:
+                deployment = await self.deployments.get(named)
             if deployment is None:
                 raise NotFound(f"no deployment named {request.deployment!r}")
             record.deployment_id = None if snapshot else deployment.id
@@ -149,7 +150,9 @@ class Engine:
             candidates = await self._candidates(request, deployment, version, config)
             record.messages = candidates[0].messages
             record.provider = candidates[0].provider.name
-            overrides = await self.overrides.get(request.caller.workspace_id)
+            overrides = self.overrides.cached(request.caller.workspace_id)
+            if overrides is MISSING:
+                overrides = await self.overrides.get(request.caller.workspace_id)
             hold = await self._admit(request, candidates, overrides) if self.governor is not None else None
         except PromptdeckError as exc:
             record.status, record.error_code, record.error_message = ERROR, exc.code, exc.message
@@ -228,7 +231,9 @@ class Engine:
                 messages = await self.fetcher.inline(provider.media_family, messages, request.inputs)
         credential = None
         if provider.credential_name is not None:
-            credential = await self.credentials.get((request.caller.workspace_id, provider.credential_name))
+            named = (request.caller.workspace_id, provider.credential_name)
+            found = self.credentials.cached(named)
+            credential = await self.credentials.get(named) if found is MISSING else found
         spec = version.spec
         call = ProviderCall(
             model,
@@ -246,7 +251,8 @@ class Engine:
             raw_overrides=request.raw_overrides,
             keep_raw=request.keep_raw,
         )
-        return Candidate(provider, call, model_id, version, kept, position, request.caller.workspace_id)
+        workspace_id = request.caller.workspace_id
+        return Candidate(provider, call, model_id, version, kept, position, workspace_id, prompt_chars(kept))
 
     async def payload(self, request: InvokeRequest) -> dict[str, Any]:
         """The exact body the variant's provider would receive, without calling it."""

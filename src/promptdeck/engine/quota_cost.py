@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from promptdeck.domain.prices import Price
-from promptdeck.engine.invocation import CHARS_PER_TOKEN, Candidate, prompt_chars
+from promptdeck.engine.invocation import CHARS_PER_TOKEN, Candidate
 from promptdeck.engine.pricing import PriceList
 
 DEFAULT_MAX_TOKENS = 4096  # PROMPTDECK_BUDGET_DEFAULT_MAX_TOKENS
@@ -28,7 +28,5 @@ def worst_case_cost(
         price = prices.charged(candidate.model_id, overrides.get(candidate.model_id))
         if price is None:
             return None
-        worst = max(
-            worst, price.estimate(math.ceil(prompt_chars(candidate.messages) / CHARS_PER_TOKEN), output)
-        )
+        worst = max(worst, price.estimate(math.ceil(candidate.prompt_chars / CHARS_PER_TOKEN), output))
     return worst

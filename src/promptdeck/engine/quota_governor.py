@@ -34,8 +34,9 @@ from promptdeck.engine.quota_backend import (
     UniqueIds,
     Window,
 )
+from promptdeck.engine.quota_memory import MemoryQuotas
 from promptdeck.engine.quota_settler import Settler
-from promptdeck.engine.ttl_cache import TtlCache
+from promptdeck.engine.ttl_cache import MISSING, TtlCache
 
 log = logging.getLogger("promptdeck.quotas")
 
@@ -122,6 +123,9 @@ class Governor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend = backend
+        # Counted in this process (not a subclass, which may count otherwise): called without a
+        # coroutine, as there is nothing to wait for.
+        self._memory = backend if type(backend) is MemoryQuotas else None
         self._spends = spends
         self.quotas: TtlCache[str, WorkspaceQuotas] = TtlCache(
             source.load, cache_ttl, max_entries=cache_entries
@@ -147,7 +151,9 @@ class Governor:
         one step, or raise `RateLimited` / `BudgetExceeded` having counted nothing. None: no
         quota applies (nothing to settle). `worst_cost` is asked only when a budget applies;
         None from it means an unknown price."""
-        quotas = await self.quotas.get(subjects.workspace_id)
+        quotas = self.quotas.cached(subjects.workspace_id)
+        if quotas is MISSING:
+            quotas = await self.quotas.get(subjects.workspace_id)
         if quotas.empty:
             return None
         plan = self._plan(quotas, subjects)
@@ -169,9 +175,12 @@ class Governor:
         rid = self._ids.next() if counters else ""
         hold = self._hold_seconds
         try:
-            admission = await self.backend.admit(
-                plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
-            )
+            if self._memory is not None:
+                admission = self._memory.admit_now(plan.requests, plan.tokens, counters, cost, rid, hold)
+            else:
+                admission = await self.backend.admit(
+                    plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
+                )
             if not admission.decided:  # budget counters the backend does not hold yet
                 admission = await self._seeded(plan, subjects, counters, cost, rid, admission.unseeded)
         except QuotaStoreUnavailable as exc:
@@ -195,6 +204,9 @@ class Governor:
         if hold.reservation is None and (tokens <= 0 or not hold.token_keys):
             return
         settlement = Settlement(hold.token_keys, tokens, hold.reservation, actual_usd)
+        if self._memory is not None:
+            self._memory.settle_now((settlement,))
+            return
         if self.settler is not None:
             await self.settler.put(settlement)
             return

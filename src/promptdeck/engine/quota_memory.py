@@ -32,6 +32,7 @@ from promptdeck.engine.quota_backend import (
 )
 
 EPSILON_USD = 1e-9  # float sums: a spend equal to its cap must fit
+MAX_PREPARED = 10_000  # combinations of windows and counters kept prepared (then forgotten at once)
 T = TypeVar("T")
 
 
@@ -83,11 +84,13 @@ class _Budget:
 
 
 class _Lru(OrderedDict[str, T]):
-    """A mapping of at most `bound` entries; `touch` marks one as just used."""
+    """A mapping of at most `bound` entries; `touch` marks one as just used. Each entry it
+    forgets moves `epoch` on: prepared references (`_Slots`) to it are then stale."""
 
-    def __init__(self, bound: int) -> None:
+    def __init__(self, bound: int, epoch: _Epoch) -> None:
         super().__init__()
         self.bound = max(1, bound)
+        self.epoch = epoch
 
     def touch(self, key: str, make: Callable[[], T]) -> T:
         value = self.get(key)
@@ -95,9 +98,39 @@ class _Lru(OrderedDict[str, T]):
             value = self[key] = make()
             if len(self) > self.bound:
                 self.popitem(last=False)
+                self.epoch.value += 1
         else:
             self.move_to_end(key)
         return value
+
+    def clear(self) -> None:
+        super().clear()
+        self.epoch.value += 1
+
+
+@dataclass(slots=True)
+class _Epoch:
+    """Moved on whenever a window or counter is forgotten or replaced."""
+
+    value: int = 0
+
+
+@dataclass(slots=True)
+class _Slots:
+    """One combination of windows and counters with their state found once, not by key per call:
+    the governor passes its plan's same tuples call after call, so they are found by identity
+    (`sequences` keeps them alive, so no other tuple takes their ids while the entry lives). Valid
+    while `epoch` is the backend's and before `expires_at` (the first counter's period end). Each
+    window is marked used in its store's order at most once a second (`refreshed_at`): forgetting
+    a window used since would take more new ones than the bound within that second."""
+
+    sequences: tuple[Sequence[Window], Sequence[Window], Sequence[BudgetCounter]]
+    logs: tuple[tuple[Window, deque[float]], ...]
+    counts: tuple[tuple[Window, _Tokens], ...]
+    budgets: tuple[_Budget, ...]
+    epoch: int
+    expires_at: float
+    refreshed_at: float
 
 
 class MemoryQuotas:
@@ -107,9 +140,11 @@ class MemoryQuotas:
 
     def __init__(self, *, max_counters: int = MAX_COUNTERS, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._requests: _Lru[deque[float]] = _Lru(max_counters)
-        self._tokens: _Lru[_Tokens] = _Lru(max_counters)
-        self._budgets: _Lru[_Budget] = _Lru(max_counters)
+        self._epoch = _Epoch()
+        self._requests: _Lru[deque[float]] = _Lru(max_counters, self._epoch)
+        self._tokens: _Lru[_Tokens] = _Lru(max_counters, self._epoch)
+        self._budgets: _Lru[_Budget] = _Lru(max_counters, self._epoch)
+        self._slots: dict[tuple[int, int, int], _Slots] = {}  # by the sequences' identity
 
     async def admit(
         self,
@@ -138,88 +173,118 @@ class MemoryQuotas:
         if not requests and not tokens and not counters:
             return ADMITTED_WITHOUT_LIMITS
         now = self._clock()
-        budgets = self._budgets_of(counters, now)
-        if budgets is None:
-            absent = tuple(c for c in counters if not self._exists(c.key, now))
-            return Admission(False, 0, 0, 0.0, unseeded=absent)
-        admission, logs = self._windows(requests, tokens, now)
-        if not admission.admitted:
-            return admission
+        slots = self._slots.get((id(requests), id(tokens), id(counters)))
+        if slots is None or slots.epoch != self._epoch.value or now >= slots.expires_at:
+            slots = self._prepare(requests, tokens, counters, now)
+            if slots is None:
+                absent = tuple(c for c in counters if not self._exists(c.key, now))
+                return Admission(False, 0, 0, 0.0, unseeded=absent)
+        elif now >= slots.refreshed_at + 1.0:
+            self._refresh(slots, now)
+        verdict = self._windows(slots, now)
+        if isinstance(verdict, Admission):  # a window refused
+            return verdict
+        budgets = slots.budgets
         for counter, budget in zip(counters, budgets, strict=True):
             reserved = budget.reserved(now)
             if budget.settled + reserved + amount_usd > counter.cap_usd + EPSILON_USD:
                 return Admission(False, 0, 0, 0.0, budget=BudgetRefusal(counter, budget.settled, reserved))
-        for log in logs:
+        for _, log in slots.logs:
             log.append(now)
+        limit, remaining, reset = verdict
         if not counters:
-            return admission
+            return Admission(True, limit, remaining, reset)
         until = now + hold_seconds
         for budget in budgets:
             budget.hold(reservation_id, amount_usd, until)
         reservation = Reservation(reservation_id, tuple(counters), amount_usd)
-        limit, remaining, reset = admission.limit, admission.remaining, admission.reset_seconds
         return Admission(True, limit, remaining, reset, reservation=reservation)
 
-    def _windows(
-        self, requests: Sequence[Window], tokens: Sequence[Window], now: float
-    ) -> tuple[Admission, list[deque[float]]]:
-        """The windows' verdict, counting nothing yet, and the request windows' logs."""
-        if not requests and not tokens:
-            return ADMITTED_WITHOUT_LIMITS, []
-        logs = []
+    def _prepare(
+        self,
+        requests: Sequence[Window],
+        tokens: Sequence[Window],
+        counters: Sequence[BudgetCounter],
+        now: float,
+    ) -> _Slots | None:
+        """The windows' and counters' state, each just used (made if new); None if a counter
+        does not exist (or its period is over). Kept for the next call only for tuples: a list
+        may be changed in place under the same identity."""
+        budgets = []
+        for counter in counters:
+            budget = self._budgets.get(counter.key)
+            if budget is None or budget.expires_at <= now:
+                return None
+            self._budgets.move_to_end(counter.key)
+            budgets.append(budget)
+        logs = tuple((w, self._requests.touch(w.key, deque)) for w in requests)
+        counts = tuple((w, self._tokens.touch(w.key, _Tokens)) for w in tokens)
+        expires_at = min((b.expires_at for b in budgets), default=math.inf)
+        slots = _Slots((requests, tokens, counters), logs, counts, tuple(budgets), 0, expires_at, now)
+        slots.epoch = self._epoch.value  # after the touches above, which may have forgotten others
+        if isinstance(requests, tuple) and isinstance(tokens, tuple) and isinstance(counters, tuple):
+            if len(self._slots) >= MAX_PREPARED:
+                self._slots.clear()
+            self._slots[(id(requests), id(tokens), id(counters))] = slots
+        return slots
+
+    def _refresh(self, slots: _Slots, now: float) -> None:
+        """Mark the slots' windows and counters as just used in their stores' order."""
+        for window, _ in slots.logs:
+            self._requests.move_to_end(window.key)
+        for window, _ in slots.counts:
+            self._tokens.move_to_end(window.key)
+        for counter in slots.sequences[2]:
+            self._budgets.move_to_end(counter.key)
+        slots.refreshed_at = now
+
+    def _windows(self, slots: _Slots, now: float) -> Admission | tuple[int, int, float]:
+        """The windows' verdict, counting nothing yet: the refusal, or the tightest window's
+        (limit, remaining after this call, seconds until empty); with no windows, (0, 0, 0.0)."""
         cutoff = now - WINDOW_SECONDS
-        # The tightest window (the least remaining after this call; the first of equals), and the
-        # refusing window that frees up last (the first of equals), tracked as the windows are
-        # read: no list of states, no key functions.
-        tightest: tuple[Window, int, float] | None = None  # (window, remaining, seconds until empty)
+        # The tightest window (the least remaining after this call; the first of equals), tracked
+        # as the windows are read, in locals: this runs on every call.
+        limit, remaining, reset = 0, 0, 0.0
+        tightest = False
         refused: tuple[Window, float, float] | None = None  # (window, seconds until room, until empty)
-        found, refresh = self._requests.get, self._requests.move_to_end  # `touch`, inlined: per call
-        for window in requests:
-            log = found(window.key)
-            if log is None:
-                log = self._requests.touch(window.key, deque)
-            else:
-                refresh(window.key)
-            logs.append(log)
-            while log and log[0] <= cutoff:
-                log.popleft()
-            over = len(log) - window.limit  # >= 0: full (more than full if the limit was lowered)
-            if over >= 0:
-                wait = log[over] + WINDOW_SECONDS - now
+        for window, log in slots.logs:
+            if log and log[0] <= cutoff:
+                while log and log[0] <= cutoff:
+                    log.popleft()
+            left = window.limit - len(log) - 1  # < 0: full (more than full if the limit was lowered)
+            if left < 0:
+                wait = log[-left - 1] + WINDOW_SECONDS - now  # room once this one has aged out
                 if refused is None or wait > refused[1]:
                     refused = (window, wait, WINDOW_SECONDS)
-            remaining = window.limit - len(log) - 1
-            if tightest is None or remaining < tightest[1]:
-                tightest = (window, remaining, WINDOW_SECONDS)
-        found_tokens, refresh = self._tokens.get, self._tokens.move_to_end
-        for window in tokens:
-            count = found_tokens(window.key)
-            if count is None:
-                count = self._tokens.touch(window.key, _Tokens)
-            else:
-                refresh(window.key)
-            count.trim(now)
-            reset = count.buckets[-1][0] + WINDOW_SECONDS - now if count.buckets else 0.0
-            if count.total >= window.limit:
-                wait, left = 0.0, count.total
-                for second, used in count.buckets:  # room once enough of the oldest have aged out
-                    if left < window.limit:
+            if not tightest or left < remaining:
+                tightest, limit, remaining, reset = True, window.limit, left, WINDOW_SECONDS
+        for window, count in slots.counts:
+            buckets = count.buckets
+            if buckets and buckets[0][0] <= cutoff:
+                count.trim(now)
+            until_empty = buckets[-1][0] + WINDOW_SECONDS - now if buckets else 0.0
+            left = window.limit - count.total
+            if left <= 0:
+                wait, over = 0.0, count.total
+                for second, used in buckets:  # room once enough of the oldest have aged out
+                    if over < window.limit:
                         break
-                    left -= used
+                    over -= used
                     wait = second + WINDOW_SECONDS - now
                 if refused is None or wait > refused[1]:
-                    refused = (window, wait, reset)
-            remaining = window.limit - count.total
-            if tightest is None or remaining < tightest[1]:
-                tightest = (window, remaining, reset)
+                    refused = (window, wait, until_empty)
+            if not tightest or left < remaining:
+                tightest, limit, remaining, reset = True, window.limit, left, until_empty
         if refused is not None:
-            window, wait, reset = refused
-            return Admission(False, window.limit, 0, max(reset, 0.0), max(wait, 0.0), window.key), logs
-        assert tightest is not None
-        window, remaining, reset = tightest
-        return Admission(True, window.limit, remaining, max(reset, 0.0)), logs
+            window, wait, until_empty = refused
+            return Admission(False, window.limit, 0, max(until_empty, 0.0), max(wait, 0.0), window.key)
+        return limit, remaining, max(reset, 0.0)
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
+        self.settle_now(settlements)
+
+    def settle_now(self, settlements: Sequence[Settlement]) -> None:
+        """`settle`, synchronously."""
         now = self._clock()
         second = math.floor(now)
         for settlement in settlements:
@@ -244,7 +309,8 @@ class MemoryQuotas:
             if self._exists(counter.key, now):
                 done.append(False)
                 continue
-            self._budgets.pop(counter.key, None)
+            if self._budgets.pop(counter.key, None) is not None:
+                self._epoch.value += 1  # an expired counter replaced: slots holding it are stale
             self._budgets.touch(counter.key, partial(_Budget, counter.expires_at, max(spent_usd, 0.0)))
             done.append(True)
         return done
@@ -266,14 +332,3 @@ class MemoryQuotas:
     def _exists(self, key: str, now: float) -> bool:
         budget = self._budgets.get(key)
         return budget is not None and budget.expires_at > now
-
-    def _budgets_of(self, counters: Sequence[BudgetCounter], now: float) -> list[_Budget] | None:
-        """The counters' budgets, just used; None if any does not exist (or its period is over)."""
-        found = []
-        for counter in counters:
-            budget = self._budgets.get(counter.key)
-            if budget is None or budget.expires_at <= now:
-                return None
-            self._budgets.move_to_end(counter.key)
-            found.append(budget)
-        return found
