@@ -416,16 +416,16 @@ class Invocation:
         cannot be known costs what was reserved."""
         record = self.record
         if record.cost is not None or self._usage is not None:  # the upstream reported usage
-            usage, cost = Usage(record.input_tokens, output=record.output_tokens), record.cost
+            cost, tokens = record.cost, (record.input_tokens or 0) + (record.output_tokens or 0)
         elif not self._attempts:  # no upstream was called (a cache hit, or never read)
             return 0.0, 0
         else:
             usage = self._estimate("".join(self._fold.text) + "".join(self._fold.reasoning))
             model_ids = (self._priced_as or self._candidates[0].model_id,)
-            cost = price_usage(self._engine.prices, self._overrides, model_ids, usage)[0]
+            cost, tokens = price_usage(self._engine.prices, self._overrides, model_ids, usage)[0], usage.total
         if cost is None:
             cost = hold.reservation.amount_usd if hold.reservation is not None else 0.0
-        return cost, usage.input + usage.output
+        return cost, tokens
 
     def _estimate(self, output: str) -> Usage:
         prompt = self.run.input_chars

@@ -181,7 +181,7 @@ class Governor:
                 admission = await self.backend.admit(
                     plan.requests, plan.tokens, counters, cost, reservation_id=rid, hold_seconds=hold
                 )
-            if not admission.decided:  # budget counters the backend does not hold yet
+            if admission.unseeded:  # budget counters the backend does not hold yet
                 admission = await self._seeded(plan, subjects, counters, cost, rid, admission.unseeded)
         except QuotaStoreUnavailable as exc:
             self._unavailable(plan, counters, exc)  # raises unless every feature fails open
