@@ -3,6 +3,7 @@
 Starlette iterates a streaming body only once the headers are on their way; a caller that
 hangs up before that never starts it, so nothing inside the body could record the run. The
 response's own ASGI call always ends, so the run is closed there (engine/invocation.py).
+The chunks that are ready together go out in one `send` (surfaces/ready_chunks.py).
 
 Per stream, not per event: one task watches for the caller leaving, and one timer sends the
 dialect's keep-alive bytes after a quiet interval. Each event then costs one pass through the
@@ -23,6 +24,7 @@ from promptdeck.domain.answers import ResolvedRun
 from promptdeck.domain.events import Event
 from promptdeck.engine.invocation import Invocation
 from promptdeck.surfaces.http import cancel_on_disconnect
+from promptdeck.surfaces.ready_chunks import ready_chunks
 
 Encoder = Callable[[ResolvedRun, AsyncIterator[Event]], AsyncIterator[bytes]]
 """A dialect's stream encoder: the run as resolved, and its events, to the bytes of the body.
@@ -44,7 +46,8 @@ class RunResponse(StreamingResponse):
         *,
         ping: bytes,
     ) -> None:
-        super().__init__(encode(invocation.run, invocation.events()), media_type=media_type, headers=headers)
+        self.encoded = encode(invocation.run, invocation.events())
+        super().__init__(self.encoded, media_type=media_type, headers=headers)
         self.invocation = invocation
         self.keepalive = keepalive
         self.ping = ping
@@ -57,12 +60,13 @@ class RunResponse(StreamingResponse):
         assert here is not None
         left = asyncio.ensure_future(cancel_on_disconnect(receive, here))
         pacer = KeepAlive(send, self.ping, self.keepalive)
-        body = self.body_iterator
+        body = self.encoded
+        chunks = ready_chunks(body)
         try:
             await send(self.start())
             pacer.start()
             pacing = True
-            async for chunk in body:
+            async for chunk in chunks:
                 if pacing and self.invocation.ended:  # the last bytes follow at once: no ping
                     pacing = False  # may come after them (a ping after `[DONE]` broke framing)
                     await pacer.stop()
@@ -78,8 +82,9 @@ class RunResponse(StreamingResponse):
         finally:
             left.cancel()
             await pacer.stop()
+            await chunks.aclose()  # first: it may be inside a step of the body, which it ends
             aclose = getattr(body, "aclose", None)
-            if aclose is not None:
+            if aclose is not None:  # the body, if `chunks` never started
                 await aclose()
             await self.invocation.close()
 
