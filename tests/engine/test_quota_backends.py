@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from promptdeck.engine.quota_backend import (
-    HOLD_SECONDS,
     Admission,
     BudgetCounter,
     QuotaBackend,
@@ -66,14 +65,10 @@ class AsPlanned:
         tokens: Sequence[Window],
         counters: Sequence[BudgetCounter] = (),
         amount_usd: float = 0.0,
-        *,
-        reservation_id: str = "",
-        hold_seconds: float = HOLD_SECONDS,
+        **options: Any,
     ) -> Admission:
-        requests, tokens, counters = self._tuple(requests), self._tuple(tokens), self._tuple(counters)
-        return await self.backend.admit(
-            requests, tokens, counters, amount_usd, reservation_id=reservation_id, hold_seconds=hold_seconds
-        )
+        same = self._tuple
+        return await self.backend.admit(same(requests), same(tokens), same(counters), amount_usd, **options)
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         await self.backend.settle(settlements)
