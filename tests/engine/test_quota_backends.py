@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from promptdeck.engine import quota_memory
 from promptdeck.engine.quota_backend import (
     Admission,
     BudgetCounter,
@@ -382,3 +383,13 @@ async def test_a_planned_call_finds_its_windows_again_once_the_store_forgot_them
     assert (await backend.admit([Window("rl:w:other:r", 1)], [])).admitted  # forgets the first
     assert (await backend.admit(planned, ())).admitted  # counted afresh, not in the forgotten log
     assert len(backend._requests[planned[0].key]) == 1
+
+
+async def test_prepared_combinations_stay_bounded_whatever_subjects_callers_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(quota_memory, "MAX_PREPARED", 10)
+    backend = MemoryQuotas(max_counters=50)
+    for n in range(200):  # a caller naming a new end user every call: a new plan each time
+        assert (await backend.admit((Window(f"rl:w:user{n}:r", 5),), ())).admitted
+        assert len(backend._slots) <= 10
