@@ -60,16 +60,10 @@ class AsPlanned:
         found = tuple(items)
         return self._same.setdefault(found, found)
 
-    async def admit(
-        self,
-        requests: Sequence[Window],
-        tokens: Sequence[Window],
-        counters: Sequence[BudgetCounter] = (),
-        amount_usd: float = 0.0,
-        **options: Any,
-    ) -> Admission:
-        same = self._tuple
-        return await self.backend.admit(same(requests), same(tokens), same(counters), amount_usd, **options)
+    async def admit(self, *arguments: Any, **options: Any) -> Admission:
+        """The windows and counters (the sequences among the arguments) as the same tuples."""
+        same = [self._tuple(a) if isinstance(a, list | tuple) else a for a in arguments]
+        return await self.backend.admit(*same, **options)
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         await self.backend.settle(settlements)
