@@ -52,7 +52,7 @@ async def ready_chunks(body: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None
                 try:
                     yield b"".join(group)
                 except BaseException:
-                    await _abandon(pending, waits_on)
+                    await _abandon(pending)
                     raise
                 group, size = [], 0
             chunk = await _Rest(pending, waits_on)
@@ -67,7 +67,7 @@ async def ready_chunks(body: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None
             await aclose()
 
 
-async def _abandon(pending: Any, waits_on: Any) -> None:
+async def _abandon(pending: Any) -> None:
     """A waiting step nobody will read: cancelled where it waits, and run to its end."""
     with contextlib.suppress(BaseException):
         await _Rest(pending, pending.throw(asyncio.CancelledError()))
