@@ -61,6 +61,10 @@ class CpuMeter:
         self.start_cores = core_ticks()
         self.start_procs = {name: process_cpu_ns(pid) for name, pid in self.pids.items()}
 
+    def spent_ns(self, name: str) -> int:
+        """CPU one process has used since `start`."""
+        return process_cpu_ns(self.pids[name]) - self.start_procs[name]
+
     def stop(self, requests: int) -> dict[str, Any]:
         """`<process>_cpu_us_per_request` for each process; with a phase of 0.5 s or more, also
         `core<N>_busy` (share of the core) and `other_load_cores`."""
