@@ -17,7 +17,7 @@ import logging
 import socket
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import uvicorn
@@ -27,6 +27,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from promptdeck.config import Settings
+from promptdeck.serving_writes import HeadWithBody
 from promptdeck.surfaces.callers import OPEN_PATHS
 
 log = logging.getLogger("promptdeck.serving")
@@ -48,6 +49,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 20.0
     body_min_rate = 500.0
+    _writes: HeadWithBody  # the transport as uvicorn writes to it (serving_writes.py)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,7 +64,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # ── uvicorn's callbacks, each extended by a line or two ──
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._writes = HeadWithBody(transport, self.loop)
+        super().connection_made(cast(asyncio.Transport, self._writes))
         self._wait(HEADERS)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -82,10 +85,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         limit = self.limit_concurrency
         if limit is not None and self.url.split(b"?", 1)[0] in UNLIMITED_PATHS:
             self.limit_concurrency = None  # uvicorn's own check reads this attribute
+        previous = self.cycle
         try:
             super().on_headers_complete()
         finally:
             self.limit_concurrency = limit
+        if self.cycle is not previous and (previous is None or previous.response_complete):
+            self._writes.hold_next()  # a response starts now: its head waits for its body
         self._wait(BODY)
 
     def on_body(self, body: bytes) -> None:
