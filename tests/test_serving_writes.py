@@ -151,8 +151,8 @@ def data_segments(sock: socket.socket) -> tuple[int, int]:
     return received, sent
 
 
-def read_response(sock: socket.socket) -> bytes:
-    data = b""
+def read_response(sock: socket.socket, status: bytes = b"200", data: bytes = b"") -> tuple[bytes, bytes]:
+    """One response's body, and the bytes read past it (a pipelined response's start)."""
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
@@ -160,31 +160,76 @@ def read_response(sock: socket.socket) -> bytes:
     length = int({name.lower(): value for name, value in fields.items()}[b"content-length"])
     while len(body) < length:
         body += sock.recv(65536)
-    assert head.startswith(b"HTTP/1.1 200"), head
-    return body
+    assert head.startswith(b"HTTP/1.1 " + status), head
+    return body[:length], body[length:]
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
+def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'promptdeck.db'}", tmp_path)
-    seed(settings)
+    _, key = seed(settings)
     server = start_server(settings)
-    yield server
+    yield server, key
     server.stop()
 
 
-def test_each_small_answer_reaches_the_client_in_one_segment(live: LiveServer) -> None:
+def connect(live: LiveServer) -> socket.socket:
     host, port = live.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def test_each_small_answer_reaches_the_client_in_one_segment(live: tuple[LiveServer, str]) -> None:
     requests = 20
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with connect(live[0]) as sock:
+        request = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         sock.sendall(request)
         read_response(sock)  # the first answer may come with the connection's own setup
         received_before, sent_before = data_segments(sock)
         for _ in range(requests):
             sock.sendall(request)
-            assert b'"status"' in read_response(sock)
+            assert b'"status"' in read_response(sock)[0]
         received, sent = data_segments(sock)
     assert sent - sent_before == requests  # the counters read as this test expects
     assert received - received_before == requests
+
+
+def test_pipelined_requests_get_their_answers_whole_and_in_order(live: tuple[LiveServer, str]) -> None:
+    """The second request's headers complete while the first is answered: nothing is held
+    out of turn."""
+    server, key = live
+    invoke = (
+        b"POST /v1/prompt/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        + key.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n"
+        + b'{"deployment": "no-such"}\n'
+    )
+    health = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with connect(server) as sock:
+        sock.sendall(invoke + health + invoke)
+        first, rest = read_response(sock, b"404")
+        second, rest = read_response(sock, b"200", rest)
+        third, rest = read_response(sock, b"404", rest)
+    assert b"no-such" in first and b"no-such" in third and b'"status"' in second
+    assert rest == b""
+
+
+def test_expect_100_continue_still_asks_for_the_body(live: tuple[LiveServer, str]) -> None:
+    server, key = live
+    body = b'{"deployment": "no-such"}\n'
+    head = (
+        b"POST /v1/prompt/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        + key.encode()
+        + b"\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    with connect(server) as sock:
+        sock.sendall(head)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer, _ = read_response(sock, b"404", interim.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n"))
+    assert b"no-such" in answer
