@@ -118,6 +118,18 @@ def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
     assert run(aborting) == [("abort", ())]
 
 
+def test_a_head_held_for_a_connection_lost_meanwhile_is_dropped() -> None:
+    """uvloop refuses a write on a closed transport: the flush must not try one."""
+
+    async def steps(writes: HeadWithBody) -> None:
+        writes.hold_next()
+        writes.write(b"HEAD")
+        writes.transport.closed = True  # type: ignore[attr-defined]  # the peer went away
+        await asyncio.sleep(0)
+
+    assert run(steps) == []
+
+
 def test_writelines_keeps_the_order() -> None:
     async def steps(writes: HeadWithBody) -> None:
         writes.hold_next()

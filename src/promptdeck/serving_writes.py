@@ -47,11 +47,13 @@ class HeadWithBody:
             self.transport.write(data)
 
     def flush(self) -> None:
-        """Send what is held, if anything."""
+        """Send what is held, if anything and if the connection is still there (it may have
+        been lost in the same turn of the loop: the head is then for nobody)."""
         held = self._held
         if held is not None:
             self._held = None
-            self.transport.write(held)
+            if not self.transport.is_closing():
+                self.transport.write(held)
 
     def writelines(self, pieces: Any) -> None:
         self.flush()
