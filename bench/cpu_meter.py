@@ -69,7 +69,7 @@ class CpuMeter:
         """`<process>_cpu_us_per_request` for each process; with a phase of 0.5 s or more, also
         `core<N>_busy` (share of the core) and `other_load_cores`."""
         wall = time.perf_counter() - self.start_wall
-        spent = {name: process_cpu_ns(pid) - self.start_procs[name] for name, pid in self.pids.items()}
+        spent = {name: self.spent_ns(name) for name in self.pids}
         cores = core_ticks()
         figures: dict[str, Any] = {
             f"{name}_cpu_us_per_request": round(ns / 1000 / requests, 1) if requests else None
