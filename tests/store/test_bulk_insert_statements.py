@@ -39,6 +39,19 @@ def test_a_batch_is_cut_into_the_largest_chunk_then_powers_of_two(most: int) -> 
     assert len(seen) <= 1 + math.ceil(math.log2(most))
 
 
+def test_a_sqlite_statement_takes_at_most_256_rows_however_narrow_they_are() -> None:
+    """Under SQLite's parameter limit a narrow table's statement would take thousands of rows,
+    and a prepared statement's memory grows with its rows (bench/README.md, "Memory")."""
+    dialect = sa.create_engine("sqlite://").dialect
+    width = len(run_metadata.columns)
+    assert bulk_module.SQLITE_MAX_PARAMETERS // width > 1000  # the parameter limit alone allows more
+    rows = [(f"run{i}", "key", "ws", AT, f"v{i}", None) for i in range(700)]
+    assert len(rows[0]) == width
+    statements = bulk_module.bound(dialect, run_metadata, rows)
+    assert [len(parameters) // width for _sql, parameters in statements] == [256, 256, 128, 32, 16, 8, 4]
+    assert sum(len(parameters) for _sql, parameters in statements) == 700 * width
+
+
 async def test_batches_of_many_lengths_make_few_statement_texts_and_write_every_run(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,7 +88,7 @@ async def test_batches_of_many_lengths_make_few_statement_texts_and_write_every_
         assert len(texts) <= 4
     else:
         for table in TABLES:
-            most = bulk_module.SQLITE_MAX_PARAMETERS // len(table.columns)
+            most = bulk_module.sqlite_rows_per_statement(len(table.columns))
             found = texts[(table.name,)]
             assert 1 <= len(found) <= 1 + math.ceil(math.log2(most)), (table.name, len(found))
         assert len(texts[("runs",)]) <= 5  # one text per length would be 16 here

@@ -13,8 +13,10 @@ go to the driver as tuples in the table's column order, through the columns' own
   executemany, every row would take the GIL back from whatever else the process is doing.
   A batch is cut into chunks of a few fixed lengths (the most rows a statement takes, then powers
   of two), so a table has a dozen statement texts at most: the driver keeps the last 128 texts it
-  met prepared, per connection (~90 bytes a parameter: up to 3 MB each), and one text per batch
-  length held ~200 MB (bench/soak_memory.py); the ~60 of the writer's five tables hold ~33 MB.
+  met prepared, per connection (~90 bytes a parameter), and one text per batch length held
+  ~200 MB (bench/soak_memory.py). A statement takes at most 256 rows: at SQLite's parameter
+  limit (~1,000 runs a statement) the writer's texts held 20-30 MB under load, at 256 rows
+  ~13 MB, for under 1 µs more CPU a run (bench/README.md, "Memory").
   (PostgreSQL's texts do not depend on the number of rows.)
 
 With a `Merge`, a row whose primary key is already stored is merged into it instead:
@@ -40,6 +42,7 @@ from promptdeck.store.database import without_nul
 Row = tuple[Any, ...]
 Statement = tuple[str, Any]  # SQL for the driver, and its parameters
 SQLITE_MAX_PARAMETERS = 32_766  # SQLite's limit on one statement's parameters (since 3.32)
+SQLITE_MOST_ROWS = 256  # rows in one statement at most: a prepared statement's memory grows with them
 _VALUES = re.compile(r" VALUES \((?:\?|\$1\b).*?\)(?= ON CONFLICT |$)")
 _PARAMETER = re.compile(r"\$(\d+)")
 
@@ -88,7 +91,7 @@ class BulkInsert:
             return
         width = len(converted[0])
         start = 0
-        for length in chunk_lengths(len(converted), SQLITE_MAX_PARAMETERS // width):
+        for length in chunk_lengths(len(converted), sqlite_rows_per_statement(width)):
             part = converted[start : start + length]
             start += length
             yield (self._sqlite_text(width, length), tuple(chain.from_iterable(part)))
@@ -121,6 +124,11 @@ class BulkInsert:
                     values[position] = process(value)
             converted.append(tuple(values))
         return converted
+
+
+def sqlite_rows_per_statement(width: int) -> int:
+    """The most rows of `width` columns one SQLite statement inserts."""
+    return min(SQLITE_MOST_ROWS, SQLITE_MAX_PARAMETERS // width)
 
 
 def chunk_lengths(rows: int, most: int) -> list[int]:
