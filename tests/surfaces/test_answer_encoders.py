@@ -25,6 +25,7 @@ from promptdeck.domain.events import (
     Usage,
 )
 from promptdeck.surfaces import fetchhive, openai_wire, playground, vellum_answers
+from promptdeck.surfaces.http import TEXT_MARK
 from promptdeck.surfaces.run_response import Encoder
 
 RUN = ResolvedRun(
@@ -115,6 +116,72 @@ async def test_openai_chunks_agree_with_the_chat_completion() -> None:
     assert arguments == message["tool_calls"][0]["function"]["arguments"] == '{"q": "fox"}'
     assert chunks[-1]["usage"] == whole["usage"] and whole["usage"]["total_tokens"] == 15
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+@pytest.mark.parametrize("model", ["openai/second", TEXT_MARK, f"a{TEXT_MARK}b"])
+async def test_openai_text_chunks_are_the_bytes_of_their_whole_object(
+    include_usage: bool, model: str
+) -> None:
+    """Text deltas are made from a pre-built template (surfaces/openai_wire.py); each is still
+    exactly the bytes of its whole object, in its key order, whatever the model that answers
+    calls itself, and after a fallback's `Started` names another."""
+    events: list[Event] = [
+        Started(model, provider="openai", version_number=2),
+        TextDelta("He"),
+        TextDelta('llo "\u0000" \u2028 😀'),
+        Started("openai/third", provider="openai", version_number=3),
+        TextDelta("again"),
+        TextDelta("!"),
+    ]
+    parts = await encoded(openai_wire.chunk_encoder(include_usage=include_usage), events)
+
+    expected = []
+    for text, answering, version, first in (
+        ("He", model, 2, True),
+        ('llo "\u0000" \u2028 😀', model, 2, False),
+        ("again", "openai/third", 3, False),
+        ("!", "openai/third", 3, False),
+    ):
+        delta = {"role": "assistant", "content": text} if first else {"content": text}
+        body: dict[str, Any] = {
+            "id": "chatcmpl-0190aa00000000000000000000000001",
+            "object": "chat.completion.chunk",
+            "created": int(RUN.created_at.timestamp()),
+            "model": answering,
+            "system_fingerprint": f"promptdeck:d@default:v{version}",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}],
+        }
+        if include_usage:
+            body["usage"] = None
+        expected.append(b"data: " + orjson.dumps(body) + b"\n\n")
+    assert parts == expected
+
+
+async def test_vellum_text_lines_are_the_bytes_of_their_whole_object() -> None:
+    """Vellum's text deltas come from a template too; the text's output slot follows the
+    reasoning's when the reasoning came first."""
+    events: list[Event] = [
+        Started("openai/second"),
+        ReasoningDelta("hm"),
+        TextDelta("Hi"),
+        TextDelta(' "x" '),
+    ]
+    parts = await encoded(vellum_answers.stream_encoder(frozenset(), "LATEST"), events)
+
+    execution = {"execution_id": "0190aa00-0000-0000-0000-000000000001"}
+    assert parts[2:] == [
+        orjson.dumps(
+            {
+                "state": "STREAMING",
+                **execution,
+                "output": {"type": "STRING", "value": text},
+                "output_index": 1,
+            }
+        )
+        + b"\n"
+        for text in ("Hi", ' "x" ')
+    ]
 
 
 async def test_openai_stream_failure_is_one_error_event_without_done() -> None:

@@ -128,9 +128,11 @@ async def invoke(request: Request) -> Response:
 async def stream_events(run: ResolvedRun, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
     """A run's events as Fetch Hive's server-sent events (WIRE.md §1); PING keeps it alive."""
     head = b'data: {"request_id":' + dumps(run.request_id)
+    model = dumps(run.model)
     async for event in events:
         if isinstance(event, Started):
             run = run.answered_by(event)
+            model = dumps(run.model)
         elif isinstance(event, TextDelta | ReasoningDelta):
             kind = b"response" if isinstance(event, TextDelta) else b"reasoning"
             yield (
@@ -138,7 +140,7 @@ async def stream_events(run: ResolvedRun, events: AsyncIterator[Event]) -> Async
                 + b',"type":"'
                 + kind
                 + b'","model":'
-                + dumps(run.model)
+                + model
                 + b',"response":'
                 + dumps(event.text)
                 + b"}\n\n"

@@ -42,7 +42,7 @@ from promptdeck.engine.invocation import caller_error
 from promptdeck.engine.invoke import InvokeRequest
 from promptdeck.surfaces.access_log import log_run
 from promptdeck.surfaces.callers import services
-from promptdeck.surfaces.http import dumps, unless_disconnected
+from promptdeck.surfaces.http import dumps, text_template, unless_disconnected
 from promptdeck.surfaces.run_response import Encoder, RunResponse
 
 FINISH_REASONS = {STOP: "stop", LENGTH: "length", TOOL_CALLS: "tool_calls", CONTENT_FILTER: "content_filter"}
@@ -210,11 +210,21 @@ def chunk_encoder(include_usage: bool) -> Encoder:
                 opened = True
             return chunk([{"index": 0, "delta": fields, "finish_reason": finish_reason, "logprobs": None}])
 
+        def text_delta(text: str) -> bytes:
+            return delta({"content": text})
+
+        before_text, after_text = b"", b""
         async for event in events:
             if isinstance(event, Started):
                 run = run.answered_by(event)  # the model and version that answer, from here on
+                before_text = b""
             elif isinstance(event, TextDelta):
-                yield delta({"content": event.text})
+                if not opened:  # the first delta names the role too
+                    yield text_delta(event.text)
+                    continue
+                if not before_text:  # most of a stream's events: made from a template
+                    before_text, after_text = text_template(text_delta)
+                yield before_text + dumps(event.text) + after_text
             elif isinstance(event, ReasoningDelta):
                 yield delta({"reasoning_content": event.text})
             elif isinstance(event, ToolCallDelta):

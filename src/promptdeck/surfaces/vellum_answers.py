@@ -28,7 +28,7 @@ from promptdeck.domain.events import (
     Usage,
 )
 from promptdeck.engine.invocation import caller_error
-from promptdeck.surfaces.http import dumps
+from promptdeck.surfaces.http import dumps, text_template
 from promptdeck.surfaces.run_response import Encoder
 
 FINISH_REASONS = {STOP: "STOP", LENGTH: "LENGTH", TOOL_CALLS: "STOP"}  # anything else: UNKNOWN
@@ -194,6 +194,10 @@ def stream_encoder(asked: frozenset[str], release_tag: str) -> Encoder:
             )
             return {**event, "meta": found} if found else event
 
+        def streamed_text(text: str) -> bytes:
+            return _line({"state": "STREAMING", **base, "output": string(text), "output_index": slot("text")})
+
+        before_text, after_text = b"", b""  # a text delta's template (surfaces/http.py)
         initiated = False
         async for event in events:
             fold.add(event)
@@ -203,10 +207,13 @@ def stream_encoder(asked: frozenset[str], release_tag: str) -> Encoder:
                 initiated = True
                 first = event if isinstance(event, Started | Failed) else None
                 yield _line(with_meta({"state": "INITIATED", **base}, INITIATED_META, first))
-            if isinstance(event, TextDelta | ReasoningDelta):
-                is_text = isinstance(event, TextDelta)
-                output = string(event.text) if is_text else thinking(event.text)
-                index = slot("text" if is_text else "thinking")
+            if isinstance(event, TextDelta):
+                if not before_text:  # its output slot, once given, stays the same
+                    before_text, after_text = text_template(streamed_text)
+                yield before_text + dumps(event.text) + after_text
+            elif isinstance(event, ReasoningDelta):
+                output = thinking(event.text)
+                index = slot("thinking")
                 yield _line({"state": "STREAMING", **base, "output": output, "output_index": index})
             elif isinstance(event, ToolCallDelta):
                 slot(f"tool:{event.index}")
