@@ -102,7 +102,8 @@ class HttpCaller(asyncio.Protocol):
                 self.chunked = True
             else:
                 start = head.find(b"content-length:")
-                self.length = int(head[start + 15 : head.index(b"\r\n", start)]) if start >= 0 else 0
+                stop = head.find(b"\r\n", start)  # none when it is the head's last line
+                self.length = int(head[start + 15 : stop if stop >= 0 else None]) if start >= 0 else 0
             del buf[: end + 4]
             self.in_head = False
         if not self.chunked:
