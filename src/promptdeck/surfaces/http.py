@@ -348,7 +348,7 @@ def text_template(encode: Callable[[str], bytes]) -> tuple[bytes, bytes]:
     """The bytes `encode(text)` makes before and after the JSON-encoded text, for a text that
     comes last among the values a caller or an upstream chose: `before + dumps(text) + after`
     is then `encode(text)`, at a fraction of the CPU of building and encoding the whole object
-    for each of a stream's deltas (bench/README.md, "Text deltas from a template")."""
+    for each of a stream's deltas (docs/performance.md has the figures)."""
     before, _, after = encode(TEXT_MARK).rpartition(dumps(TEXT_MARK))
     return before, after
 
